@@ -1,0 +1,41 @@
+-- Default provider presets and model rates. Rates are micro-credits per 1,000 tokens (1 credit = 1,000,000
+-- micro-credits), set at the providers' list prices in USD per million tokens x 1,000, so 1 credit ~ 1 USD before
+-- the multiplier. Local engines (LM Studio, Ollama) cost the operator only hardware: a token rate of 1 and 0.1x.
+-- Idempotent: rows an admin has changed are left alone.
+
+insert into public.llm_providers
+  (slug, name, api_style, base_url, default_model, enabled, credit_multiplier, byok_allowed,
+   custom_base_url_allowed, sort_order)
+values
+  ('openai',    'OpenAI',        'openai',    'https://api.openai.com/v1',                    'gpt-4o-mini',             true, 1.0, true, false, 10),
+  ('github',    'GitHub Models', 'openai',    'https://models.github.ai/inference',           'openai/gpt-4o-mini',      true, 1.5, true, false, 20),
+  ('anthropic', 'Anthropic',     'anthropic', 'https://api.anthropic.com/v1',                 'claude-haiku-4-5',        true, 1.0, true, false, 30),
+  ('google',    'Google Gemini', 'openai',    'https://generativelanguage.googleapis.com/v1beta/openai', 'gemini-2.5-flash', true, 1.0, true, false, 40),
+  ('groq',      'Groq',          'openai',    'https://api.groq.com/openai/v1',               'llama-3.3-70b-versatile', true, 1.0, true, false, 50),
+  ('mistral',   'Mistral',       'openai',    'https://api.mistral.ai/v1',                    'mistral-small-latest',    true, 1.0, true, false, 60),
+  ('lmstudio',  'LM Studio',     'openai',    'http://127.0.0.1:1234/v1',                     'local-model',             true, 0.1, true, true,  70),
+  ('ollama',    'Ollama',        'openai',    'http://127.0.0.1:11434/v1',                    'llama3.2',                true, 0.1, true, true,  80)
+on conflict (slug) do nothing;
+
+insert into public.llm_model_rates (provider_id, model, input_rate, output_rate, context_window)
+select p.id, r.model, r.input_rate, r.output_rate, r.context_window
+from (values
+  ('openai',    'gpt-4o-mini',               150,   600,  128000),
+  ('openai',    'gpt-4o',                   2500, 10000,  128000),
+  ('openai',    'gpt-4.1-mini',              400,  1600, 1047576),
+  ('github',    'openai/gpt-4o-mini',        150,   600,  128000),
+  ('github',    'openai/gpt-4.1-mini',       400,  1600, 1047576),
+  ('anthropic', 'claude-haiku-4-5',         1000,  5000,  200000),
+  ('anthropic', 'claude-sonnet-4-5',        3000, 15000,  200000),
+  ('google',    'gemini-2.5-flash',          300,  2500, 1048576),
+  ('google',    'gemini-2.5-flash-lite',     100,   400, 1048576),
+  ('groq',      'llama-3.3-70b-versatile',   590,   790,  131072),
+  ('groq',      'llama-3.1-8b-instant',       50,    80,  131072),
+  ('mistral',   'mistral-small-latest',      100,   300,  131072),
+  ('mistral',   'mistral-large-latest',     2000,  6000,  131072),
+  ('lmstudio',  'local-model',                 1,     1,    8192),
+  ('ollama',    'llama3.2',                    1,     1,  131072),
+  ('ollama',    'smollm2',                     1,     1,    8192)
+) as r (slug, model, input_rate, output_rate, context_window)
+join public.llm_providers p on p.slug = r.slug
+on conflict (provider_id, model) do nothing;

@@ -1,0 +1,45 @@
+"""Switchboard: choose how your LLM requests are served, then serve them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from webapp.config import Settings, load_settings
+
+
+def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
+    """Build the app. `config` is a Settings, a mapping read like the environment, or None for os.environ."""
+    settings = config if isinstance(config, Settings) else load_settings(config)
+    app = Flask(__name__, template_folder="../templates", static_folder="../static")
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=settings.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=settings.session_hours * 3600,
+        MAX_CONTENT_LENGTH=4 * 1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,
+        WTF_CSRF_SSL_STRICT=settings.secure_cookies,
+        TESTING=settings.env == "test",
+    )
+    from webapp import cli, extensions
+    from webapp.web import errorhandlers
+    from webapp.api import register_api
+    from webapp.web import register_web
+
+    extensions.init_app(app, settings)
+    register_web(app)
+    register_api(app)
+    errorhandlers.init_app(app)
+    cli.init_app(app)
+    return app
+
+
+def services(app: Flask) -> Any:
+    return app.extensions["switchboard"]

@@ -1,0 +1,87 @@
+"""Operator commands: flask db upgrade|seed, flask users create-admin, flask credits grant, flask keys rotate."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from webapp import migrate
+from webapp.repos import credits as credits_repo
+from webapp.repos import users as users_repo
+
+db_cli = AppGroup("db", help="Database migrations and seed data.")
+users_cli = AppGroup("users", help="User accounts.")
+credits_cli = AppGroup("credits", help="Credit balances.")
+keys_cli = AppGroup("keys", help="Stored API key encryption.")
+
+
+def _svc():  # type: ignore[no-untyped-def]
+    return current_app.extensions["switchboard"]
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations from supabase/migrations."""
+    with migrate.connect_admin(_svc().settings.database_admin_url) as conn:
+        done = migrate.upgrade(conn)
+    click.echo(f"applied {len(done)} migration(s)" + (": " + ", ".join(done) if done else ""))
+
+
+@db_cli.command("seed")
+def db_seed() -> None:
+    """Insert the default provider presets and rates (rows an admin changed are kept)."""
+    with migrate.connect_admin(_svc().settings.database_admin_url) as conn:
+        migrate.seed(conn)
+    click.echo("seed applied")
+
+
+@users_cli.command("create-admin")
+@click.argument("email")
+@click.option("--if-none", is_flag=True, help="Do nothing when an admin already exists.")
+def create_admin(email: str, if_none: bool) -> None:
+    """Create an admin (or promote an existing user). Prints a one-time password unless ADMIN_PASSWORD is set."""
+    svc = _svc()
+    with svc.db.as_service() as conn:
+        if if_none and users_repo.count_admins(conn) > 0:
+            click.echo("an admin already exists; nothing to do")
+            return
+        password = os.environ.get("ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        existing = users_repo.by_email(conn, email)
+        if existing:
+            users_repo.set_admin(conn, existing.id)
+            if not os.environ.get("ADMIN_PASSWORD"):
+                click.echo(f"{email} is now an admin (password unchanged)")
+                return
+            users_repo.set_password(conn, existing.id, password)
+            click.echo(f"{email} is now an admin")
+            return
+        users_repo.create(conn, email, password, admin=True)
+    if os.environ.get("ADMIN_PASSWORD"):
+        click.echo(f"admin {email} created with the password from ADMIN_PASSWORD")
+    else:
+        click.echo(f"admin {email} created; one-time password: {password}")
+        click.echo("sign in and change it; it is not stored anywhere in clear")
+
+
+@credits_cli.command("grant")
+@click.argument("email")
+@click.argument("credits", type=float)
+@click.option("--reason", default="operator grant")
+def credits_grant(email: str, credits: float, reason: str) -> None:
+    """Grant (or, negative, deduct) CREDITS to EMAIL through the ledger."""
+    micro = round(credits * 1_000_000)
+    with _svc().db.as_service() as conn:
+        user = users_repo.by_email(conn, email)
+        if user is None:
+            raise click.ClickException(f"no user {email}")
+        balance = credits_repo.adjust(conn, user.id, micro, reason, None)
+    click.echo(f"{email}: balance {balance / 1_000_000:.6f} credits")
+
+
+def init_app(app: Flask) -> None:
+    for group in (db_cli, users_cli, credits_cli, keys_cli):
+        app.cli.add_command(group)

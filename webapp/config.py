@@ -1,0 +1,212 @@
+"""One Settings object, read from the environment once and validated at start-up."""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping
+
+ADMIN_KEY_ENV = {
+    "openai": "OPENAI_API_KEY",
+    "github": "GITHUB_MODELS_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "google": "GOOGLE_API_KEY",
+    "groq": "GROQ_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "lmstudio": "LMSTUDIO_API_KEY",
+    "ollama": "OLLAMA_API_KEY",
+}
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _bool(name: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _float(name: str, raw: str, low: float = 0.0) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= low:
+        raise ConfigError(f"{name} must be greater than {low}")
+    return value
+
+
+def _int(name: str, raw: str, low: int = 0) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < low:
+        raise ConfigError(f"{name} must be at least {low}")
+    return value
+
+
+def parse_encryption_keys(name: str, raw: str) -> dict[str, bytes]:
+    """`kid:base64key[,kid:base64key...]`; the first is the active key, the rest decrypt only."""
+    keys: dict[str, bytes] = {}
+    for part in [p.strip() for p in raw.split(",") if p.strip()]:
+        kid, sep, b64 = part.partition(":")
+        if not sep or not kid or not kid.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{name} entries must look like kid:base64key")
+        try:
+            key = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
+        except ValueError:
+            raise ConfigError(f"{name}: key {kid!r} is not base64") from None
+        if len(key) != 32:
+            raise ConfigError(f"{name}: key {kid!r} must decode to 32 bytes (AES-256)")
+        if kid in keys:
+            raise ConfigError(f"{name}: key id {kid!r} appears twice")
+        keys[kid] = key
+    if not keys:
+        raise ConfigError(f"{name} must hold at least one key")
+    return keys
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    secret_key: str = ""
+    database_url: str = ""
+    database_admin_url: str = ""
+    db_pool_min: int = 2
+    db_pool_max: int = 20
+    auth_backend: str = "local"
+    supabase_url: str = "http://127.0.0.1:54321"
+    supabase_anon_key: str = ""
+    jwt_secret: str = ""
+    jwt_algorithms: tuple[str, ...] = ("HS256",)
+    jwks_url: str = ""
+    jwt_leeway: int = 30
+    access_token_ttl: int = 3600
+    session_hours: int = 12
+    encryption_keys: Mapping[str, bytes] = field(default_factory=dict)
+    cors_origins: tuple[str, ...] = ()
+    upstream_connect_timeout: float = 5.0
+    upstream_read_timeout: float = 120.0
+    byok_allow_private_urls: bool = False
+    reserve_default_max_tokens: int = 4096
+    admin_env_keys: Mapping[str, str] = field(default_factory=dict)
+    multiplier_min: float = 0.01
+    multiplier_max: float = 100.0
+    tiktoken_cache_dir: str = ""
+    log_level: str = "INFO"
+
+    @property
+    def jwt_issuer(self) -> str:
+        return self.supabase_url.rstrip("/") + "/auth/v1"
+
+    @property
+    def active_key_id(self) -> str:
+        return next(iter(self.encryption_keys))
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.env == "production"
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        return replace(self, **overrides)
+
+    def __repr__(self) -> str:  # never print secrets
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        for secret in ("secret_key", "jwt_secret", "encryption_keys", "admin_env_keys", "supabase_anon_key"):
+            shown[secret] = "***"
+        for url in ("database_url", "database_admin_url"):
+            shown[url] = "***" if shown[url] else ""
+        return f"Settings({shown})"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming the first bad variable."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str, default: str = "") -> str:
+        return env.get(name, default).strip()
+
+    def required(name: str) -> str:
+        value = get(name)
+        if not value:
+            raise ConfigError(f"{name} is required but not set")
+        return value
+
+    mode = get("SWITCHBOARD_ENV", "development")
+    if mode not in {"development", "production", "test"}:
+        raise ConfigError(f"SWITCHBOARD_ENV must be development, production or test, got {mode!r}")
+    secret_key = required("SECRET_KEY")
+    if len(secret_key) < 32:
+        raise ConfigError("SECRET_KEY must be at least 32 characters")
+    database_url = required("DATABASE_URL")
+    if not database_url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("DATABASE_URL must be a postgresql:// URL")
+    backend = get("AUTH_BACKEND", "local")
+    if backend not in {"local", "supabase"}:
+        raise ConfigError(f"AUTH_BACKEND must be local or supabase, got {backend!r}")
+    supabase_url = get("SUPABASE_URL", "http://127.0.0.1:54321").rstrip("/")
+    if not supabase_url.startswith(("http://", "https://")):
+        raise ConfigError("SUPABASE_URL must be an http(s) URL")
+    algs = tuple(a.strip() for a in get("JWT_ALGORITHMS", "HS256").split(",") if a.strip())
+    for alg in algs:
+        if alg not in {"HS256", "ES256", "RS256"}:
+            raise ConfigError(f"JWT_ALGORITHMS: {alg!r} is not one of HS256, ES256, RS256")
+    jwt_secret = get("SUPABASE_JWT_SECRET")
+    if "HS256" in algs and len(jwt_secret) < 32:
+        raise ConfigError("SUPABASE_JWT_SECRET must be set (at least 32 characters) when HS256 is allowed")
+    if backend == "local" and "HS256" not in algs:
+        raise ConfigError("JWT_ALGORITHMS must include HS256 with AUTH_BACKEND=local (local tokens are HS256)")
+    anon_key = get("SUPABASE_ANON_KEY")
+    if backend == "supabase" and not anon_key:
+        raise ConfigError("SUPABASE_ANON_KEY is required with AUTH_BACKEND=supabase")
+    origins = tuple(o.strip().rstrip("/") for o in get("CORS_ORIGINS").split(",") if o.strip())
+    for origin in origins:
+        if origin == "*" or not origin.startswith(("http://", "https://")):
+            raise ConfigError(f"CORS_ORIGINS: {origin!r} must be an explicit http(s) origin (no wildcard)")
+    admin_env_keys = {slug: env[var].strip() for slug, var in ADMIN_KEY_ENV.items() if env.get(var, "").strip()}
+    mult_min = _float("MULTIPLIER_MIN", get("MULTIPLIER_MIN", "0.01"))
+    mult_max = _float("MULTIPLIER_MAX", get("MULTIPLIER_MAX", "100"))
+    if mult_max < mult_min:
+        raise ConfigError("MULTIPLIER_MAX must not be below MULTIPLIER_MIN")
+    level = get("LOG_LEVEL", "INFO").upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    pool_min = _int("DB_POOL_MIN", get("DB_POOL_MIN", "2"), 1)
+    pool_max = _int("DB_POOL_MAX", get("DB_POOL_MAX", "20"), 1)
+    if pool_max < pool_min:
+        raise ConfigError("DB_POOL_MAX must not be below DB_POOL_MIN")
+    return Settings(
+        env=mode,
+        secret_key=secret_key,
+        database_url=database_url,
+        database_admin_url=get("DATABASE_ADMIN_URL") or database_url,
+        db_pool_min=pool_min,
+        db_pool_max=pool_max,
+        auth_backend=backend,
+        supabase_url=supabase_url,
+        supabase_anon_key=anon_key,
+        jwt_secret=jwt_secret,
+        jwt_algorithms=algs,
+        jwks_url=get("SUPABASE_JWKS_URL") or supabase_url + "/auth/v1/.well-known/jwks.json",
+        jwt_leeway=_int("JWT_LEEWAY_SECONDS", get("JWT_LEEWAY_SECONDS", "30")),
+        access_token_ttl=_int("ACCESS_TOKEN_TTL_SECONDS", get("ACCESS_TOKEN_TTL_SECONDS", "3600"), 60),
+        session_hours=_int("SESSION_HOURS", get("SESSION_HOURS", "12"), 1),
+        encryption_keys=parse_encryption_keys("ENCRYPTION_KEYS", required("ENCRYPTION_KEYS")),
+        cors_origins=origins,
+        upstream_connect_timeout=_float("UPSTREAM_CONNECT_TIMEOUT", get("UPSTREAM_CONNECT_TIMEOUT", "5")),
+        upstream_read_timeout=_float("UPSTREAM_READ_TIMEOUT", get("UPSTREAM_READ_TIMEOUT", "120")),
+        byok_allow_private_urls=_bool("BYOK_ALLOW_PRIVATE_URLS", get("BYOK_ALLOW_PRIVATE_URLS", "false")),
+        reserve_default_max_tokens=_int("RESERVE_DEFAULT_MAX_TOKENS", get("RESERVE_DEFAULT_MAX_TOKENS", "4096"), 1),
+        admin_env_keys=admin_env_keys,
+        multiplier_min=mult_min,
+        multiplier_max=mult_max,
+        tiktoken_cache_dir=get("TIKTOKEN_CACHE_DIR"),
+        log_level=level,
+    )

@@ -1,0 +1,71 @@
+"""Wiring of the app's shared objects: the database pool, token verifier, key ring, CSRF, CORS, Flask-Login."""
+
+from __future__ import annotations
+
+import atexit
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask
+from flask_cors import CORS
+from flask_login import LoginManager
+from flask_wtf import CSRFProtect
+
+from webapp.config import Settings
+from webapp.crypto import KeyRing
+from webapp.db import Database
+
+csrf = CSRFProtect()
+login_manager = LoginManager()
+
+CORS_ALLOW_HEADERS = [
+    "Authorization", "Content-Type", "X-BYOK-API-Key", "X-BYOK-Provider", "X-BYOK-Base-URL",
+    "X-Switchboard-Task", "X-Request-Id", "OpenAI-Organization", "OpenAI-Project",
+]
+CORS_EXPOSE_HEADERS = [
+    "X-Request-Id", "X-Switchboard-Mode", "X-Switchboard-Provider", "X-Switchboard-Model",
+    "X-Switchboard-Credits", "X-Switchboard-Multiplier", "X-Switchboard-Usage", "X-Switchboard-Fallback",
+    "X-Switchboard-Key-Source", "Retry-After",
+]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    keyring: KeyRing
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["extra"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def init_app(app: Flask, settings: Settings) -> Services:
+    db = Database(settings.database_url, settings.db_pool_min, settings.db_pool_max)
+    db.open()
+    atexit.register(db.close)
+    svc = Services(settings=settings, db=db, keyring=KeyRing(settings.encryption_keys))
+    from webapp.auth.backends import make_backend
+    from webapp.auth.jwt import TokenVerifier
+
+    svc.extra["verifier"] = TokenVerifier(settings)
+    svc.extra["auth_backend"] = make_backend(settings, db)
+    app.extensions["switchboard"] = svc
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.sign_in"
+    login_manager.session_protection = "strong"
+    # Bearer tokens, not cookies, authenticate cross-origin calls: credentials stay off, origins stay explicit.
+    CORS(
+        app,
+        resources={r"/api/*": {}, r"/v1/*": {}},
+        origins=list(settings.cors_origins),
+        allow_headers=CORS_ALLOW_HEADERS,
+        expose_headers=CORS_EXPOSE_HEADERS,
+        supports_credentials=False,
+        max_age=600,
+    )
+    return svc

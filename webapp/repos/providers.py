@@ -1,0 +1,69 @@
+"""llm_providers, llm_model_rates and llm_admin_keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import psycopg
+from psycopg.rows import class_row
+
+
+@dataclass(frozen=True)
+class Provider:
+    id: str
+    slug: str
+    name: str
+    api_style: str
+    base_url: str
+    default_model: str
+    enabled: bool
+    credit_multiplier: Decimal
+    byok_allowed: bool
+    custom_base_url_allowed: bool
+    sort_order: int
+
+
+@dataclass(frozen=True)
+class ModelRate:
+    provider_id: str
+    model: str
+    input_rate: int
+    output_rate: int
+    context_window: int
+
+
+@dataclass(frozen=True)
+class AdminKey:
+    id: str
+    provider_id: str
+    ciphertext: str
+    key_id: str
+    last4: str
+    label: str
+
+
+_PROVIDER_COLS = ("id::text as id, slug, name, api_style, base_url, default_model, enabled, credit_multiplier,"
+                  " byok_allowed, custom_base_url_allowed, sort_order")
+
+
+def list_providers(conn: psycopg.Connection) -> list[Provider]:
+    """Every provider the current role may see (RLS: enabled ones for users, all for admins)."""
+    with conn.cursor(row_factory=class_row(Provider)) as cur:
+        cur.execute(f"select {_PROVIDER_COLS} from public.llm_providers order by sort_order, slug")
+        return cur.fetchall()
+
+
+def list_rates(conn: psycopg.Connection) -> list[ModelRate]:
+    with conn.cursor(row_factory=class_row(ModelRate)) as cur:
+        cur.execute("select provider_id::text as provider_id, model, input_rate, output_rate, context_window"
+                    " from public.llm_model_rates order by model")
+        return cur.fetchall()
+
+
+def active_admin_keys(conn: psycopg.Connection) -> list[AdminKey]:
+    """Service role only: the newest active key per provider first."""
+    with conn.cursor(row_factory=class_row(AdminKey)) as cur:
+        cur.execute("select id::text as id, provider_id::text as provider_id, ciphertext, key_id, last4, label"
+                    " from public.llm_admin_keys where active and revoked_at is null order by created_at desc")
+        return cur.fetchall()

@@ -1,0 +1,68 @@
+"""llm_request_logs: one receipt row per gateway request (no key, no prompt text)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from decimal import Decimal
+
+import psycopg
+from psycopg.rows import class_row
+
+
+@dataclass
+class RequestLog:
+    request_id: str
+    user_id: str
+    mode: str
+    status: int
+    provider: str | None = None
+    model: str | None = None
+    task: str | None = None
+    key_source: str | None = None
+    admin_key_id: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    usage_source: str | None = None
+    credits: int = 0
+    multiplier: Decimal | None = None
+    fallback_path: list[str] | None = None
+    stream: bool = False
+    error_code: str | None = None
+    latency_ms: int = 0
+
+
+@dataclass(frozen=True)
+class LogRow:
+    request_id: str
+    mode: str
+    provider: str | None
+    model: str | None
+    tokens_in: int
+    tokens_out: int
+    usage_source: str | None
+    credits: int
+    status: int
+    error_code: str | None
+    created_at: datetime
+
+
+_FIELDS = [f.name for f in fields(RequestLog)]
+
+
+def insert_many(conn: psycopg.Connection, rows: list[RequestLog]) -> None:
+    cols = ", ".join(_FIELDS)
+    marks = ", ".join(["%s"] * len(_FIELDS))
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"insert into public.llm_request_logs ({cols}) values ({marks}) on conflict (request_id) do nothing",
+            [[getattr(r, f) if f != "fallback_path" else (r.fallback_path or []) for f in _FIELDS] for r in rows],
+        )
+
+
+def recent(conn: psycopg.Connection, user_id: str, limit: int = 50) -> list[LogRow]:
+    with conn.cursor(row_factory=class_row(LogRow)) as cur:
+        cur.execute("select request_id::text as request_id, mode, provider, model, tokens_in, tokens_out,"
+                    " usage_source, credits, status, error_code, created_at from public.llm_request_logs"
+                    " where user_id = %s order by created_at desc limit %s", [user_id, limit])
+        return cur.fetchall()

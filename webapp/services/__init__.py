@@ -1,0 +1,1 @@
+"""The rules, no Flask: routing, credits, gateway, keys, settings, usage, quote."""
