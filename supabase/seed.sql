@@ -7,7 +7,7 @@ insert into public.llm_providers
   (slug, name, api_style, base_url, default_model, enabled, credit_multiplier, byok_allowed,
    custom_base_url_allowed, sort_order)
 values
-  ('openai',    'OpenAI',        'openai',    'https://api.openai.com/v1',                    'gpt-4o-mini',             true, 1.0, true, false, 10),
+  ('openai',    'OpenAI',        'openai',    'https://api.openai.com/v1',                    'gpt-4o-mini',             true, 1.0, true, true,  10),
   ('github',    'GitHub Models', 'openai',    'https://models.github.ai/inference',           'openai/gpt-4o-mini',      true, 1.5, true, false, 20),
   ('anthropic', 'Anthropic',     'anthropic', 'https://api.anthropic.com/v1',                 'claude-haiku-4-5',        true, 1.0, true, false, 30),
   ('google',    'Google Gemini', 'openai',    'https://generativelanguage.googleapis.com/v1beta/openai', 'gemini-2.5-flash', true, 1.0, true, false, 40),

@@ -44,6 +44,9 @@ class Services:
 
 
 def init_app(app: Flask, settings: Settings) -> Services:
+    from webapp import logging_setup
+
+    logging_setup.configure(settings.log_level)
     db = Database(settings.database_url, settings.db_pool_min, settings.db_pool_max)
     db.open()
     atexit.register(db.close)
@@ -53,6 +56,13 @@ def init_app(app: Flask, settings: Settings) -> Services:
 
     svc.extra["verifier"] = TokenVerifier(settings)
     svc.extra["auth_backend"] = make_backend(settings, db)
+    from webapp.services.catalog import CatalogCache
+    from webapp.services.gateway import Gateway
+    from webapp.services.logwriter import LogWriter
+
+    svc.extra["catalog"] = CatalogCache(db)
+    svc.extra["logs"] = LogWriter(db)
+    svc.extra["gateway"] = Gateway(settings, db, svc.keyring, svc.extra["catalog"], svc.extra["logs"])
     app.extensions["switchboard"] = svc
     csrf.init_app(app)
     login_manager.init_app(app)

@@ -1,0 +1,21 @@
+.DEFAULT_GOAL := help
+.PHONY: help run test lint bench db-reset
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+run: ## set everything up (venv, Postgres, secrets, migrations, seed, first admin) and serve on 127.0.0.1:8000
+	bash scripts/run.sh
+
+test: ## set up the same way and run the whole test suite
+	bash scripts/test.sh
+
+lint: ## ruff over the code
+	.venv/bin/ruff check webapp tests scripts bench
+
+bench: ## proxy overhead and throughput, Switchboard vs a bare pass-through
+	.venv/bin/python bench/proxy_bench.py
+
+db-reset: ## stop and delete the private local Postgres cluster (all local data)
+	-runuser -u postgres -- $$(ls -d /usr/lib/postgresql/*/bin | head -1)/pg_ctl -D .local/pgdata stop -m fast
+	rm -rf .local/pgdata .local/pg.env .env.local

@@ -1,0 +1,65 @@
+"""Validation of an OpenAI chat-completions body. Unknown fields pass through to the provider untouched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from webapp.errors import AppError
+
+ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+MAX_MESSAGES = 1000
+MAX_TOKENS_CEILING = 1_000_000
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    body: dict[str, Any]
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool
+    include_usage: bool
+    max_tokens: int | None
+    task: str | None
+
+
+def _invalid(message: str, param: str, code: str = "invalid_value") -> AppError:
+    return AppError(message, code=code, status=400, field=param)
+
+
+def parse(body: Any, header_task: str | None) -> ChatRequest:
+    if not isinstance(body, dict):
+        raise _invalid("The request body must be a JSON object.", "body", "invalid_json")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip() or len(model) > 200:
+        raise _invalid("`model` must be a non-empty string (at most 200 characters).", "model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _invalid("`messages` must be a non-empty array.", "messages")
+    if len(messages) > MAX_MESSAGES:
+        raise _invalid(f"`messages` may hold at most {MAX_MESSAGES} items.", "messages")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or msg.get("role") not in ROLES:
+            raise _invalid(f"messages[{i}] must be an object with a valid role.", f"messages[{i}].role")
+        content = msg.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise _invalid(f"messages[{i}].content must be a string or an array of parts.",
+                           f"messages[{i}].content")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _invalid("`stream` must be true or false.", "stream")
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                   or not 1 <= max_tokens <= MAX_TOKENS_CEILING):
+        raise _invalid(f"`max_tokens` must be an integer from 1 to {MAX_TOKENS_CEILING}.", "max_tokens")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise _invalid("`stream_options` must be an object.", "stream_options")
+    include_usage = bool(options and options.get("include_usage"))
+    metadata = body.get("metadata")
+    task = header_task
+    if task is None and isinstance(metadata, dict) and isinstance(metadata.get("task"), str):
+        task = metadata["task"]
+    if task is not None and (not task.strip() or len(task) > 64):
+        raise _invalid("The task name must be 1 to 64 characters.", "metadata.task")
+    return ChatRequest(body, model.strip(), messages, stream, include_usage, max_tokens, task)

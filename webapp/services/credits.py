@@ -1,0 +1,53 @@
+"""Credit maths and the reserve/settle/refund calls. Money is integer micro-credits, never floats:
+credits = ceil((tokens_in x input_rate + tokens_out x output_rate) / 1000 x multiplier)."""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, Decimal
+
+import psycopg
+
+from webapp.db import Database
+from webapp.errors import PaymentRequired
+from webapp.repos import credits as credits_repo
+
+MICRO = 1_000_000
+
+
+def cost(tokens_in: int, tokens_out: int, input_rate: int, output_rate: int, multiplier: Decimal) -> int:
+    """Micro-credits for this usage; rates are micro-credits per 1,000 tokens. Exact decimal, rounded up."""
+    raw = (Decimal(tokens_in) * input_rate + Decimal(tokens_out) * output_rate) * Decimal(multiplier) / 1000
+    return int(raw.to_integral_value(rounding=ROUND_CEILING))
+
+
+def format_credits(micro: int) -> str:
+    return f"{Decimal(micro) / MICRO:.6f}"
+
+
+def reserve(db: Database, user_id: str, request_id: str, amount: int, cap: int | None) -> int:
+    """Reserve `amount` or raise PaymentRequired (balance short or monthly cap reached). Returns the balance."""
+    try:
+        with db.as_service() as conn:
+            return credits_repo.reserve(conn, user_id, request_id, amount, cap)
+    except psycopg.Error as exc:
+        state = getattr(exc, "sqlstate", None)
+        if state == credits_repo.INSUFFICIENT:
+            raise PaymentRequired(
+                f"Not enough credits: this request needs up to {format_credits(amount)} credits. "
+                "Lower max_tokens, add credits, or switch to your own key (BYOK).",
+                code="insufficient_credits",
+            ) from None
+        if state == credits_repo.CAP_REACHED:
+            raise PaymentRequired("This request would pass your monthly credit cap. Raise the cap in settings.",
+                                  code="monthly_cap_reached") from None
+        raise
+
+
+def settle(db: Database, request_id: str, actual: int) -> int:
+    with db.as_service() as conn:
+        return credits_repo.settle(conn, request_id, actual)
+
+
+def refund(db: Database, request_id: str) -> int:
+    with db.as_service() as conn:
+        return credits_repo.refund(conn, request_id)

@@ -1,0 +1,340 @@
+"""The /v1/chat/completions path: plan the routes, reserve credits, forward with fallback, settle, log.
+
+Member mode reserves the worst case (prompt tokens + max_tokens at the dearest candidate route) before
+forwarding and settles on the actual usage; BYOK never touches credits. A receipt travels with every answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from webapp.config import Settings
+from webapp.crypto import KeyRing
+from webapp.db import Database
+from webapp.errors import AppError, UpstreamError
+from webapp.providers import get_adapter
+from webapp.providers.base import UpstreamFailure, UpstreamStream
+from webapp.providers.sse import DONE, format_chunk
+from webapp.redact import redact
+from webapp.repos import context as context_repo
+from webapp.repos.request_logs import RequestLog
+from webapp.services import chat_request, credits, router, tokens
+from webapp.services.catalog import CatalogCache
+from webapp.services.logwriter import LogWriter
+
+log = logging.getLogger("switchboard.gateway")
+
+
+def _loggable_key_source(source: str | None) -> str | None:
+    return source if source in {"admin_db", "admin_env", "byok_header", "byok_stored"} else None
+
+
+@dataclass
+class Receipt:
+    request_id: str
+    mode: str
+    provider: str = ""
+    model: str = ""
+    key_source: str = ""
+    credits: int = 0
+    reserved: int = 0
+    multiplier: Decimal = Decimal(0)
+    usage_source: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    fallback_path: list[str] = field(default_factory=list)
+
+    def headers(self, *, final: bool = True) -> dict[str, str]:
+        h = {
+            "X-Request-Id": self.request_id,
+            "X-Switchboard-Mode": self.mode,
+            "X-Switchboard-Provider": self.provider,
+            "X-Switchboard-Model": self.model,
+            "X-Switchboard-Key-Source": self.key_source,
+            "X-Switchboard-Multiplier": f"{self.multiplier.normalize()}",
+            "X-Switchboard-Fallback": " > ".join(self.fallback_path),
+        }
+        if final:
+            h["X-Switchboard-Credits"] = credits.format_credits(self.credits)
+            h["X-Switchboard-Usage"] = self.usage_source
+        else:
+            h["X-Switchboard-Credits-Reserved"] = credits.format_credits(self.reserved)
+        return h
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "mode": self.mode, "provider": self.provider, "model": self.model,
+                "credits": credits.format_credits(self.credits), "multiplier": str(self.multiplier.normalize()),
+                "usage": self.usage_source, "fallback_path": self.fallback_path}
+
+
+@dataclass
+class ChatResult:
+    receipt: Receipt
+    body: dict[str, Any] | None = None
+    stream: Iterator[bytes] | None = None
+
+
+class Gateway:
+    def __init__(self, settings: Settings, db: Database, keyring: KeyRing, catalog: CatalogCache,
+                 logs: LogWriter) -> None:
+        self.settings, self.db, self.keyring, self.catalog, self.logs = settings, db, keyring, catalog, logs
+
+    # -- context -----------------------------------------------------------------------------------------
+    def context(self, user_id: str) -> tuple[context_repo.UserContext, Any]:
+        with self.db.as_service() as conn:
+            ctx = context_repo.load(conn, user_id)
+        return ctx, self.catalog.get(ctx.catalog_version)
+
+    def models(self, claims: dict[str, Any]) -> list[dict[str, Any]]:
+        """What this user can call right now, in their mode."""
+        ctx, catalog = self.context(str(claims["sub"]))
+        mode = ctx.preferences.llm_mode
+        key_slugs = {catalog.by_id[k.provider_id].slug for k in ctx.keys if k.provider_id in catalog.by_id}
+        out = []
+        for slug, provider in catalog.providers.items():
+            if not provider.enabled:
+                continue
+            if mode == "byok" and (slug not in key_slugs or not provider.byok_allowed):
+                continue
+            if mode == "member" and not self.member_ready(provider, catalog):
+                continue
+            for model in catalog.models_of(slug):
+                out.append({"id": f"{slug}/{model}", "object": "model", "created": 0, "owned_by": slug})
+        return out
+
+    def member_ready(self, provider: Any, catalog: Any) -> bool:
+        return bool(catalog.admin_keys.get(provider.slug)) or provider.slug in self.settings.admin_env_keys or \
+            router._is_local_url(provider.base_url)
+
+    # -- chat --------------------------------------------------------------------------------------------
+    def chat(self, claims: dict[str, Any], body: Any, task_header: str | None,
+             byok: router.ByokHeaders | None) -> ChatResult:
+        started = time.monotonic()
+        user_id = str(claims["sub"])
+        req = chat_request.parse(body, task_header)
+        ctx, catalog = self.context(user_id)
+        plan = router.plan(req.model, req.task, byok, ctx, catalog, self.settings, self.keyring)
+        receipt = Receipt(str(uuid.uuid4()), plan.mode)
+        prompt_tokens = tokens.count_messages(req.messages, plan.routes[0].model)
+        receipt.tokens_in = prompt_tokens
+        if plan.mode == "member":
+            receipt.reserved = max(self._estimate(r, prompt_tokens, req.max_tokens) for r in plan.routes)
+            credits.reserve(self.db, user_id, receipt.request_id, receipt.reserved,
+                            ctx.preferences.monthly_credit_cap)
+        try:
+            if req.stream:
+                return self._stream(user_id, req, plan, receipt, started)
+            return self._complete(user_id, req, plan, receipt, started)
+        except AppError as exc:
+            self._fail(user_id, req, plan, receipt, started, exc)
+            raise
+        except BaseException:
+            self._fail(user_id, req, plan, receipt, started, None)
+            raise
+
+    def _estimate(self, route: router.Route, prompt_tokens: int, max_tokens: int | None) -> int:
+        assert route.rate is not None
+        room = max(route.rate.context_window - prompt_tokens, 1)
+        out = max_tokens if max_tokens is not None else min(self.settings.reserve_default_max_tokens, room)
+        return credits.cost(prompt_tokens, out, route.rate.input_rate, route.rate.output_rate,
+                            route.provider.credit_multiplier)
+
+    def _upstream_body(self, req: chat_request.ChatRequest, route: router.Route) -> dict[str, Any]:
+        body = dict(req.body)
+        body["model"] = route.model
+        meta = body.get("metadata")
+        if isinstance(meta, dict) and "task" in meta:
+            rest = {k: v for k, v in meta.items() if k != "task"}
+            if rest:
+                body["metadata"] = rest
+            else:
+                body.pop("metadata")
+        if req.stream:
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        return body
+
+    def _try_routes(self, req: chat_request.ChatRequest, plan: router.Plan, receipt: Receipt, stream: bool) -> Any:
+        failure: UpstreamFailure | None = None
+        for route in plan.routes:
+            adapter = get_adapter(route.provider.api_style)
+            try:
+                body = self._upstream_body(req, route)
+                result = adapter.open_stream(route.target, body) if stream else adapter.complete(route.target, body)
+            except UpstreamFailure as exc:
+                failure = exc
+                receipt.fallback_path.append(f"{route.provider.slug}:{exc.status or exc.kind}")
+                if not exc.retryable:
+                    break
+                continue
+            receipt.fallback_path.append(f"{route.provider.slug}:ok")
+            self._use_route(receipt, route)
+            return route, result
+        assert failure is not None
+        raise self._client_error(failure, plan.routes)
+
+    @staticmethod
+    def _use_route(receipt: Receipt, route: router.Route) -> None:
+        receipt.provider, receipt.model, receipt.key_source = route.provider.slug, route.model, route.key_source
+        receipt.multiplier = route.multiplier
+
+    def _client_error(self, failure: UpstreamFailure, routes: list[router.Route]) -> AppError:
+        keys = [r.target.api_key for r in routes]
+        upstream_msg = ""
+        if failure.error_body:
+            err = failure.error_body.get("error", failure.error_body)
+            if isinstance(err, dict):
+                upstream_msg = str(err.get("message", ""))[:500]
+        detail = redact(upstream_msg or failure.message, *keys)
+        if failure.kind == "blocked_address":
+            return AppError("The base URL points to a private or internal address, which is not allowed.",
+                            code="base_url_not_allowed", status=400, field="X-BYOK-Base-URL")
+        if failure.kind == "timeout":
+            return UpstreamError(f"The provider did not answer in time: {detail}", code="upstream_timeout",
+                                 status=504)
+        if failure.kind == "connect":
+            return UpstreamError("The provider could not be reached.", code="upstream_unreachable", status=502)
+        status = failure.status or 502
+        if status == 429:
+            return AppError(f"The provider is rate limiting: {detail}", code="upstream_rate_limited", status=429)
+        if status in (401, 403):
+            return AppError(f"The provider refused the API key: {detail}", code="upstream_auth_failed",
+                            status=502 if routes[0].mode == "member" else 400)
+        if 400 <= status < 500:
+            return AppError(f"The provider rejected the request: {detail}", code="upstream_bad_request",
+                            status=400 if status != 404 else 404)
+        return UpstreamError(f"The provider failed: {detail}", code="upstream_error", status=502)
+
+    def _settle(self, receipt: Receipt, route: router.Route, tokens_in: int, tokens_out: int) -> None:
+        receipt.tokens_in, receipt.tokens_out = tokens_in, tokens_out
+        if receipt.mode != "member":
+            return
+        assert route.rate is not None
+        actual = credits.cost(tokens_in, tokens_out, route.rate.input_rate, route.rate.output_rate,
+                              route.provider.credit_multiplier)
+        receipt.credits = credits.settle(self.db, receipt.request_id, actual)
+
+    def _complete(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, receipt: Receipt,
+                  started: float) -> ChatResult:
+        route, body = self._try_routes(req, plan, receipt, stream=False)
+        usage = body.get("usage") or {}
+        if isinstance(usage.get("prompt_tokens"), int) and isinstance(usage.get("completion_tokens"), int):
+            receipt.usage_source = "measured"
+            t_in, t_out = usage["prompt_tokens"], usage["completion_tokens"]
+        else:
+            receipt.usage_source = "estimated"
+            text = "".join(str((c.get("message") or {}).get("content") or "") for c in body.get("choices", []))
+            t_in, t_out = receipt.tokens_in, tokens.count_text(text, route.model)
+        self._settle(receipt, route, t_in, t_out)
+        self._log(user_id, req, receipt, started, 200, None, route)
+        return ChatResult(receipt, body=body)
+
+    def _stream(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, receipt: Receipt,
+                started: float) -> ChatResult:
+        route, upstream = self._try_routes(req, plan, receipt, stream=True)
+        return ChatResult(receipt, stream=self._relay(user_id, req, route, upstream, receipt, started))
+
+    def _relay(self, user_id: str, req: chat_request.ChatRequest, route: router.Route, upstream: UpstreamStream,
+               receipt: Receipt, started: float) -> Iterator[bytes]:
+        delivered: list[str] = []
+        usage: dict[str, Any] | None = None
+        last_chunk: dict[str, Any] = {}
+        outcome = "disconnected"
+        failure: UpstreamFailure | None = None
+        try:
+            for chunk in upstream:
+                if isinstance(chunk.get("usage"), dict):
+                    usage = chunk["usage"]
+                    if not chunk.get("choices"):
+                        last_chunk = chunk
+                        continue
+                    if not req.include_usage:
+                        chunk = {k: v for k, v in chunk.items() if k != "usage"}
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    if delta.get("content"):
+                        delivered.append(str(delta["content"]))
+                    for call in delta.get("tool_calls") or []:
+                        delivered.append(str((call.get("function") or {}).get("arguments") or ""))
+                last_chunk = chunk
+                yield format_chunk(chunk)
+            outcome = "completed"
+        except UpstreamFailure as exc:
+            outcome, failure = "upstream_failed", exc
+        finally:
+            upstream.close()
+            if outcome != "completed":
+                self._end_stream(user_id, req, route, receipt, started, outcome, delivered, failure)
+        if failure is not None:
+            err = self._client_error(failure, [route])
+            yield format_chunk({"error": {"message": err.message, "type": err.openai_type, "param": None,
+                                          "code": "upstream_stream_interrupted"}})
+            yield DONE
+            return
+        if usage and isinstance(usage.get("prompt_tokens"), int) and isinstance(usage.get("completion_tokens"), int):
+            receipt.usage_source = "measured"
+            t_in, t_out = usage["prompt_tokens"], usage["completion_tokens"]
+        else:
+            receipt.usage_source = "estimated"
+            t_in, t_out = receipt.tokens_in, tokens.count_text("".join(delivered), route.model)
+        self._settle(receipt, route, t_in, t_out)
+        self._log(user_id, req, receipt, started, 200, None, route)
+        if req.include_usage:
+            yield format_chunk({
+                "id": last_chunk.get("id", "chatcmpl-" + receipt.request_id), "object": "chat.completion.chunk",
+                "created": last_chunk.get("created", int(time.time())), "model": last_chunk.get("model", route.model),
+                "choices": [], "usage": {"prompt_tokens": t_in, "completion_tokens": t_out,
+                                         "total_tokens": t_in + t_out},
+                "switchboard": receipt.as_dict(),
+            })
+        yield DONE
+
+    def _end_stream(self, user_id: str, req: chat_request.ChatRequest, route: router.Route, receipt: Receipt,
+                    started: float, outcome: str, delivered: list[str], failure: UpstreamFailure | None) -> None:
+        """A stream that did not complete: an upstream failure is refunded in full; a client that went away is
+        billed for what was delivered to it."""
+        try:
+            if outcome == "upstream_failed":
+                if receipt.mode == "member":
+                    credits.refund(self.db, receipt.request_id)
+                self._log(user_id, req, receipt, started, 502, "upstream_stream_interrupted", route)
+            else:
+                receipt.usage_source = "estimated"
+                self._settle(receipt, route, receipt.tokens_in, tokens.count_text("".join(delivered), route.model))
+                self._log(user_id, req, receipt, started, 499, "client_disconnected", route)
+        except Exception as exc:
+            log.error("closing stream %s failed: %s", receipt.request_id, type(exc).__name__)
+
+    def _fail(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, receipt: Receipt,
+              started: float, exc: AppError | None) -> None:
+        if receipt.mode == "member" and receipt.reserved:
+            try:
+                credits.refund(self.db, receipt.request_id)
+            except Exception as err:
+                log.error("refund of %s failed: %s", receipt.request_id, type(err).__name__)
+        status = exc.status if exc else 500
+        self._log(user_id, req, receipt, started, status, exc.code if exc else "internal_error", None,
+                  plan.routes[0])
+
+    def _log(self, user_id: str, req: chat_request.ChatRequest, receipt: Receipt, started: float, status: int,
+             error_code: str | None, route: router.Route | None, planned: router.Route | None = None) -> None:
+        used = route or planned
+        row = RequestLog(
+            request_id=receipt.request_id, user_id=user_id, mode=receipt.mode, status=status,
+            provider=receipt.provider or (used.provider.slug if used else None),
+            model=receipt.model or (used.model if used else None), task=req.task,
+            key_source=_loggable_key_source(receipt.key_source or (used.key_source if used else None)),
+            admin_key_id=route.admin_key_id if route else None,
+            tokens_in=receipt.tokens_in, tokens_out=receipt.tokens_out, usage_source=receipt.usage_source or None,
+            credits=receipt.credits, multiplier=receipt.multiplier if receipt.mode == "member" else None,
+            fallback_path=receipt.fallback_path, stream=req.stream, error_code=error_code,
+            latency_ms=int((time.monotonic() - started) * 1000),
+        )
+        self.logs.submit(row, route.user_key_id if route else None)
+        log.info("chat request=%s mode=%s provider=%s model=%s status=%s credits=%s usage=%s path=%s ms=%s",
+                 row.request_id, row.mode, row.provider, row.model, status, row.credits, row.usage_source,
+                 ",".join(row.fallback_path or []), row.latency_ms)

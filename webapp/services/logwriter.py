@@ -1,0 +1,59 @@
+"""Request-log rows written by a background thread in batches, so the request path never waits on that insert."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Any
+
+from webapp.db import Database
+from webapp.repos import request_logs
+from webapp.repos import user_keys as keys_repo
+
+log = logging.getLogger("switchboard.logwriter")
+
+
+class LogWriter:
+    def __init__(self, db: Database, batch: int = 200) -> None:
+        self.db = db
+        self.batch = batch
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=100_000)
+        self._thread = threading.Thread(target=self._run, name="switchboard-logwriter", daemon=True)
+        self._thread.start()
+
+    def submit(self, row: request_logs.RequestLog, used_key_id: str | None = None) -> None:
+        try:
+            self._queue.put_nowait((row, used_key_id))
+        except queue.Full:
+            log.error("request log queue full; dropping log row %s", row.request_id)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Block until everything submitted so far is written (tests, shutdown)."""
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            items = [self._queue.get()]
+            while len(items) < self.batch:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [i for i in items if isinstance(i, tuple)]
+            if rows:
+                self._write(rows)
+            for item in items:
+                if isinstance(item, threading.Event):
+                    item.set()
+
+    def _write(self, rows: list[tuple[request_logs.RequestLog, str | None]]) -> None:
+        try:
+            with self.db.as_service() as conn:
+                request_logs.insert_many(conn, [r for r, _ in rows])
+                for key_id in {k for _, k in rows if k}:
+                    keys_repo.touch_last_used(conn, key_id)
+        except Exception as exc:  # the gateway keeps serving; the receipt headers still went to the client
+            log.error("writing %d request log rows failed: %s", len(rows), type(exc).__name__)

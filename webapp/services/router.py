@@ -1,0 +1,197 @@
+"""Which upstream serves a request, in what order, paid how. Pure rules: no Flask, no database.
+
+Order of sources: a BYOK key in the request headers, then the user's stored BYOK keys, then member presets with
+admin keys (database keys before keys from the environment). Hard rules: BYOK never uses an admin key and never
+spends credits; a user-supplied base URL is never sent an admin key; only the requesting user's own stored keys
+are used (their ciphertext is bound to the user id); disabled providers are skipped."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+from webapp.config import Settings
+from webapp.crypto import DecryptError, KeyRing, admin_aad, byok_aad
+from webapp.errors import AppError, Forbidden, NotFound
+from webapp.providers.base import Target
+from webapp.repos.context import UserContext
+from webapp.repos.providers import ModelRate, Provider
+from webapp.services.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class ByokHeaders:
+    api_key: str = field(repr=False)
+    provider: str | None = None
+    base_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    provider: Provider
+    model: str
+    target: Target
+    mode: str  # "member" or "byok"
+    key_source: str  # admin_db, admin_env, byok_header, byok_stored, none
+    rate: ModelRate | None = None
+    admin_key_id: str | None = None
+    user_key_id: str | None = None
+
+    @property
+    def multiplier(self) -> Decimal:
+        return self.provider.credit_multiplier if self.mode == "member" else Decimal(0)
+
+
+@dataclass(frozen=True)
+class Plan:
+    routes: list[Route]
+    mode: str
+    task: str | None
+    requested_model: str
+
+
+def split_model(model: str, catalog: Catalog) -> tuple[str | None, str]:
+    """`provider/model` when the prefix is a known provider slug, else a bare model (GitHub's `openai/gpt-4o` is
+    addressed as `github/openai/gpt-4o`)."""
+    prefix, sep, rest = model.partition("/")
+    if sep and rest and prefix in catalog.providers:
+        return prefix, rest
+    return None, model
+
+
+def _is_local_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        return False
+
+
+def _order(slugs: list[str], priorities: list[str], catalog: Catalog, first: str | None) -> list[str]:
+    def rank(slug: str) -> tuple[int, int, int]:
+        prio = priorities.index(slug) if slug in priorities else len(priorities)
+        return (0 if slug == first else 1, prio, catalog.providers[slug].sort_order)
+
+    return sorted(dict.fromkeys(slugs), key=rank)
+
+
+def _candidates(model: str, explicit: str | None, ctx: UserContext, catalog: Catalog) -> list[tuple[str, str]]:
+    """(provider slug, model) pairs able to serve the model, best first, disabled providers removed."""
+    prefs = ctx.preferences
+    offering = catalog.providers_offering(model)
+    if explicit:
+        slugs = [explicit] + [s for s in offering if s != explicit]
+    elif offering:
+        slugs = offering
+    else:
+        fallback = prefs.default_provider or (prefs.provider_priorities[0] if prefs.provider_priorities else None)
+        slugs = [fallback] if fallback in catalog.providers else []
+    ordered = _order(slugs, list(prefs.provider_priorities), catalog, explicit or prefs.default_provider)
+    return [(s, model) for s in ordered if catalog.providers[s].enabled]
+
+
+def _target(provider: Provider, base_url: str, api_key: str | None, settings: Settings, *,
+            user_url: bool) -> Target:
+    return Target(
+        provider=provider.slug, api_style=provider.api_style, base_url=base_url.rstrip("/"), api_key=api_key,
+        allow_private=(not user_url) or settings.byok_allow_private_urls,
+        connect_timeout=settings.upstream_connect_timeout, read_timeout=settings.upstream_read_timeout,
+    )
+
+
+def plan(model: str, task: str | None, byok: ByokHeaders | None, ctx: UserContext, catalog: Catalog,
+         settings: Settings, keyring: KeyRing) -> Plan:
+    """Build the ordered routes for one request, or raise an AppError saying why none exists."""
+    prefs = ctx.preferences
+    override = prefs.task_overrides.get(task) if task else None
+    if isinstance(override, dict) and override.get("model"):
+        model = f"{override['provider']}/{override['model']}" if override.get("provider") else override["model"]
+    explicit, bare = split_model(model, catalog)
+    if byok is not None:
+        return Plan([_header_route(explicit, bare, byok, catalog, settings)], "byok", task, model)
+    pairs = _candidates(bare, explicit, ctx, catalog)
+    if not pairs:
+        raise NotFound(f"No enabled provider serves the model {model!r}.", code="model_not_found", field="model")
+    if prefs.llm_mode == "byok":
+        routes = _stored_routes(pairs, ctx, catalog, settings, keyring)
+        if not routes:
+            raise AppError("You are in BYOK mode but have no stored key for a provider serving this model. Add a key "
+                           "in settings or send X-BYOK-API-Key.", code="byok_key_missing", status=400)
+    else:
+        if prefs.never_spend_credits:
+            raise AppError("Your settings forbid spending credits; switch to BYOK or allow credits.",
+                           code="credits_disabled", status=402)
+        routes = _member_routes(pairs, catalog, settings, keyring)
+        if not routes:
+            raise AppError(f"The model {model!r} is not offered in member mode right now.",
+                           code="model_not_available", status=404)
+    if not prefs.fallbacks_enabled:
+        routes = routes[:1]
+    return Plan(routes, routes[0].mode, task, model)
+
+
+def _header_route(explicit: str | None, model: str, byok: ByokHeaders, catalog: Catalog,
+                  settings: Settings) -> Route:
+    slug = (byok.provider or explicit or "").strip().lower()
+    provider = catalog.providers.get(slug)
+    if provider is None:
+        raise AppError("Say which provider your key is for: X-BYOK-Provider or a provider/model name.",
+                       code="byok_provider_required", status=400, field="X-BYOK-Provider")
+    if not provider.enabled or not provider.byok_allowed:
+        raise Forbidden(f"Bring-your-own-key is not allowed for {provider.name}.", code="byok_not_allowed")
+    if byok.base_url and not provider.custom_base_url_allowed:
+        raise Forbidden(f"{provider.name} does not accept a custom base URL.", code="base_url_not_allowed")
+    base = byok.base_url or provider.base_url
+    target = _target(provider, base, byok.api_key, settings, user_url=bool(byok.base_url))
+    return Route(provider, model, target, "byok", "byok_header")
+
+
+def _stored_routes(pairs: list[tuple[str, str]], ctx: UserContext, catalog: Catalog, settings: Settings,
+                   keyring: KeyRing) -> list[Route]:
+    keys = {catalog.by_id[k.provider_id].slug: k for k in ctx.keys if k.provider_id in catalog.by_id}
+    routes = []
+    for slug, model in pairs:
+        provider, key = catalog.providers[slug], keys.get(slug)
+        if key is None or not provider.byok_allowed or key.user_id != ctx.preferences.user_id:
+            continue
+        try:
+            secret = keyring.decrypt(key.ciphertext, byok_aad(key.user_id, key.provider_id))
+        except DecryptError:
+            continue  # unreadable (tampered, copied from another user, retired encryption key): never used
+        target = _target(provider, key.base_url or provider.base_url, secret, settings, user_url=bool(key.base_url))
+        routes.append(Route(provider, model, target, "byok", "byok_stored", user_key_id=key.id))
+    return routes
+
+
+def _admin_secret(provider: Provider, catalog: Catalog, keyring: KeyRing) -> tuple[str, str] | None:
+    for key in catalog.admin_keys.get(provider.slug, []):
+        try:
+            return key.id, keyring.decrypt(key.ciphertext, admin_aad(provider.id))
+        except DecryptError:
+            continue
+    return None
+
+
+def _member_routes(pairs: list[tuple[str, str]], catalog: Catalog, settings: Settings,
+                   keyring: KeyRing) -> list[Route]:
+    routes = []
+    for slug, model in pairs:
+        provider, rate = catalog.providers[slug], catalog.rates.get((slug, model))
+        if rate is None:
+            continue  # member mode only serves models with a price
+        db_key = _admin_secret(provider, catalog, keyring)
+        if db_key is not None:
+            target = _target(provider, provider.base_url, db_key[1], settings, user_url=False)
+            routes.append(Route(provider, model, target, "member", "admin_db", rate, admin_key_id=db_key[0]))
+        elif slug in settings.admin_env_keys:
+            target = _target(provider, provider.base_url, settings.admin_env_keys[slug], settings, user_url=False)
+            routes.append(Route(provider, model, target, "member", "admin_env", rate))
+        elif _is_local_url(provider.base_url):
+            # A local engine registered by the admin (Ollama, LM Studio) needs no key.
+            target = _target(provider, provider.base_url, None, settings, user_url=False)
+            routes.append(Route(provider, model, target, "member", "none", rate))
+    return routes

@@ -1,0 +1,57 @@
+"""Usage from the request logs, read as the user under RLS: daily totals by provider and recent requests."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from webapp.db import Database
+from webapp.errors import ValidationError
+from webapp.repos import request_logs
+from webapp.services.credits import format_credits
+
+GROUPS = {"day": "date_trunc('day', created_at)", "provider": "provider", "model": "model", "mode": "mode"}
+
+
+def parse_range(start: str | None, end: str | None) -> tuple[date, date]:
+    try:
+        end_d = date.fromisoformat(end) if end else datetime.now(timezone.utc).date()
+        start_d = date.fromisoformat(start) if start else end_d - timedelta(days=29)
+    except ValueError:
+        raise ValidationError({"from": "Dates look like 2026-11-23."}) from None
+    if start_d > end_d:
+        raise ValidationError({"from": "The start must not be after the end."})
+    if (end_d - start_d).days > 366:
+        raise ValidationError({"from": "At most 366 days at a time."})
+    return start_d, end_d
+
+
+def summary(db: Database, claims: dict[str, Any], start: date, end: date, group_by: list[str]) -> dict[str, Any]:
+    for g in group_by:
+        if g not in GROUPS:
+            raise ValidationError({"group_by": f"Group by any of: {', '.join(GROUPS)}."})
+    groups = group_by or ["day", "provider"]
+    keys = ", ".join(f"{GROUPS[g]} as {g}" for g in groups)
+    order = ", ".join(str(i + 1) for i in range(len(groups)))
+    sql = (f"select {keys}, count(*) as requests, coalesce(sum(tokens_in), 0) as tokens_in,"
+           " coalesce(sum(tokens_out), 0) as tokens_out, coalesce(sum(credits), 0) as credits,"
+           " count(*) filter (where status >= 400) as errors"
+           " from public.llm_request_logs where user_id = %s and created_at >= %s and created_at < %s"
+           f" group by {order} order by {order}")
+    with db.as_user(claims) as conn:
+        rows = conn.execute(sql, [str(claims["sub"]), start, end + timedelta(days=1)]).fetchall()
+        recent = request_logs.recent(conn, str(claims["sub"]), 50)
+    buckets = []
+    for row in rows:
+        item: dict[str, Any] = {}
+        for i, g in enumerate(groups):
+            item[g] = row[i].date().isoformat() if g == "day" and row[i] else row[i]
+        n = len(groups)
+        item.update(requests=row[n], tokens_in=int(row[n + 1]), tokens_out=int(row[n + 2]),
+                    credits=format_credits(int(row[n + 3])), credits_micro=int(row[n + 3]), errors=row[n + 4])
+        buckets.append(item)
+    return {"from": start.isoformat(), "to": end.isoformat(), "group_by": groups, "buckets": buckets,
+            "recent": [{"request_id": r.request_id, "mode": r.mode, "provider": r.provider, "model": r.model,
+                        "tokens_in": r.tokens_in, "tokens_out": r.tokens_out, "usage": r.usage_source,
+                        "credits": format_credits(r.credits), "status": r.status, "error_code": r.error_code,
+                        "created_at": r.created_at.isoformat()} for r in recent]}
