@@ -41,11 +41,12 @@ Behaviours ("+" joins several, e.g. "drip:0.05+no_usage"):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -64,6 +65,7 @@ class RecordedRequest:
     query: str
     headers: dict[str, str]
     body: Any
+    client_port: int = 0  # the same port twice means a pooled connection was reused
 
 
 @dataclass
@@ -227,10 +229,8 @@ class FakeUpstream:
         with self._lock:
             conns = list(self._conns)
         for conn in conns:  # keep-alive connections would otherwise still be served
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -273,7 +273,7 @@ class FakeUpstream:
             body = raw.decode("utf-8", "replace")
         parts = urlsplit(h.path)
         record = RecordedRequest(h.command, parts.path, parts.query, {k.lower(): v for k, v in h.headers.items()},
-                                 body)
+                                 body, int(h.client_address[1]))
         with self._lock:
             self.requests.append(record)
         spec = self._behaviour
@@ -325,10 +325,8 @@ class FakeUpstream:
     @staticmethod
     def _abort(h: _Handler) -> None:
         h.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             h.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     @staticmethod
     def _send(h: _Handler, status: int, payload: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
@@ -352,7 +350,7 @@ class FakeUpstream:
         h.end_headers()
         h.wfile.flush()
         if b.error_after is not None:
-            events = events[:b.error_after] + [self.stream_error_event()]
+            events = [*events[:b.error_after], self.stream_error_event()]
         for n, event in enumerate(events):
             if b.cut_after is not None and n >= b.cut_after:
                 self._abort(h)  # no terminating chunk: the client sees a truncated body

@@ -102,9 +102,7 @@ def test_cache_files_are_named_and_hashed_as_tiktoken_expects(cache_dir: Path) -
         path = cache_dir / _key(url)
         assert path.is_file()
         assert hashlib.sha256(path.read_bytes()).hexdigest() == expected
-    assert sorted(p.name for p in cache_dir.iterdir()) == sorted(
-        _key(url) for url, _ in KNOWN.values()
-    )
+    assert sorted(p.name for p in cache_dir.iterdir()) == sorted(_key(url) for url, _ in KNOWN.values())
 
 
 def test_both_encodings_load_with_networking_disabled(fresh: Path) -> None:

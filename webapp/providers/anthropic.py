@@ -13,6 +13,7 @@ from webapp.providers.openai_compat import model_ids
 from webapp.providers.sse import SSEEvent
 from webapp.providers.transport import (
     ResponseStream,
+    ensure_event_stream,
     error_body,
     join_url,
     protocol_error,
@@ -303,9 +304,10 @@ def _on_event(state: _StreamState, kind: str, data: dict[str, Any], url: str,
         delta = data.get("delta") or {}
         if delta.get("type") == "text_delta" and delta.get("text"):
             return [state.chunk({"content": delta["text"]})]
-        index = state.tool_index.get(int(data.get("index", -1)))
-        if delta.get("type") == "input_json_delta" and delta.get("partial_json") and index is not None:
-            return [state.chunk({"tool_calls": [{"index": index, "function": {"arguments": delta["partial_json"]}}]})]
+        tool_at = state.tool_index.get(int(data.get("index", -1)))
+        if delta.get("type") == "input_json_delta" and delta.get("partial_json") and tool_at is not None:
+            return [state.chunk({"tool_calls": [{"index": tool_at,
+                                                 "function": {"arguments": delta["partial_json"]}}]})]
         return []  # thinking / signature deltas have no OpenAI equivalent
     if kind == "message_delta":
         state.usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
@@ -365,6 +367,7 @@ class AnthropicAdapter(Adapter):
         url = join_url(target.base_url, "messages")
         request = {**to_anthropic_request(body), "stream": True}
         resp = send(target, "POST", url, headers=_headers(target, stream=True), json_body=request)
+        ensure_event_stream(resp, url)
 
         def translate(events: Iterable[SSEEvent]) -> Iterator[dict[str, Any]]:
             return translate_anthropic_events(events, url, target.api_key)

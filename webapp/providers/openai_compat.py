@@ -11,6 +11,7 @@ from webapp.providers.base import Adapter, Target, UpstreamFailure, UpstreamStre
 from webapp.providers.sse import SSEEvent
 from webapp.providers.transport import (
     ResponseStream,
+    ensure_event_stream,
     error_body,
     join_url,
     protocol_error,
@@ -71,10 +72,7 @@ class OpenAICompatAdapter(Adapter):
         if body.get("stream") is not True:
             body = {**body, "stream": True}
         resp = send(target, "POST", url, headers=_headers(target, stream=True), json_body=body)
-        if resp.headers.get("Content-Type", "").split(";")[0].strip().lower() == "application/json":
-            # Fail now, before the gateway has sent anything, so it can still fall back.
-            resp.close()
-            raise protocol_error(url, "answered a streaming request with plain JSON")
+        ensure_event_stream(resp, url)
 
         def translate(events: Iterable[SSEEvent]) -> Iterator[dict[str, Any]]:
             return translate_openai_events(events, url, target.api_key)

@@ -124,7 +124,7 @@ class _GuardMixin:
         # Fast refusal before any packet leaves (e.g. 169.254.169.254); resolution errors are left to urllib3.
         try:
             addresses = _resolve(self._dns_host, self.port)
-        except OSError:
+        except (OSError, UnicodeError):
             addresses = []
         if not all(is_public_address(a) for a in addresses):
             raise _blocked(self._dns_host)
@@ -176,7 +176,6 @@ def build_session(*, guarded: bool) -> requests.Session:
     stored, so one user's upstream cannot plant state that reaches another user's request."""
     session = requests.Session()
     session.trust_env = False
-    session.max_redirects = 0
     session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     session.headers["User-Agent"] = USER_AGENT
     adapter_cls = _GuardedAdapter if guarded else HTTPAdapter
@@ -261,25 +260,26 @@ def error_body(raw: bytes, status: int, secret: str | None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------------
 # Sending
 
-def _root_cause(exc: BaseException) -> BaseException:
-    """The innermost exception: requests wraps urllib3 wraps the socket error."""
-    seen: set[int] = set()
-    while id(exc) not in seen:
-        seen.add(id(exc))
-        nxt = getattr(exc, "reason", None) or exc.__cause__ or exc.__context__
-        if nxt is None and exc.args and isinstance(exc.args[0], BaseException):
-            nxt = exc.args[0]
-        if not isinstance(nxt, BaseException):
-            break
-        exc = nxt
-    return exc
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps, outermost first: requests wraps urllib3 wraps the socket error."""
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in out):
+        out.append(current)
+        nxt = getattr(current, "reason", None) or current.__cause__ or current.__context__
+        if nxt is None and current.args and isinstance(current.args[0], BaseException):
+            nxt = current.args[0]
+        current = nxt if isinstance(nxt, BaseException) else None
+    return out
 
 
 def _failure_from_request_error(exc: requests.RequestException, url: str) -> UpstreamFailure:
-    """Map a requests exception (raised before a response) to UpstreamFailure. The original is not chained:
-    its text may carry a full URL, query string included."""
+    """Map a requests exception (raised before a response) to UpstreamFailure. The original is not chained
+    and its text is not used: it may carry a full URL, query string included, or a malformed header value."""
     where = safe_url(url)
-    cause = type(_root_cause(exc)).__name__
+    chain = _chain(exc)
+    cause = type(chain[-1]).__name__
+    connect_errors = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.NameResolutionError)
     if isinstance(exc, requests.ConnectTimeout):
         return UpstreamFailure("connect", f"timed out connecting to {where}", retryable=True)
     if isinstance(exc, requests.ReadTimeout):
@@ -290,9 +290,8 @@ def _failure_from_request_error(exc: requests.RequestException, url: str) -> Ups
                         requests.exceptions.InvalidSchema)):
         return UpstreamFailure("connect", f"invalid upstream URL {where}", retryable=False)
     if isinstance(exc, requests.ConnectionError):
-        root = _root_cause(exc)
-        if isinstance(root, (urllib3.exceptions.ReadTimeoutError, TimeoutError, socket.timeout)) and not \
-                isinstance(root, urllib3.exceptions.ConnectTimeoutError):
+        if not any(isinstance(e, connect_errors) for e in chain) and \
+                any(isinstance(e, urllib3.exceptions.ReadTimeoutError) for e in chain):
             return UpstreamFailure("timeout", f"timed out waiting for {where} to answer", retryable=True)
         # Refused, unreachable, DNS failure, or the peer closed before answering: nothing was served.
         return UpstreamFailure("connect", f"could not reach {where} ({cause})", retryable=True)
@@ -347,11 +346,11 @@ def iter_body(resp: requests.Response, target: Target, url: str) -> Iterator[byt
             if not data:
                 return
             yield data
-    except urllib3.exceptions.ReadTimeoutError:
+    except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
         raise UpstreamFailure("timeout", f"timed out reading from {safe_url(url)}", retryable=True) from None
     except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
-        raise UpstreamFailure("protocol", f"the response from {safe_url(url)} broke off "
-                              f"({type(_root_cause(exc)).__name__})", retryable=False) from None
+        raise UpstreamFailure("protocol", f"the response from {safe_url(url)} broke off ({type(exc).__name__})",
+                              retryable=False) from None
 
 
 def _read_capped(resp: requests.Response, limit: int, target: Target, url: str, *, truncate: bool = False) -> bytes:
@@ -375,6 +374,14 @@ def read_json(resp: requests.Response, target: Target, url: str) -> Any:
         return json.loads(raw)
     except ValueError:
         raise UpstreamFailure("protocol", f"{safe_url(url)} answered with invalid JSON", retryable=False) from None
+
+
+def ensure_event_stream(resp: requests.Response, url: str) -> None:
+    """Refuse (and close) a 2xx answer to a streaming request that came back as plain JSON. Failing at open
+    time, before the gateway sent the client anything, still lets it fall back to another route."""
+    if resp.headers.get("Content-Type", "").split(";")[0].strip().lower() == "application/json":
+        resp.close()
+        raise protocol_error(url, "answered a streaming request with plain JSON")
 
 
 def protocol_error(url: str, message: str) -> UpstreamFailure:
