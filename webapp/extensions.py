@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,9 @@ def init_app(app: Flask, settings: Settings) -> Services:
     from webapp import logging_setup
 
     logging_setup.configure(settings.log_level)
+    if settings.tiktoken_cache_dir:
+        # tiktoken reads its cache location only from the environment; point it at the files setup installed.
+        os.environ.setdefault("TIKTOKEN_CACHE_DIR", settings.tiktoken_cache_dir)
     db = Database(settings.database_url, settings.db_pool_min, settings.db_pool_max)
     db.open()
     atexit.register(db.close)

@@ -110,12 +110,12 @@ def gw(gateway: Gateway) -> Iterator[Gateway]:
 
 @pytest.fixture()
 def member(make_user: Any, db: Any) -> Any:
-    """A member-mode user with 10 credits."""
+    """A member-mode user with 100 credits."""
     from webapp.repos import credits as credits_repo
 
     user = make_user()
     with db.as_service() as conn:
-        credits_repo.adjust(conn, user.id, 10_000_000, "e2e grant", None)
+        credits_repo.adjust(conn, user.id, 100_000_000, "e2e grant", None)
     return user
 
 

@@ -200,7 +200,7 @@ def test_concurrent_streams_never_overspend_a_small_balance(gw: Gateway, make_us
 
     user = make_user()
     prompt = tokens.count_messages(MSG, "echo-1")
-    one = cost(prompt, 50)
+    one = cost(prompt, 50, 1.5)  # the reservation is priced at the dearest candidate route (e2e-oa2, 1.5x)
     with db.as_service() as conn:
         credits_repo.adjust(conn, user.id, one * 3 + one // 2, "small", None)
     outcomes: list[str] = []

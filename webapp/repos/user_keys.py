@@ -43,13 +43,20 @@ def list_for_owner(conn: psycopg.Connection, user_id: str) -> list[UserKeyInfo]:
 
 def upsert(conn: psycopg.Connection, user_id: str, provider_id: str, ciphertext: str, key_id: str, last4: str,
            base_url: str | None) -> None:
-    conn.execute(
-        """insert into public.user_provider_keys (user_id, provider_id, ciphertext, key_id, last4, base_url)
-           values (%s, %s, %s, %s, %s, %s)
-           on conflict (user_id, provider_id) do update set ciphertext = excluded.ciphertext,
-             key_id = excluded.key_id, last4 = excluded.last4, base_url = excluded.base_url, enabled = true""",
-        [user_id, provider_id, ciphertext, key_id, last4, base_url],
+    # Update-then-insert rather than ON CONFLICT: that form needs SELECT on the columns it reads through
+    # `excluded`, and `authenticated` may never select the ciphertext column.
+    cur = conn.execute(
+        """update public.user_provider_keys set ciphertext = %s, key_id = %s, last4 = %s, base_url = %s,
+               enabled = true
+           where user_id = %s and provider_id = %s""",
+        [ciphertext, key_id, last4, base_url, user_id, provider_id],
     )
+    if cur.rowcount == 0:
+        conn.execute(
+            """insert into public.user_provider_keys (user_id, provider_id, ciphertext, key_id, last4, base_url)
+               values (%s, %s, %s, %s, %s, %s)""",
+            [user_id, provider_id, ciphertext, key_id, last4, base_url],
+        )
 
 
 def delete(conn: psycopg.Connection, user_id: str, provider_id: str) -> bool:

@@ -1,0 +1,1 @@
+"""Authentication: access-token verification (jwt), minting (tokens), sign-in backends, guards and web sessions."""
