@@ -156,7 +156,7 @@ class JwksCache:
         found = self._fresh(self._snapshot, kid, JWKS_TTL)  # lock-free fast path: snapshots are immutable
         if found:
             return found
-        with self._lock:  # one fetch at a time; waiters then use its result
+        if True:  # one fetch at a time; waiters then use its result
             now = self._clock()
             found = self._fresh(self._snapshot, kid, JWKS_TTL)
             if found:
@@ -195,7 +195,7 @@ class JwksCache:
 
     def _download(self) -> dict[str, PublicKey]:
         try:
-            with self._session.get(self._url, timeout=JWKS_TIMEOUT, allow_redirects=True, stream=True,
+            with self._session.get(self._url, timeout=JWKS_TIMEOUT, allow_redirects=False, stream=True,
                                    headers={"Accept": "application/json"}) as resp:
                 if resp.status_code != 200:
                     raise JwksError(f"HTTP {resp.status_code}")

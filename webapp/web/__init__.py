@@ -6,10 +6,10 @@ from flask import Flask
 
 
 def register_web(app: Flask) -> None:
-    from webapp.web import auth, pages
+    from webapp.web import admin, auth, pages, settings_page
 
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(pages.bp)
+    for bp in (auth.bp, pages.bp, settings_page.bp, admin.bp):
+        app.register_blueprint(bp)
 
     @app.after_request
     def _vary(resp):  # type: ignore[no-untyped-def]
