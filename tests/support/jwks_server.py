@@ -8,10 +8,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 JWKS_PATH = "/auth/v1/.well-known/jwks.json"
+MOVED_PATH = "/moved/jwks.json"  # always serves the keys, never redirects: a redirect target that would work
 
 
 class JwksServer:
-    """Serves `{"keys": self.keys}` at JWKS_PATH on 127.0.0.1; `status` != 200 answers that status instead."""
+    """Serves `{"keys": self.keys}` at JWKS_PATH (and MOVED_PATH) on 127.0.0.1; `status` != 200 answers that status,
+    `redirect_to` makes JWKS_PATH answer 302 to it. `requests` counts JWKS requests."""
 
     def __init__(self) -> None:
         self.keys: list[dict[str, Any]] = []
@@ -57,11 +59,11 @@ class JwksServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path != JWKS_PATH:
+                if self.path not in (JWKS_PATH, MOVED_PATH):
                     self._send(404, {"error": "not found"})
                     return
                 owner._hit()
-                if owner.redirect_to:
+                if owner.redirect_to and self.path == JWKS_PATH:
                     self.send_response(302)
                     self.send_header("Location", owner.redirect_to)
                     self.send_header("Content-Length", "0")

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from tests.support.jwks_server import JWKS_PATH, JwksServer
+from tests.support.jwks_server import JWKS_PATH, MOVED_PATH, JwksServer
 from webapp.auth import jwt as jwt_module
 from webapp.auth.jwt import TokenVerifier
 from webapp.auth.tokens import mint_access_token
@@ -535,9 +535,10 @@ def test_jwks_unreachable_with_empty_cache_is_service_unavailable(verifier: Toke
     elif outage == "http_500":
         server.status = 500
     else:  # a redirect is not followed, even to a URL that would answer
-        server.redirect_to = server.base_url + JWKS_PATH
+        server.redirect_to = server.base_url + MOVED_PATH
     exc = rejected(verifier, es_token(settings, keys), "jwks_unavailable", ServiceUnavailable)
     assert exc.status == 503
+    assert server.requests == (0 if outage == "stopped" else 1)
 
 
 @pytest.mark.parametrize("body", [b"not json", b"[]", b'{"keys": {}}'])

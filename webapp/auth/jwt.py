@@ -156,7 +156,7 @@ class JwksCache:
         found = self._fresh(self._snapshot, kid, JWKS_TTL)  # lock-free fast path: snapshots are immutable
         if found:
             return found
-        if True:  # one fetch at a time; waiters then use its result
+        with self._lock:  # one fetch at a time; waiters then use its result
             now = self._clock()
             found = self._fresh(self._snapshot, kid, JWKS_TTL)
             if found:
