@@ -17,13 +17,6 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   echo "$WANT" > "$STAMP"
 fi
 
-# Browser tests drive Debian's Chromium (Playwright's own browser download cannot work offline).
-if [ ! -x /usr/bin/chromium ] && [ "${SWITCHBOARD_NO_CHROMIUM:-0}" != 1 ]; then
-  echo "installing Debian's chromium for the browser tests" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
-    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
-fi
-
 if [ -z "${DATABASE_URL:-}" ]; then
   bash scripts/pg.sh
 fi
