@@ -46,7 +46,8 @@ class Gateway:
         self.app.extensions["switchboard"].logs.flush()
 
     def client(self, token: str, **kwargs: Any) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=token, max_retries=0, timeout=30, **kwargs)
+        kwargs.setdefault("timeout", 30)
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=token, max_retries=0, **kwargs)
 
     def reset(self) -> None:
         for up in (self.oa1, self.oa2, self.an, self.byok):

@@ -19,6 +19,7 @@ class JwksServer:
         self.keys: list[dict[str, Any]] = []
         self.status = 200
         self.redirect_to: str | None = None
+        self.raw_body: bytes | None = None  # served verbatim with status 200 instead of the JWKS
         self._count = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -72,10 +73,10 @@ class JwksServer:
                 if owner.status != 200:
                     self._send(owner.status, {"error": "unavailable"})
                     return
-                self._send(200, {"keys": owner.keys})
+                self._send(200, owner.raw_body if owner.raw_body is not None else {"keys": owner.keys})
 
-            def _send(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
+            def _send(self, status: int, body: dict[str, Any] | bytes) -> None:
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Cache-Control", "public, max-age=600")

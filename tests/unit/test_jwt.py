@@ -24,7 +24,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from tests.support.jwks_server import JWKS_PATH, MOVED_PATH, JwksServer
-from webapp.auth import jwt as jwt_module
 from webapp.auth.jwt import TokenVerifier
 from webapp.auth.tokens import mint_access_token
 from webapp.config import Settings
@@ -285,12 +284,13 @@ def test_hs256_signed_with_public_key_pem_rejected(verifier: TokenVerifier, sett
 
 
 def test_es256_header_with_rsa_key_id_rejected(verifier: TokenVerifier, settings: Settings, keys: Keys) -> None:
-    token = encode({"alg": "ES256", "kid": "rsa-1"}, claims_for(settings), es256(keys.ec))
+    # A genuine RS256 signature under a header that lies about the alg: the key's own type decides.
+    token = encode({"alg": "ES256", "kid": "rsa-1"}, claims_for(settings), rs256(keys.rsa))
     rejected(verifier, token, "invalid_token")
 
 
 def test_rs256_header_with_ec_key_id_rejected(verifier: TokenVerifier, settings: Settings, keys: Keys) -> None:
-    token = encode({"alg": "RS256", "kid": "ec-1"}, claims_for(settings), rs256(keys.rsa))
+    token = encode({"alg": "RS256", "kid": "ec-1"}, claims_for(settings), es256(keys.ec))
     rejected(verifier, token, "invalid_token")
 
 
@@ -541,10 +541,11 @@ def test_jwks_unreachable_with_empty_cache_is_service_unavailable(verifier: Toke
     assert server.requests == (0 if outage == "stopped" else 1)
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"keys": {}}'])
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"keys": {}}', b'{"keys": []' + b" " * 300_000 + b"}"],
+                         ids=["not_json", "list", "keys_not_list", "too_large"])
 def test_jwks_garbage_response_is_service_unavailable(verifier: TokenVerifier, settings: Settings, keys: Keys,
-                                                      monkeypatch: pytest.MonkeyPatch, body: bytes) -> None:
-    monkeypatch.setattr(jwt_module, "_read_capped", lambda resp: body)
+                                                      server: JwksServer, body: bytes) -> None:
+    server.raw_body = body
     rejected(verifier, es_token(settings, keys), "jwks_unavailable", ServiceUnavailable)
 
 
