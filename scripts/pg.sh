@@ -33,6 +33,11 @@ fi
 # shellcheck disable=SC1091
 . "$STATE/pg.env"
 
+if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$STATE"; then
+  echo "The postgres OS user cannot reach $STATE (a parent folder is not traversable)." >&2
+  echo "Move the project to a readable place, or set DATABASE_URL to an existing Postgres." >&2
+  exit 1
+fi
 if [ ! -f "$DATA/PG_VERSION" ]; then
   rm -rf "$DATA"; mkdir -p "$DATA"
   if [ "$(id -u)" = 0 ]; then chown postgres "$DATA"; fi
