@@ -17,5 +17,5 @@ bench: ## proxy overhead and throughput, Switchboard vs a bare pass-through
 	.venv/bin/python bench/proxy_bench.py
 
 db-reset: ## stop and delete the private local Postgres cluster (all local data)
-	-runuser -u postgres -- $$(ls -d /usr/lib/postgresql/*/bin | head -1)/pg_ctl -D .local/pgdata stop -m fast
-	rm -rf .local/pgdata .local/pg.env .env.local
+	-runuser -u postgres -- $$(ls -d /usr/lib/postgresql/*/bin | tail -1)/pg_ctl -D "$$(cat .local/pgdata.path)" stop -m fast
+	rm -rf "$$(cat .local/pgdata.path)" .local/pg.env .local/pgdata.path .env.local

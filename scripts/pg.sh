@@ -34,10 +34,12 @@ fi
 . "$STATE/pg.env"
 
 if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$STATE"; then
-  echo "The postgres OS user cannot reach $STATE (a parent folder is not traversable)." >&2
-  echo "Move the project to a readable place, or set DATABASE_URL to an existing Postgres." >&2
-  exit 1
+  # A parent folder (e.g. /root) is closed to the postgres user: keep the cluster in a folder it can reach,
+  # named after this project's path so two checkouts never share one.
+  DATA="/var/tmp/switchboard-pg-$(printf '%s' "$ROOT" | sha1sum | cut -c1-12)"
+  echo "note: $STATE is not reachable by the postgres user; the cluster lives in $DATA" >&2
 fi
+echo "$DATA" > "$STATE/pgdata.path"
 if [ ! -f "$DATA/PG_VERSION" ]; then
   rm -rf "$DATA"; mkdir -p "$DATA"
   if [ "$(id -u)" = 0 ]; then chown postgres "$DATA"; fi

@@ -27,7 +27,8 @@ def _free_port() -> int:
 
 
 def _stop_cluster(clone: Path) -> None:
-    data = clone / ".local" / "pgdata"
+    path_file = clone / ".local" / "pgdata.path"
+    data = Path(path_file.read_text().strip()) if path_file.exists() else clone / ".local" / "pgdata"
     if (data / "postmaster.pid").exists():
         bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
         cmd = [str(bindir / "pg_ctl"), "-D", str(data), "stop", "-m", "fast"]
