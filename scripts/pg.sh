@@ -21,7 +21,7 @@ if ! BIN="$(find_bin)"; then
 fi
 
 as_pg() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 if [ ! -f "$STATE/pg.env" ]; then
