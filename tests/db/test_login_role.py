@@ -12,6 +12,10 @@ from psycopg import sql
 
 from webapp.db import Database
 
+# The login role the test app connects as: `authenticator` in production, a per-test-database role with the
+# same shape in tests (see tests/support/dbsetup.py).
+LOGIN = ""
+
 PUBLIC_TABLES = (
     "llm_providers", "llm_model_rates", "llm_admin_keys", "user_preferences", "user_provider_keys",
     "credit_accounts", "credit_ledger", "credit_reservations", "llm_request_logs", "admin_audit_log",
@@ -22,6 +26,8 @@ PUBLIC_TABLES = (
 @pytest.fixture(scope="module")
 def login_conn(database_urls: tuple[str, str]) -> Iterator[psycopg.Connection]:
     """A plain connection as the login role, with no role switch and no claims."""
+    global LOGIN
+    LOGIN = psycopg.conninfo.conninfo_to_dict(database_urls[1])["user"]
     with psycopg.connect(database_urls[1], autocommit=True) as conn:
         yield conn
 
@@ -46,7 +52,7 @@ def test_login_role_is_authenticator_without_powers(login_conn: psycopg.Connecti
     row = login_conn.execute(
         "select current_user, session_user, r.rolsuper, r.rolinherit, r.rolbypassrls, r.rolcreaterole"
         " from pg_roles r where r.rolname = current_user").fetchone()
-    assert row == ("authenticator", "authenticator", False, False, False, False)
+    assert row == (LOGIN, LOGIN, False, False, False, False)
 
 
 @pytest.mark.parametrize("table", PUBLIC_TABLES)
@@ -88,10 +94,14 @@ def session_state(conn: psycopg.Connection) -> tuple[object, ...]:
     return (pid, user, uid, role, claims, timeout)
 
 
+def _login(database: Database) -> str:
+    return str(psycopg.conninfo.conninfo_to_dict(database.pool.conninfo)["user"])
+
+
 def test_pooled_connection_returns_to_login_role(single_db: Database) -> None:
     with single_db.pool.connection() as conn:
         pid, user, uid, role, claims, timeout = session_state(conn)
-    assert (user, uid, role, claims) == ("authenticator", None, None, "")
+    assert (user, uid, role, claims) == (_login(single_db), None, None, "")
     sub = str(uuid.uuid4())
 
     with single_db.as_user({"sub": sub, "app_metadata": {}}) as conn:
@@ -103,7 +113,7 @@ def test_pooled_connection_returns_to_login_role(single_db: Database) -> None:
         after = session_state(conn)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("select 1 from public.credit_accounts limit 1")
-    assert after == (pid, "authenticator", None, None, "", timeout), "role or claims leaked past the transaction"
+    assert after == (pid, _login(single_db), None, None, "", timeout), "role or claims leaked past the transaction"
 
 
 @pytest.mark.parametrize("context", ["user", "service", "anon", "user-raising"])
@@ -122,7 +132,7 @@ def test_every_context_resets_the_connection(single_db: Database, context: str) 
         else:
             cm = single_db.as_user({"sub": str(uuid.uuid4())})
         with cm as conn:
-            assert conn.execute("select current_user").fetchone() != ("authenticator",)
+            assert conn.execute("select current_user").fetchone() != (_login(single_db),)
             if context == "user-raising":
                 raise Boom
     except Boom:

@@ -35,13 +35,20 @@ def create_test_database(name: str) -> tuple[str, str]:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     admin_url = f"{base}/{name}"
     password = secrets.token_urlsafe(16)
+    # Each test database gets its own login role shaped like `authenticator` (login, noinherit, may only switch
+    # into the API roles), so a test run never changes the password a running dev server logs in with.
+    login = f"{name}_login"
     with migrate.connect_admin(admin_url) as conn:
         migrate.apply_platform(conn)
-        conn.execute(sql.SQL("alter role authenticator with login password {}").format(sql.Literal(password)))
+        exists = conn.execute("select 1 from pg_roles where rolname = %s", [login]).fetchone()
+        verb = "alter" if exists else "create"
+        conn.execute(sql.SQL(verb + " role {} with login noinherit password {}").format(
+            sql.Identifier(login), sql.Literal(password)))
+        conn.execute(sql.SQL("grant anon, authenticated, service_role to {}").format(sql.Identifier(login)))
         migrate.upgrade(conn)
         migrate.seed(conn)
     host = base.split("@", 1)[1]
-    return admin_url, f"postgresql://authenticator:{quote(password)}@{host}/{name}"
+    return admin_url, f"postgresql://{login}:{quote(password)}@{host}/{name}"
 
 
 def test_environ(app_url: str, admin_url: str, **extra: str) -> dict[str, str]:
