@@ -101,6 +101,14 @@ class Settings:
     multiplier_max: float = 100.0
     tiktoken_cache_dir: str = ""
     log_level: str = "INFO"
+    rate_limit_per_minute: int = 120
+    max_concurrent_streams: int = 8
+    stream_stale_seconds: int = 900
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_messages: int = 1000
+    max_tokens_ceiling: int = 262_144
+    trusted_hosts: tuple[str, ...] = ()
+    proxy_hops: int = 0
 
     @property
     def jwt_issuer(self) -> str:
@@ -209,4 +217,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         multiplier_max=mult_max,
         tiktoken_cache_dir=get("TIKTOKEN_CACHE_DIR"),
         log_level=level,
+        rate_limit_per_minute=_int("RATE_LIMIT_PER_MINUTE", get("RATE_LIMIT_PER_MINUTE", "120")),
+        max_concurrent_streams=_int("MAX_CONCURRENT_STREAMS", get("MAX_CONCURRENT_STREAMS", "8")),
+        stream_stale_seconds=_int("STREAM_STALE_SECONDS", get("STREAM_STALE_SECONDS", "900"), 60),
+        max_body_bytes=_int("MAX_BODY_BYTES", get("MAX_BODY_BYTES", str(4 * 1024 * 1024)), 1024),
+        max_messages=_int("MAX_MESSAGES", get("MAX_MESSAGES", "1000"), 1),
+        max_tokens_ceiling=_int("MAX_TOKENS_CEILING", get("MAX_TOKENS_CEILING", "262144"), 1),
+        trusted_hosts=tuple(h.strip() for h in get("TRUSTED_HOSTS").split(",") if h.strip()),
+        proxy_hops=_int("PROXY_HOPS", get("PROXY_HOPS", "0")),
     )

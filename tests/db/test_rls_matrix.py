@@ -137,6 +137,22 @@ SPECS: dict[str, Spec] = {
         update="update public.admin_audit_log set target = 'rls' where id = %(key)s",
         delete="delete from public.admin_audit_log where id = %(key)s",
     ),
+    # Gateway limits: only the service role (gateway_admit) reads or writes them.
+    "rate_limit_windows": Spec(
+        targets=("A", "B"),
+        select="select 1 from public.rate_limit_windows where user_id = %(key)s",
+        insert="insert into public.rate_limit_windows (user_id, window_start, count) values (%(user)s, now(), 1)",
+        update="update public.rate_limit_windows set count = count + 1 where user_id = %(key)s",
+        delete="delete from public.rate_limit_windows where user_id = %(key)s",
+        prep={"insert": "delete from public.rate_limit_windows where user_id = %(user)s"},
+    ),
+    "active_streams": Spec(
+        targets=("A", "B"),
+        select="select 1 from public.active_streams where request_id = %(key)s",
+        insert="insert into public.active_streams (request_id, user_id) values (%(fresh)s, %(user)s)",
+        update="update public.active_streams set started_at = now() where request_id = %(key)s",
+        delete="delete from public.active_streams where request_id = %(key)s",
+    ),
     # The single-row catalog counter: read by service_role, written only by its security-definer trigger.
     "catalog_version": Spec(
         targets=("singleton",),
@@ -219,6 +235,20 @@ EXPECTED: dict[str, dict[str, str]] = {
         "userB":   "00 XX XX XX",
         "admin":   "++ XX XX XX",
         "service": "++ ++ XX XX",
+    },
+    "rate_limit_windows": {         # service role only
+        "anon":    "XX XX XX XX",
+        "userA":   "XX XX XX XX",
+        "userB":   "XX XX XX XX",
+        "admin":   "XX XX XX XX",
+        "service": "++ ++ ++ ++",
+    },
+    "active_streams": {             # service role only
+        "anon":    "XX XX XX XX",
+        "userA":   "XX XX XX XX",
+        "userB":   "XX XX XX XX",
+        "admin":   "XX XX XX XX",
+        "service": "++ ++ ++ ++",
     },
     "catalog_version": {            # singleton
         "anon":    "X X X X",
@@ -395,6 +425,12 @@ def world(db: Database, database_urls: tuple[str, str]) -> Iterator[World]:
                                   " values (%s, 'rls.fixture', 'rls matrix') returning id", [uid]).fetchone()[0]
             audit_ids.append(audit_id)
             keys[("admin_audit_log", target)] = audit_id
+            su.execute("insert into public.rate_limit_windows (user_id, window_start, count) values (%s, now(), 1)"
+                       " on conflict (user_id) do nothing", [uid])
+            keys[("rate_limit_windows", target)] = uid
+            stream_id = str(uuid.uuid4())
+            su.execute("insert into public.active_streams (request_id, user_id) values (%s, %s)", [stream_id, uid])
+            keys[("active_streams", target)] = stream_id
     claims = {"userA": claims_for(a), "userB": claims_for(b), "admin": claims_for(adm)}
     try:
         yield World(db, claims, ids, providers, keys)
@@ -418,7 +454,7 @@ def test_rls_cell(world: World, table: str, actor: str, op: str, target: str, ex
 def test_matrix_size() -> None:
     """The matrix is table x actor x operation x target; keep the count visible when tables are added."""
     assert len(CELLS) == sum(len(s.targets) for s in SPECS.values()) * len(ACTORS) * len(OPERATIONS)
-    assert len(CELLS) == 420
+    assert len(CELLS) == 500
 
 
 # --- Columns no `authenticated` caller may ever read: the encrypted keys -------------------------------------------

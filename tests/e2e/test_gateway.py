@@ -221,7 +221,7 @@ def test_concurrent_streams_never_overspend_a_small_balance(gw: Gateway, make_us
     for t in threads:
         t.join(30)
     assert len(outcomes) == 10
-    assert outcomes.count("ok") >= 3 and set(outcomes) <= {"ok", "402"}
+    assert outcomes.count("ok") >= 3 and set(outcomes) <= {"ok", "402", "429"}
     final = balance(db, user.id)
     assert final >= 0 and final == ledger_sum(db, user.id)
 

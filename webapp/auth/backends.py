@@ -122,12 +122,17 @@ class SupabaseBackend:
                            str(s.user.id), s.user.email or "")
 
     def _call(self, fn: Any, *args: Any) -> Any:
-        from supabase import AuthApiError, AuthError
+        from supabase import AuthApiError, AuthError, AuthWeakPasswordError
 
         try:
             return fn(*args)
+        except AuthWeakPasswordError as exc:  # the project's password policy, stricter than ours
+            raise ValidationError({"password": exc.message}) from None
         except AuthApiError as exc:
             status = getattr(exc, "status", 400) or 400
+            if getattr(exc, "code", None) in ("user_already_exists", "email_exists"):
+                raise Conflict("An account with this email already exists.", code="email_taken",
+                               field="email") from None
             if status in (400, 401, 403, 422):
                 raise Unauthorized(exc.message or "Sign-in refused.", code=getattr(exc, "code", None)
                                    or "invalid_credentials") from None
@@ -139,25 +144,29 @@ class SupabaseBackend:
 
     def sign_up(self, email: str, password: str) -> AuthSession | None:
         validate_credentials(email, password, new=True)
-        resp = self._call(self._client().auth.sign_up, {"email": email.strip(), "password": password})
+        # `with`: close the per-call client's HTTP connections now, not whenever the garbage collector runs.
+        with self._client().auth as auth:
+            resp = self._call(auth.sign_up, {"email": email.strip(), "password": password})
         # No session means the project requires email confirmation first.
         return self._to_session(resp) if resp.session else None
 
     def sign_in(self, email: str, password: str) -> AuthSession:
         validate_credentials(email, password, new=False)
-        resp = self._call(self._client().auth.sign_in_with_password, {"email": email.strip(), "password": password})
+        with self._client().auth as auth:
+            resp = self._call(auth.sign_in_with_password, {"email": email.strip(), "password": password})
         return self._to_session(resp)
 
     def refresh(self, session: AuthSession) -> AuthSession:
-        resp = self._call(self._client().auth.refresh_session, session.refresh_token)
+        with self._client().auth as auth:
+            resp = self._call(auth.refresh_session, session.refresh_token)
         return self._to_session(resp)
 
     def sign_out(self, session: AuthSession) -> None:
-        client = self._client()
-        try:
-            client.auth.admin.sign_out(session.access_token, "local")
-        except Exception:  # the session ends locally whatever the server says
-            return None
+        with self._client().auth as auth:
+            try:
+                auth.admin.sign_out(session.access_token, "local")
+            except Exception:  # the session ends locally whatever the server says
+                return None
 
 
 def make_backend(settings: Settings, db: Database) -> AuthBackend:

@@ -6,7 +6,8 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import current_app, g, request
+from flask import Response, current_app, g, redirect, request
+from flask_login import current_user, login_url
 
 from webapp.errors import Forbidden, Unauthorized
 
@@ -46,4 +47,27 @@ def admin_token_required(view: F) -> F:
         return view(*args, **kwargs)
 
     wrapper.auth_guard = "admin"  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+def admin_page_required(view: F) -> F:
+    """For admin pages and htmx fragments (session cookie). Anonymous: a redirect to the sign-in page (for an htmx
+    request, 401 with HX-Redirect so the browser navigates instead of swapping the sign-in page into a fragment).
+    Signed in but not an admin: 403."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_authenticated:
+            # After sign-in the user comes back to the page asked for; a fragment POST is not a page, so /admin.
+            here = request.full_path.rstrip("?") if request.method == "GET" else "/admin"
+            target = login_url("auth.sign_in", next_url=here)
+            if request.headers.get("HX-Request"):
+                return Response("", status=401, headers={"HX-Redirect": target})
+            return redirect(target)
+        if not current_user.is_admin:
+            raise Forbidden("Admins only.", code="admin_required")
+        g.claims = current_user.claims
+        return view(*args, **kwargs)
+
+    wrapper.auth_guard = "admin_page"  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]

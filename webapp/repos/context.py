@@ -13,6 +13,7 @@ from webapp.repos.user_keys import UserKeySecret
 
 _QUERY = """
 select
+  {admit} as admit,
   (select row_to_json(p) from (
      select user_id::text as user_id, username, first_name, last_name, email_notifications, marketing_emails,
             llm_mode, default_provider, fallbacks_enabled, never_spend_credits, provider_priorities,
@@ -26,15 +27,38 @@ select
 """
 
 
+_ADMIT = "public.gateway_admit(%(uid)s, %(per_minute)s, %(stream)s, %(max_streams)s, %(stale)s)"
+_SELECT = _QUERY.format(admit="null::jsonb")
+_SELECT_ADMIT = _QUERY.format(admit=_ADMIT)
+
+
+@dataclass(frozen=True)
+class Admission:
+    per_minute: int
+    max_streams: int
+    stale_seconds: int
+    stream_request_id: str | None
+
+
 @dataclass(frozen=True)
 class UserContext:
     preferences: Preferences
     keys: list[UserKeySecret]
     catalog_version: int
+    admit: dict[str, Any] | None = None
 
 
-def load(conn: psycopg.Connection, user_id: str) -> UserContext:
-    row: Any = conn.execute(_QUERY, {"uid": user_id}).fetchone()
-    prefs = Preferences(**row[0]) if row[0] else Preferences(user_id=user_id)
-    keys = [UserKeySecret(**k) for k in row[1]]
-    return UserContext(prefs, keys, int(row[2] or 0))
+def load(conn: psycopg.Connection, user_id: str, admission: Admission | None = None) -> UserContext:
+    """The context in one round trip; with `admission`, also count this request against the user's limits."""
+    params: dict[str, Any] = {"uid": user_id}
+    if admission is not None:
+        params.update(per_minute=admission.per_minute, stream=admission.stream_request_id,
+                      max_streams=admission.max_streams, stale=admission.stale_seconds)
+    row: Any = conn.execute(_SELECT_ADMIT if admission else _SELECT, params).fetchone()
+    prefs = Preferences(**row[1]) if row[1] else Preferences(user_id=user_id)
+    keys = [UserKeySecret(**k) for k in row[2]]
+    return UserContext(prefs, keys, int(row[3] or 0), row[0])
+
+
+def release_stream(conn: psycopg.Connection, request_id: str) -> None:
+    conn.execute("delete from public.active_streams where request_id = %s", [request_id])

@@ -8,8 +8,6 @@ from typing import Any
 from webapp.errors import AppError
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
-MAX_MESSAGES = 1000
-MAX_TOKENS_CEILING = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -27,7 +25,8 @@ def _invalid(message: str, param: str, code: str = "invalid_value") -> AppError:
     return AppError(message, code=code, status=400, field=param)
 
 
-def parse(body: Any, header_task: str | None) -> ChatRequest:
+def parse(body: Any, header_task: str | None, *, max_messages: int = 1000,
+          max_tokens_ceiling: int = 262_144) -> ChatRequest:
     if not isinstance(body, dict):
         raise _invalid("The request body must be a JSON object.", "body", "invalid_json")
     model = body.get("model")
@@ -36,8 +35,8 @@ def parse(body: Any, header_task: str | None) -> ChatRequest:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _invalid("`messages` must be a non-empty array.", "messages")
-    if len(messages) > MAX_MESSAGES:
-        raise _invalid(f"`messages` may hold at most {MAX_MESSAGES} items.", "messages")
+    if len(messages) > max_messages:
+        raise _invalid(f"`messages` may hold at most {max_messages} items.", "messages")
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or msg.get("role") not in ROLES:
             raise _invalid(f"messages[{i}] must be an object with a valid role.", f"messages[{i}].role")
@@ -50,8 +49,8 @@ def parse(body: Any, header_task: str | None) -> ChatRequest:
         raise _invalid("`stream` must be true or false.", "stream")
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
-                                   or not 1 <= max_tokens <= MAX_TOKENS_CEILING):
-        raise _invalid(f"`max_tokens` must be an integer from 1 to {MAX_TOKENS_CEILING}.", "max_tokens")
+                                   or not 1 <= max_tokens <= max_tokens_ceiling):
+        raise _invalid(f"`max_tokens` must be an integer from 1 to {max_tokens_ceiling}.", "max_tokens")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise _invalid("`stream_options` must be an object.", "stream_options")

@@ -16,7 +16,7 @@ from typing import Any
 from webapp.config import Settings
 from webapp.crypto import KeyRing
 from webapp.db import Database
-from webapp.errors import AppError, UpstreamError
+from webapp.errors import AppError, RateLimited, UpstreamError
 from webapp.providers import get_adapter
 from webapp.providers.base import UpstreamFailure, UpstreamStream
 from webapp.providers.sse import DONE, format_chunk
@@ -72,11 +72,32 @@ class Receipt:
                 "usage": self.usage_source, "fallback_path": self.fallback_path}
 
 
+class _StreamBody:
+    """The streamed response body. A server closes it without iterating when the client left before the first
+    byte; a plain generator would then never run its clean-up, so the reservation and stream slot are closed here."""
+
+    def __init__(self) -> None:
+        self.gen: Iterator[bytes] | None = None
+        self.started = False
+        self.on_close_unstarted: Any = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        assert self.gen is not None
+        return self.gen
+
+    def close(self) -> None:
+        if not self.started and self.on_close_unstarted is not None:
+            self.started = True
+            self.on_close_unstarted()
+        if self.gen is not None:
+            self.gen.close()  # type: ignore[attr-defined]
+
+
 @dataclass
 class ChatResult:
     receipt: Receipt
     body: dict[str, Any] | None = None
-    stream: Iterator[bytes] | None = None
+    stream: Any = None
 
 
 class Gateway:
@@ -85,10 +106,33 @@ class Gateway:
         self.settings, self.db, self.keyring, self.catalog, self.logs = settings, db, keyring, catalog, logs
 
     # -- context -----------------------------------------------------------------------------------------
-    def context(self, user_id: str) -> tuple[context_repo.UserContext, Any]:
+    def context(self, user_id: str,
+                admission: context_repo.Admission | None = None) -> tuple[context_repo.UserContext, Any]:
         with self.db.as_service() as conn:
-            ctx = context_repo.load(conn, user_id)
+            ctx = context_repo.load(conn, user_id, admission)
         return ctx, self.catalog.get(ctx.catalog_version)
+
+    def _admit(self, user_id: str, request_id: str, stream: bool) -> tuple[context_repo.UserContext, Any]:
+        s = self.settings
+        admission = context_repo.Admission(s.rate_limit_per_minute, s.max_concurrent_streams,
+                                           s.stream_stale_seconds, request_id if stream else None)
+        ctx, catalog = self.context(user_id, admission)
+        verdict = ctx.admit or {}
+        if not verdict.get("ok"):
+            retry = str(verdict.get("retry_after", 1))
+            if verdict.get("reason") == "streams":
+                raise RateLimited(f"Too many streams at once (at most {s.max_concurrent_streams}).",
+                                  code="too_many_streams", headers={"Retry-After": retry})
+            raise RateLimited(f"Too many requests (at most {s.rate_limit_per_minute} a minute).",
+                              code="rate_limited", headers={"Retry-After": retry})
+        return ctx, catalog
+
+    def _release_stream(self, request_id: str) -> None:
+        try:
+            with self.db.as_service() as conn:
+                context_repo.release_stream(conn, request_id)
+        except Exception as exc:  # a stale slot expires by itself after stream_stale_seconds
+            log.error("releasing stream slot %s failed: %s", request_id, type(exc).__name__)
 
     def models(self, claims: dict[str, Any]) -> list[dict[str, Any]]:
         """What this user can call right now, in their mode."""
@@ -116,17 +160,24 @@ class Gateway:
              byok: router.ByokHeaders | None) -> ChatResult:
         started = time.monotonic()
         user_id = str(claims["sub"])
-        req = chat_request.parse(body, task_header)
-        ctx, catalog = self.context(user_id)
-        plan = router.plan(req.model, req.task, byok, ctx, catalog, self.settings, self.keyring)
-        receipt = Receipt(str(uuid.uuid4()), plan.mode)
+        request_id = str(uuid.uuid4())
+        req = chat_request.parse(body, task_header, max_messages=self.settings.max_messages,
+                                 max_tokens_ceiling=self.settings.max_tokens_ceiling)
+        ctx, catalog = self._admit(user_id, request_id, req.stream)
+        try:
+            plan = router.plan(req.model, req.task, byok, ctx, catalog, self.settings, self.keyring)
+        except BaseException:
+            if req.stream:
+                self._release_stream(request_id)
+            raise
+        receipt = Receipt(request_id, plan.mode)
         prompt_tokens = tokens.count_messages(req.messages, plan.routes[0].model)
         receipt.tokens_in = prompt_tokens
-        if plan.mode == "member":
-            receipt.reserved = max(self._estimate(r, prompt_tokens, req.max_tokens) for r in plan.routes)
-            credits.reserve(self.db, user_id, receipt.request_id, receipt.reserved,
-                            ctx.preferences.monthly_credit_cap)
         try:
+            if plan.mode == "member":
+                receipt.reserved = max(self._estimate(r, prompt_tokens, req.max_tokens) for r in plan.routes)
+                credits.reserve(self.db, user_id, receipt.request_id, receipt.reserved,
+                                ctx.preferences.monthly_credit_cap)
             if req.stream:
                 return self._stream(user_id, req, plan, receipt, started)
             return self._complete(user_id, req, plan, receipt, started)
@@ -236,10 +287,20 @@ class Gateway:
     def _stream(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, receipt: Receipt,
                 started: float) -> ChatResult:
         route, upstream = self._try_routes(req, plan, receipt, stream=True)
-        return ChatResult(receipt, stream=self._relay(user_id, req, route, upstream, receipt, started))
+        body = _StreamBody()
+        body.gen = self._relay(user_id, req, route, upstream, receipt, started, body)
+
+        def never_started() -> None:
+            upstream.close()
+            self._release_stream(receipt.request_id)
+            self._end_stream(user_id, req, route, receipt, started, "disconnected", [], None)
+
+        body.on_close_unstarted = never_started
+        return ChatResult(receipt, stream=body)
 
     def _relay(self, user_id: str, req: chat_request.ChatRequest, route: router.Route, upstream: UpstreamStream,
-               receipt: Receipt, started: float) -> Iterator[bytes]:
+               receipt: Receipt, started: float, body: _StreamBody) -> Iterator[bytes]:
+        body.started = True
         delivered: list[str] = []
         usage: dict[str, Any] | None = None
         last_chunk: dict[str, Any] = {}
@@ -267,6 +328,7 @@ class Gateway:
             outcome, failure = "upstream_failed", exc
         finally:
             upstream.close()
+            self._release_stream(receipt.request_id)
             if outcome != "completed":
                 self._end_stream(user_id, req, route, receipt, started, outcome, delivered, failure)
         if failure is not None:
@@ -311,6 +373,8 @@ class Gateway:
 
     def _fail(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, receipt: Receipt,
               started: float, exc: AppError | None) -> None:
+        if req.stream:
+            self._release_stream(receipt.request_id)
         if receipt.mode == "member" and receipt.reserved:
             try:
                 credits.refund(self.db, receipt.request_id)

@@ -1,0 +1,612 @@
+"""Proxy overhead benchmark: direct-to-upstream vs a bare Flask pass-through vs Switchboard, all on loopback.
+
+    .venv/bin/python bench/proxy_bench.py [--quick] [--threads N] [--loadgen auto|wrk|python] [--profile]
+
+One run:
+  1. starts bench/fast_upstream.py (asyncio, answers at once) in its own process,
+  2. recreates the database `switchboard_bench` (migrations + seed), registers provider `bench` pointing at the
+     fast upstream with an encrypted admin key and model rates, and a member-mode user with plenty of credits,
+     then serves Switchboard under gunicorn (gunicorn.conf.py, 2 workers x N gthread threads, LOG_LEVEL=WARNING):
+     every request does the full accounting (context read, credits reserve, settle, async log row),
+  3. serves bench/bare_proxy.py under gunicorn with the same settings,
+  4. measures from separate processes: (a) latency at 1 connection, N sequential requests per target, json and
+     streaming (time to the end of the stream); (b) throughput at 20 connections for D seconds (wrk when installed,
+     else a threaded Python load generator),
+  5. prints a table and whether the targets are met (p50 added latency <= 3 ms; Switchboard throughput >= 50 % of
+     the bare pass-through's), checks the log rows / ledger, and stops every process it started.
+Exits 0 when the benchmark ran (whether or not the targets are met); 1 when it could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+import requests  # noqa: E402
+
+DB_NAME = "switchboard_bench"
+UPSTREAM_KEY = "sk-bench-admin-" + "0" * 16
+RATE_IN, RATE_OUT = 1_000_000, 2_000_000  # micro-credits per 1K tokens
+GRANT = 10**13  # micro-credits: ten million credits, far more than any run spends
+LATENCY_TARGET_MS = 3.0
+THROUGHPUT_TARGET = 0.50
+MESSAGES = [
+    {"role": "system", "content": "You are a helpful assistant. Answer briefly."},
+    {"role": "user", "content": "Say hello to the benchmark in one short sentence, please."},
+]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Processes
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, wait: float = 15.0) -> None:
+        """Signal the process we started (a gunicorn master stops its own workers), then its whole session
+        (which we created for it) if anything is left."""
+        if self.alive():
+            try:
+                self.popen.send_signal(sig)
+                self.popen.wait(wait)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)  # the group we made with start_new_session
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    procs: list[Proc] = field(default_factory=list)
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> Proc:
+        log_path = self.workdir / f"{name}.log"
+        with open(log_path, "wb") as log:
+            popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = Proc(name, popen, log_path)
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+
+def wait_until(check: Any, proc: Proc, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited early:\n{proc.log_tail()}")
+        try:
+            if check():
+                return
+        except (requests.RequestException, OSError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name} did not become ready in {timeout:.0f} s:\n{proc.log_tail()}")
+
+
+def start_upstream(stack: Stack) -> str:
+    port = free_port()
+    proc = stack.start("upstream", [sys.executable, str(BENCH / "fast_upstream.py"), "--port", str(port),
+                                    "--key", UPSTREAM_KEY], dict(os.environ))
+
+    def ready() -> bool:
+        return "READY" in proc.log_path.read_text(errors="replace")
+
+    wait_until(ready, proc, 15)
+    return f"http://127.0.0.1:{port}"
+
+
+def gunicorn_argv(port: int, app: str, *extra: str) -> list[str]:
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    exe = [str(gunicorn)] if gunicorn.exists() else [sys.executable, "-m", "gunicorn"]
+    return [*exe, "-c", str(ROOT / "gunicorn.conf.py"), "-b", f"127.0.0.1:{port}", *extra, app]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Database: provider, admin key, rates, user, credits, token
+
+@dataclass
+class Fixture:
+    env: dict[str, str]
+    admin_url: str
+    user_id: str
+    token: str
+
+
+def prepare_database(upstream: str) -> Fixture:
+    from tests.support.dbsetup import create_test_database, test_environ
+    from webapp.auth.tokens import mint_access_token
+    from webapp.config import load_settings
+    from webapp.crypto import KeyRing, admin_aad
+    from webapp.repos import credits as credits_repo
+    from webapp.repos import users as users_repo
+
+    admin_url, app_url = create_test_database(DB_NAME)
+    # The per-user admission limits (when this version of the app has them) stay on the request path, with caps no
+    # benchmark reaches: one user sends every request here.
+    env = test_environ(app_url, admin_url, LOG_LEVEL="WARNING", RATE_LIMIT_PER_MINUTE="1000000000",
+                       MAX_CONCURRENT_STREAMS="100000")
+    settings = load_settings(env)
+    keyring = KeyRing(settings.encryption_keys)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        row = conn.execute(
+            """insert into public.llm_providers (slug, name, api_style, base_url, default_model, enabled,
+                   credit_multiplier, byok_allowed, custom_base_url_allowed, sort_order)
+               values ('bench', 'Bench', 'openai', %s, 'echo-1', true, 1.0, false, false, 0)
+               returning id::text""", [upstream + "/v1"]).fetchone()
+        assert row is not None
+        provider_id = row[0]
+        conn.execute("""insert into public.llm_model_rates (provider_id, model, input_rate, output_rate,
+                            context_window) values (%s, 'echo-1', %s, %s, 8192)""", [provider_id, RATE_IN, RATE_OUT])
+        ciphertext, kid = keyring.encrypt(UPSTREAM_KEY, admin_aad(provider_id))
+        conn.execute("""insert into public.llm_admin_keys (provider_id, ciphertext, key_id, last4, label)
+                        values (%s, %s, %s, %s, 'bench')""", [provider_id, ciphertext, kid, UPSTREAM_KEY[-4:]])
+        user = users_repo.create(conn, f"bench-{uuid.uuid4().hex[:10]}@example.test", uuid.uuid4().hex)
+        credits_repo.adjust(conn, user.id, GRANT, "benchmark grant", None)
+    token = mint_access_token(settings, user_id=user.id, email=user.email, app_metadata=user.app_metadata,
+                              user_metadata=user.user_metadata, ttl=6 * 3600)
+    return Fixture(env, admin_url, user.id, token)
+
+
+def accounting(fx: Fixture) -> dict[str, int]:
+    with psycopg.connect(fx.admin_url, autocommit=True) as conn:
+        logs = conn.execute("select count(*) filter (where status = 200), count(*) from public.llm_request_logs "
+                            "where user_id = %s", [fx.user_id]).fetchone()
+        kinds = dict(conn.execute("select kind, count(*) from public.credit_ledger where user_id = %s group by kind",
+                                  [fx.user_id]).fetchall())
+    assert logs is not None
+    return {"log_ok": int(logs[0]), "log_all": int(logs[1]), "reserve": int(kinds.get("reserve", 0)),
+            "settle": int(kinds.get("settle", 0)), "refund": int(kinds.get("refund", 0))}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Targets and requests
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    url: str  # .../v1/chat/completions
+    auth: str
+    model: str
+
+    def body(self, stream: bool) -> str:
+        body: dict[str, Any] = {"model": self.model, "messages": MESSAGES, "max_tokens": 64}
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return json.dumps(body)
+
+    def headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json", "Authorization": f"Bearer {self.auth}"}
+
+
+def check_once(target: Target, stream: bool) -> requests.Response:
+    resp = requests.post(target.url, data=target.body(stream), headers=target.headers(), timeout=30)
+    if resp.status_code != 200:
+        raise RuntimeError(f"{target.name} answered HTTP {resp.status_code}: {resp.text[:300]}")
+    if stream and not resp.content.rstrip().endswith(b"data: [DONE]"):
+        raise RuntimeError(f"{target.name} stream did not end with [DONE]: {resp.content[-200:]!r}")
+    if not stream and resp.json().get("usage", {}).get("completion_tokens") != 9:
+        raise RuntimeError(f"{target.name} answer has no usage: {resp.text[:300]}")
+    return resp
+
+
+def warm(target: Target, stream: bool, connections: int, per_conn: int) -> int:
+    """Concurrent requests so every worker and thread has loaded what it loads lazily (tiktoken, catalog, pools)."""
+    errors = [0]
+    lock = threading.Lock()
+
+    def run() -> None:
+        s = requests.Session()
+        s.trust_env = False
+        for _ in range(per_conn):
+            r = s.post(target.url, data=target.body(stream), headers=target.headers(), timeout=30)
+            if r.status_code != 200:
+                with lock:
+                    errors[0] += 1
+
+    threads = [threading.Thread(target=run) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors[0]:
+        raise RuntimeError(f"{errors[0]} warm-up requests to {target.name} failed")
+    return connections * per_conn
+
+
+def loadgen(job: dict[str, Any], timeout: float) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, str(BENCH / "loadgen.py"), json.dumps(job)], cwd=ROOT,
+                         capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if out.returncode != 0:
+        raise RuntimeError(f"loadgen failed: {out.stderr.decode(errors='replace')[-2000:]}")
+    return dict(json.loads(out.stdout))
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))]
+
+
+WRK_LUA = """
+wrk.method = "POST"
+wrk.body = [==[%(body)s]==]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(auth)s"
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRKJSON {"requests":%%d,"duration_us":%%d,"connect":%%d,"read":%%d,"write":%%d,' ..
+    '"status":%%d,"timeout":%%d,"p50_us":%%d,"p99_us":%%d}\\n', summary.requests, summary.duration, e.connect,
+    e.read, e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def throughput(target: Target, stream: bool, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Requests/s over `duration` at `connections` keep-alive connections; ok = complete HTTP 200 answers."""
+    if args.loadgen == "wrk":
+        script = workdir / f"wrk-{target.name}-{int(stream)}.lua"
+        script.write_text(WRK_LUA % {"body": target.body(stream), "auth": target.auth})
+        out = subprocess.run(["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d",
+                              f"{args.duration}s", "--timeout", "10s", "-s", str(script), target.url],
+                             capture_output=True, timeout=args.duration + 60, stdin=subprocess.DEVNULL, text=True)
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+        if out.returncode != 0 or line is None:
+            raise RuntimeError(f"wrk failed: {out.stdout[-1000:]} {out.stderr[-1000:]}")
+        r = json.loads(line[len("WRKJSON "):])
+        errors = r["status"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
+        secs = r["duration_us"] / 1e6
+        return {"rps": (r["requests"] - r["status"]) / secs, "errors": errors, "p50": r["p50_us"] / 1000,
+                "p99": r["p99_us"] / 1000}
+    procs = max(1, min(args.loadgen_procs, args.connections))
+    start_at = time.time() + 1.0  # every loadgen process imports requests first, then all start together
+    jobs = []
+    for i in range(procs):
+        threads = args.connections // procs + (1 if i < args.connections % procs else 0)
+        jobs.append(subprocess.Popen(
+            [sys.executable, str(BENCH / "loadgen.py"), json.dumps({
+                "mode": "throughput", "url": target.url, "headers": target.headers(), "body": target.body(stream),
+                "stream": stream, "threads": threads, "duration": args.duration, "start_at": start_at})],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL))
+    results = []
+    try:
+        for p in jobs:
+            out, err = p.communicate(timeout=args.duration + 60)
+            if p.returncode != 0:
+                raise RuntimeError(f"loadgen failed: {err.decode(errors='replace')[-2000:]}")
+            results.append(json.loads(out))
+    finally:
+        for p in jobs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    times = [t for r in results for t in r["times_ms"]]
+    return {"rps": sum(r["ok"] for r in results) / args.duration, "errors": sum(r["errors"] for r in results),
+            "p50": percentile(times, 0.5), "p99": percentile(times, 0.99)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Profiling (optional): py-spy on every Switchboard worker during a throughput run
+
+def worker_pids(master: Proc) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master.popen.pid)], capture_output=True, text=True)
+    return [int(x) for x in out.stdout.split()]
+
+
+def profile_switchboard(master: Proc, target: Target, stream: bool, args: argparse.Namespace,
+                        workdir: Path) -> list[Path]:
+    pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(pyspy).exists():
+        print("  --profile: py-spy not found (pip install py-spy); skipped")
+        return []
+    outs, spies = [], []
+    for pid in worker_pids(master):
+        out = workdir / f"pyspy-{pid}-{'stream' if stream else 'json'}.txt"
+        spies.append(subprocess.Popen([pyspy, "record", "--pid", str(pid), "--duration", str(args.duration),
+                                       "--rate", "200", "--format", "raw", "--nonblocking", "-o", str(out)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        outs.append(out)
+    time.sleep(0.5)
+    throughput(target, stream, args, workdir)
+    for p in spies:
+        try:
+            p.wait(args.duration + 30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return [o for o in outs if o.exists()]
+
+
+def summarize_profile(paths: list[Path], top: int = 25) -> str:
+    """Self and inclusive sample shares per function, from py-spy's raw (collapsed stack) output."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for path in paths:
+        for line in path.read_text(errors="replace").splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            n = int(count)
+            frames = stack.split(";")
+            # Idle worker threads waiting in the pool/poller are not the request path.
+            if any(x in stack for x in ("_worker (concurrent/futures/thread.py", "wait (threading.py",
+                                        "select (selectors.py", "_run (webapp/services/logwriter.py")) and \
+                    "handle_request" not in stack and "handle (gunicorn" not in stack:
+                continue
+            total += n
+            for f in set(frames):
+                inclusive[f] = inclusive.get(f, 0) + n
+            own[frames[-1]] = own.get(frames[-1], 0) + n
+    if not total:
+        return "  (no samples)"
+    lines = [f"  {total} busy samples; inclusive share of the top request-path frames:"]
+    for f, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {100 * n / total:5.1f}%  {f[:140]}")
+    lines.append("  self time:")
+    for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:15]:
+        lines.append(f"  {100 * n / total:5.1f}%  {f[:140]}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+def cpu_busy(seconds: float = 1.0) -> float:
+    """Share of all CPUs busy over `seconds` (before the benchmark starts anything: other people's load)."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            vals = [int(x) for x in f.readline().split()[1:]]
+        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+        return sum(vals), idle
+    try:
+        t0, i0 = sample()
+        time.sleep(seconds)
+        t1, i1 = sample()
+    except OSError:
+        return 0.0
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer requests and shorter throughput runs (<= 30 s)")
+    ap.add_argument("--threads", type=int, default=None, help="gunicorn threads per worker (default: as "
+                    "gunicorn.conf.py, GUNICORN_THREADS or 16)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--requests", type=int, default=None, help="sequential requests per latency run (500; quick 150)")
+    ap.add_argument("--duration", type=int, default=None, help="seconds per throughput run (10; quick 3)")
+    ap.add_argument("--connections", type=int, default=20)
+    ap.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto",
+                    help="throughput load generator: wrk if installed (auto), else threaded Python")
+    ap.add_argument("--loadgen-procs", type=int, default=2, help="Python load generator processes")
+    ap.add_argument("--wrk-threads", type=int, default=2)
+    ap.add_argument("--profile", action="store_true", help="afterwards, py-spy the Switchboard workers during "
+                    "one more throughput run per mode and print where the time goes")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder with logs and profiles")
+    args = ap.parse_args()
+    args.requests = args.requests or (150 if args.quick else 500)
+    args.duration = args.duration or (3 if args.quick else 10)
+    args.threads = args.threads or int(os.environ.get("GUNICORN_THREADS", "16"))
+    if args.loadgen == "auto":
+        args.loadgen = "wrk" if shutil.which("wrk") else "python"
+    elif args.loadgen == "wrk" and not shutil.which("wrk"):
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 1
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise SystemExit(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    t_start = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
+    stack = Stack(workdir)
+    ok = False
+    try:
+        ok = run(args, stack, workdir, t_start)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+    except (RuntimeError, OSError, psycopg.Error, subprocess.TimeoutExpired) as exc:
+        print(f"\nbenchmark failed: {exc}", file=sys.stderr)
+    finally:
+        stack.stop_all()
+        if args.keep or not ok:
+            print(f"logs kept in {workdir}", file=sys.stderr if not ok else sys.stdout)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if ok else 1
+
+
+def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -> bool:
+    mode_label = "quick" if args.quick else "full"
+    print(f"Switchboard proxy benchmark ({mode_label}): {os.cpu_count()} CPUs, gunicorn {args.workers} workers x "
+          f"{args.threads} gthread threads per server, loopback", flush=True)
+    busy = cpu_busy()
+    if busy > 0.15:
+        print(f"  WARNING: {100 * busy:.0f}% of the CPUs were busy before the benchmark started (other processes); "
+              "the numbers below are disturbed by that load", flush=True)
+    upstream = start_upstream(stack)
+    fx = prepare_database(upstream)
+    print(f"  set-up: upstream {upstream}, database {DB_NAME} ready ({time.monotonic() - t_start:.1f} s)", flush=True)
+
+    env = {**os.environ, **fx.env, "WEB_CONCURRENCY": str(args.workers), "GUNICORN_THREADS": str(args.threads)}
+    sb_port, bare_port = free_port(), free_port()
+    sb = stack.start("switchboard", gunicorn_argv(sb_port, "wsgi:app"), env)
+    bare_env = {**os.environ, "WEB_CONCURRENCY": str(args.workers), "GUNICORN_THREADS": str(args.threads),
+                "BARE_UPSTREAM": upstream + "/v1"}
+    bare = stack.start("bare", gunicorn_argv(bare_port, "bare_proxy:app", "--pythonpath", str(BENCH)), bare_env)
+
+    targets = {
+        "direct": Target("direct", upstream + "/v1/chat/completions", UPSTREAM_KEY, "echo-1"),
+        "bare": Target("bare", f"http://127.0.0.1:{bare_port}/v1/chat/completions", UPSTREAM_KEY, "echo-1"),
+        "switchboard": Target("switchboard", f"http://127.0.0.1:{sb_port}/v1/chat/completions", fx.token,
+                              "bench/echo-1"),
+    }
+    wait_until(lambda: requests.get(f"http://127.0.0.1:{sb_port}/healthz", timeout=2).ok, sb)
+    wait_until(lambda: requests.post(targets["bare"].url, data=targets["bare"].body(False),
+                                     headers=targets["bare"].headers(), timeout=2).ok, bare)
+
+    # Correctness first: Switchboard serves in member mode with an admin key and charges credits.
+    served = 0
+    for stream in (False, True):
+        for t in targets.values():
+            check_once(t, stream)
+        served += 1
+    r = check_once(targets["switchboard"], False)
+    served += 1
+    if r.headers.get("X-Switchboard-Mode") != "member" or r.headers.get("X-Switchboard-Key-Source") != "admin_db" \
+            or float(r.headers.get("X-Switchboard-Credits", "0")) <= 0:
+        raise RuntimeError(f"Switchboard did not serve in member mode with credits: {dict(r.headers)}")
+    for stream in (False, True):
+        for name in ("bare", "switchboard"):
+            n = warm(targets[name], stream, args.connections, 5 if args.quick else 10)
+            served += n if name == "switchboard" else 0
+    print(f"  servers ready and warmed ({time.monotonic() - t_start:.1f} s); load generator: latency = Python "
+          f"requests.Session, throughput = {args.loadgen}", flush=True)
+
+    latency: dict[tuple[str, str], dict[str, float]] = {}
+    for stream in (False, True):
+        mode = "stream" if stream else "json"
+        for name, t in targets.items():
+            res = loadgen({"mode": "latency", "url": t.url, "headers": t.headers(), "body": t.body(stream),
+                           "stream": stream, "n": args.requests, "warmup": 20}, timeout=300)
+            if res["errors"]:
+                raise RuntimeError(f"{res['errors']} latency requests to {name} ({mode}) failed")
+            if name == "switchboard":
+                served += args.requests + 20
+            times = res["times_ms"]
+            latency[(mode, name)] = {"p50": percentile(times, 0.5), "p99": percentile(times, 0.99),
+                                     "mean": sum(times) / len(times)}
+    print(f"  latency done ({time.monotonic() - t_start:.1f} s)", flush=True)
+
+    tput: dict[tuple[str, str], dict[str, Any]] = {}
+    for stream in (False, True):
+        mode = "stream" if stream else "json"
+        for name, t in targets.items():
+            tput[(mode, name)] = throughput(t, stream, args, workdir)
+            if name == "switchboard":
+                served += int(tput[(mode, name)]["rps"] * args.duration)
+            time.sleep(0.3)
+    print(f"  throughput done ({time.monotonic() - t_start:.1f} s)", flush=True)
+
+    profiles: dict[str, str] = {}
+    if args.profile:
+        for stream in (False, True):
+            mode = "stream" if stream else "json"
+            paths = profile_switchboard(sb, targets["switchboard"], stream, args, workdir)
+            profiles[mode] = summarize_profile(paths)
+
+    # The accounting really happened: every served request left a log row and a reserve + settle pair.
+    deadline = time.monotonic() + 10
+    acct = accounting(fx)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        again = accounting(fx)
+        if again == acct:
+            break
+        acct = again
+
+    report(args, latency, tput, acct, served, time.monotonic() - t_start)
+    for mode, text in profiles.items():
+        print(f"\nProfile of the Switchboard workers ({mode}, {args.duration:g} s at {args.connections} "
+              f"connections, py-spy):\n{text}")
+    return True
+
+
+def report(args: argparse.Namespace, latency: dict[tuple[str, str], dict[str, float]],
+           tput: dict[tuple[str, str], dict[str, Any]], acct: dict[str, int], served: int, elapsed: float) -> None:
+    print()
+    print(f"Latency at 1 connection: {args.requests} sequential requests per row (ms; stream = time to the end "
+          f"of the stream)")
+    print(f"{'mode':<7} {'target':<12} {'p50':>8} {'p99':>8} {'mean':>8} {'added p50':>10} {'added p99':>10} "
+          f"{'vs bare p50':>12}")
+    for mode in ("json", "stream"):
+        d = latency[(mode, "direct")]
+        b = latency[(mode, "bare")]
+        for name in ("direct", "bare", "switchboard"):
+            x = latency[(mode, name)]
+            added = "" if name == "direct" else f"{x['p50'] - d['p50']:+.2f}"
+            added99 = "" if name == "direct" else f"{x['p99'] - d['p99']:+.2f}"
+            vs_bare = f"{x['p50'] - b['p50']:+.2f}" if name == "switchboard" else ""
+            print(f"{mode:<7} {name:<12} {x['p50']:>8.2f} {x['p99']:>8.2f} {x['mean']:>8.2f} {added:>10} "
+                  f"{added99:>10} {vs_bare:>12}")
+    print()
+    print(f"Throughput at {args.connections} connections, {args.duration:g} s per row ({args.loadgen}"
+          + (f", {args.wrk_threads} threads" if args.loadgen == "wrk" else f", {args.loadgen_procs} processes")
+          + "; p50/p99 = latency under that load, ms)")
+    print(f"{'mode':<7} {'target':<12} {'req/s':>9} {'errors':>7} {'p50':>8} {'p99':>8} {'% of bare':>10}")
+    for mode in ("json", "stream"):
+        bare_rps = tput[(mode, "bare")]["rps"]
+        for name in ("direct", "bare", "switchboard"):
+            x = tput[(mode, name)]
+            pct = f"{100 * x['rps'] / bare_rps:.0f}%" if name == "switchboard" and bare_rps else ""
+            print(f"{mode:<7} {name:<12} {x['rps']:>9.0f} {x['errors']:>7} {x['p50']:>8.2f} {x['p99']:>8.2f} "
+                  f"{pct:>10}")
+    print()
+    print("Targets")
+    for mode in ("json", "stream"):
+        added = latency[(mode, "switchboard")]["p50"] - latency[(mode, "direct")]["p50"]
+        verdict = "MET" if added <= LATENCY_TARGET_MS else "MISSED"
+        print(f"  {mode:<7} p50 added latency at 1 connection <= {LATENCY_TARGET_MS:g} ms: {added:6.2f} ms  "
+              f"{verdict}")
+    for mode in ("json", "stream"):
+        share = tput[(mode, "switchboard")]["rps"] / tput[(mode, "bare")]["rps"]
+        verdict = "MET" if share >= THROUGHPUT_TARGET else "MISSED"
+        print(f"  {mode:<7} throughput >= {100 * THROUGHPUT_TARGET:.0f}% of bare pass-through:  {100 * share:6.1f}%  "
+              f"  {verdict}")
+    print()
+    print(f"Accounting check: ~{served} Switchboard requests completed by the clients; log rows {acct['log_ok']} "
+          f"with status 200 ({acct['log_all']} in all), ledger reserve {acct['reserve']} / settle {acct['settle']} "
+          f"/ refund {acct['refund']}")
+    print(f"Run time {elapsed:.0f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

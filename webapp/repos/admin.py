@@ -1,0 +1,516 @@
+"""SQL for the admin panel and admin API: provider edits, admin keys, user search, credits, request logs,
+analytics and the audit log.
+
+Admin work runs in a transaction opened with `db.as_user(admin claims)`, so provider and key writes pass the
+tables' RLS policies exactly as a PostgREST call would. Three things only `service_role` may do (read auth.users,
+call credits_adjust, insert into admin_audit_log); for those the caller steps up with `service_role(conn)` inside
+the same transaction, after `is_admin(conn)` confirmed the claims, and steps back down afterwards."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import pq
+from psycopg.rows import class_row
+
+from webapp.repos.providers import Provider
+
+PROVIDER_COLS = ("id::text as id, slug, name, api_style, base_url, default_model, enabled, credit_multiplier,"
+                 " byok_allowed, custom_base_url_allowed, sort_order")
+PROVIDER_EDITABLE = ("name", "api_style", "base_url", "default_model", "enabled", "credit_multiplier",
+                     "byok_allowed", "custom_base_url_allowed", "sort_order")
+
+
+# -- role ---------------------------------------------------------------------------------------------------------
+
+def is_admin(conn: psycopg.Connection) -> bool:
+    """What the database itself thinks of the transaction's claims (public.is_admin(), as the policies use)."""
+    row = conn.execute("select public.is_admin()").fetchone()
+    return bool(row and row[0])
+
+
+@contextmanager
+def service_role(conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """Run the block as service_role inside the caller's transaction, then return to the previous role."""
+    row = conn.execute("select current_setting('role')").fetchone()
+    previous = str(row[0]) if row else "authenticated"
+    conn.execute("select set_config('role', 'service_role', true)")
+    try:
+        yield conn
+    finally:
+        # An aborted transaction rolls back the role with everything else; only a live one needs restoring.
+        if conn.info.transaction_status != pq.TransactionStatus.INERROR:
+            conn.execute("select set_config('role', %s, true)", [previous])
+
+
+# -- providers and rates ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Rate:
+    id: str
+    provider_id: str
+    model: str
+    input_rate: int
+    output_rate: int
+    context_window: int
+
+
+def get_provider(conn: psycopg.Connection, provider_id: str, *, lock: bool = False) -> Provider | None:
+    with conn.cursor(row_factory=class_row(Provider)) as cur:
+        cur.execute(f"select {PROVIDER_COLS} from public.llm_providers where id = %s"
+                    + (" for update" if lock else ""), [provider_id])
+        return cur.fetchone()
+
+
+def update_provider(conn: psycopg.Connection, provider_id: str, values: dict[str, Any]) -> Provider | None:
+    """Update the given editable columns; None when RLS (or a missing row) left nothing to update."""
+    cols = [c for c in PROVIDER_EDITABLE if c in values]
+    if not cols:
+        return get_provider(conn, provider_id)
+    assignments = ", ".join(f"{c} = %s" for c in cols)
+    with conn.cursor(row_factory=class_row(Provider)) as cur:
+        cur.execute(f"update public.llm_providers set {assignments} where id = %s returning {PROVIDER_COLS}",
+                    [*[values[c] for c in cols], provider_id])
+        return cur.fetchone()
+
+
+def rates(conn: psycopg.Connection, provider_id: str | None = None) -> list[Rate]:
+    where = "where provider_id = %s" if provider_id else ""
+    with conn.cursor(row_factory=class_row(Rate)) as cur:
+        cur.execute("select id::text as id, provider_id::text as provider_id, model, input_rate, output_rate,"
+                    f" context_window from public.llm_model_rates {where} order by model",
+                    [provider_id] if provider_id else [])
+        return cur.fetchall()
+
+
+def upsert_rate(conn: psycopg.Connection, provider_id: str, model: str, input_rate: int, output_rate: int,
+                context_window: int) -> None:
+    conn.execute(
+        """insert into public.llm_model_rates (provider_id, model, input_rate, output_rate, context_window)
+           values (%s, %s, %s, %s, %s)
+           on conflict (provider_id, model) do update set input_rate = excluded.input_rate,
+               output_rate = excluded.output_rate, context_window = excluded.context_window""",
+        [provider_id, model, input_rate, output_rate, context_window])
+
+
+def delete_rate(conn: psycopg.Connection, provider_id: str, rate_id: str) -> bool:
+    cur = conn.execute("delete from public.llm_model_rates where id = %s and provider_id = %s",
+                       [rate_id, provider_id])
+    return cur.rowcount > 0
+
+
+def delete_rates_except(conn: psycopg.Connection, provider_id: str, keep_models: Sequence[str]) -> None:
+    conn.execute("delete from public.llm_model_rates where provider_id = %s and not (model = any(%s))",
+                 [provider_id, list(keep_models)])
+
+
+# -- admin keys ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AdminKeyInfo:
+    """What an admin may see of a stored key: never the ciphertext."""
+
+    id: str
+    provider_id: str
+    key_id: str
+    last4: str
+    label: str
+    active: bool
+    created_at: datetime
+    revoked_at: datetime | None
+    requests: int
+    last_used_at: datetime | None
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "active" if self.active else "superseded"
+
+
+_KEY_COLS = ("k.id::text as id, k.provider_id::text as provider_id, k.key_id, k.last4, k.label, k.active,"
+             " k.created_at, k.revoked_at,"
+             " (select count(*) from public.llm_request_logs l where l.admin_key_id = k.id)::int as requests,"
+             " (select max(l.created_at) from public.llm_request_logs l where l.admin_key_id = k.id) as last_used_at")
+
+
+def admin_keys(conn: psycopg.Connection, provider_id: str | None = None) -> list[AdminKeyInfo]:
+    """Newest first; the request counts come from llm_request_logs.admin_key_id."""
+    where = "where k.provider_id = %s" if provider_id else ""
+    with conn.cursor(row_factory=class_row(AdminKeyInfo)) as cur:
+        cur.execute(f"select {_KEY_COLS} from public.llm_admin_keys k {where} order by k.created_at desc, k.id",
+                    [provider_id] if provider_id else [])
+        return cur.fetchall()
+
+
+def admin_key(conn: psycopg.Connection, provider_id: str, key_row_id: str) -> AdminKeyInfo | None:
+    with conn.cursor(row_factory=class_row(AdminKeyInfo)) as cur:
+        cur.execute(f"select {_KEY_COLS} from public.llm_admin_keys k where k.id = %s and k.provider_id = %s",
+                    [key_row_id, provider_id])
+        return cur.fetchone()
+
+
+def insert_admin_key(conn: psycopg.Connection, provider_id: str, ciphertext: str, kid: str, last4: str,
+                     label: str, created_by: str) -> str:
+    row = conn.execute(
+        """insert into public.llm_admin_keys (provider_id, ciphertext, key_id, last4, label, active, created_by)
+           values (%s, %s, %s, %s, %s, true, %s) returning id::text""",
+        [provider_id, ciphertext, kid, last4, label, created_by]).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def supersede_keys(conn: psycopg.Connection, provider_id: str, keep_id: str) -> list[str]:
+    """Mark every other active key of the provider inactive (kept, no longer served, until revoked)."""
+    rows = conn.execute(
+        """update public.llm_admin_keys set active = false
+           where provider_id = %s and id <> %s and active and revoked_at is null returning id::text""",
+        [provider_id, keep_id]).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def revoke_key(conn: psycopg.Connection, provider_id: str, key_row_id: str) -> bool:
+    cur = conn.execute(
+        """update public.llm_admin_keys set active = false, revoked_at = now()
+           where id = %s and provider_id = %s and revoked_at is null""", [key_row_id, provider_id])
+    return cur.rowcount > 0
+
+
+def env_key_requests(conn: psycopg.Connection) -> dict[str, int]:
+    """Requests served with a key from the environment, by provider slug."""
+    rows = conn.execute("select provider, count(*) from public.llm_request_logs where key_source = 'admin_env'"
+                        " group by provider").fetchall()
+    return {str(r[0]): int(r[1]) for r in rows if r[0]}
+
+
+# -- users and credits (service role) -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UserRow:
+    id: str
+    email: str
+    is_admin: bool
+    balance: int
+    created_at: datetime | None
+    last_sign_in_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    id: int
+    kind: str
+    delta: int
+    balance_after: int
+    request_id: str | None
+    reason: str
+    actor_email: str | None
+    created_at: datetime
+
+
+_USER_COLS = ("u.id::text as id, coalesce(u.email, '') as email,"
+              " coalesce(u.raw_app_meta_data ->> 'role', '') = 'admin' as is_admin,"
+              " coalesce(c.balance, 0) as balance, u.created_at, u.last_sign_in_at")
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def search_users(conn: psycopg.Connection, query: str, limit: int) -> list[UserRow]:
+    """Service role: users whose email contains `query` (all users, newest first, when it is empty)."""
+    with conn.cursor(row_factory=class_row(UserRow)) as cur:
+        cur.execute(f"""select {_USER_COLS} from auth.users u left join public.credit_accounts c on c.user_id = u.id
+                        where u.deleted_at is null and (%(q)s = '' or u.email ilike %(like)s)
+                        order by (lower(u.email) = lower(%(q)s)) desc,
+                                 case when %(q)s = '' then u.created_at end desc nulls last, u.email
+                        limit %(limit)s""",
+                    {"q": query, "like": _like(query), "limit": limit})
+        return cur.fetchall()
+
+
+def get_user(conn: psycopg.Connection, user_id: str) -> UserRow | None:
+    """Service role."""
+    with conn.cursor(row_factory=class_row(UserRow)) as cur:
+        cur.execute(f"""select {_USER_COLS} from auth.users u left join public.credit_accounts c on c.user_id = u.id
+                        where u.id = %s and u.deleted_at is null""", [user_id])
+        return cur.fetchone()
+
+
+def user_ids_by_email(conn: psycopg.Connection, email: str) -> list[str]:
+    """Service role."""
+    rows = conn.execute("select id::text from auth.users where email ilike %s", [_like(email)]).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def ledger(conn: psycopg.Connection, user_id: str, limit: int) -> list[LedgerRow]:
+    """Service role (the actor's email comes from auth.users)."""
+    with conn.cursor(row_factory=class_row(LedgerRow)) as cur:
+        cur.execute("""select l.id, l.kind, l.delta, l.balance_after, l.request_id::text as request_id, l.reason,
+                              a.email as actor_email, l.created_at
+                       from public.credit_ledger l left join auth.users a on a.id = l.actor_id
+                       where l.user_id = %s order by l.id desc limit %s""", [user_id, limit])
+        return cur.fetchall()
+
+
+# -- request logs -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LogFilter:
+    user_ids: list[str] | None = None  # None: any user; []: nobody matched the user filter
+    provider: str | None = None
+    mode: str | None = None
+    status: str | None = None  # "ok", "error" or a three-digit status
+    start: date | None = None
+    end_exclusive: date | None = None
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    id: str
+    request_id: str
+    user_id: str
+    email: str | None
+    mode: str
+    provider: str | None
+    model: str | None
+    task: str | None
+    key_source: str | None
+    admin_key_id: str | None
+    admin_key_last4: str | None
+    admin_key_label: str | None
+    tokens_in: int
+    tokens_out: int
+    usage_source: str | None
+    credits: int
+    multiplier: Decimal | None
+    fallback_path: list[str]
+    stream: bool
+    status: int
+    error_code: str | None
+    latency_ms: int
+    created_at: datetime
+
+
+_LOG_SELECT = """select l.id::text as id, l.request_id::text as request_id, l.user_id::text as user_id,
+       u.email, l.mode, l.provider, l.model, l.task, l.key_source, l.admin_key_id::text as admin_key_id,
+       k.last4 as admin_key_last4, k.label as admin_key_label, l.tokens_in, l.tokens_out, l.usage_source,
+       l.credits, l.multiplier, l.fallback_path, l.stream, l.status, l.error_code, l.latency_ms, l.created_at
+  from public.llm_request_logs l
+  left join auth.users u on u.id = l.user_id
+  left join public.llm_admin_keys k on k.id = l.admin_key_id"""
+
+
+def _log_where(f: LogFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = ["true"]
+    params: list[Any] = []
+    if f.user_ids is not None:
+        clauses.append("l.user_id = any(%s::uuid[])")
+        params.append(f.user_ids)
+    if f.provider:
+        clauses.append("l.provider = %s")
+        params.append(f.provider)
+    if f.mode:
+        clauses.append("l.mode = %s")
+        params.append(f.mode)
+    if f.status == "ok":
+        clauses.append("l.status < 400")
+    elif f.status == "error":
+        clauses.append("l.status >= 400")
+    elif f.status:
+        clauses.append("l.status = %s")
+        params.append(int(f.status))
+    if f.start:
+        clauses.append("l.created_at >= %s")
+        params.append(f.start)
+    if f.end_exclusive:
+        clauses.append("l.created_at < %s")
+        params.append(f.end_exclusive)
+    return " and ".join(clauses), params
+
+
+def search_logs(conn: psycopg.Connection, f: LogFilter, limit: int, offset: int) -> tuple[list[LogEntry], int]:
+    """Service role (emails). Newest first, with the total count matching the filter."""
+    where, params = _log_where(f)
+    total_row = conn.execute(f"select count(*) from public.llm_request_logs l where {where}", params).fetchone()
+    with conn.cursor(row_factory=class_row(LogEntry)) as cur:
+        cur.execute(f"{_LOG_SELECT} where {where} order by l.created_at desc, l.id limit %s offset %s",
+                    [*params, limit, offset])
+        rows = cur.fetchall()
+    return rows, int(total_row[0]) if total_row else 0
+
+
+def get_log(conn: psycopg.Connection, request_id: str) -> LogEntry | None:
+    """Service role."""
+    with conn.cursor(row_factory=class_row(LogEntry)) as cur:
+        cur.execute(f"{_LOG_SELECT} where l.request_id = %s", [request_id])
+        return cur.fetchone()
+
+
+def log_providers(conn: psycopg.Connection) -> list[str]:
+    rows = conn.execute("select slug from public.llm_providers order by sort_order, slug").fetchall()
+    return [str(r[0]) for r in rows]
+
+
+# -- analytics ----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DayTotals:
+    day: date
+    requests: int
+    tokens: int
+    credits: int
+    errors: int
+
+
+@dataclass(frozen=True)
+class GroupTotals:
+    key: str
+    requests: int
+    tokens_in: int
+    tokens_out: int
+    credits: int
+    errors: int
+
+
+@dataclass(frozen=True)
+class UserTotals:
+    user_id: str
+    email: str | None
+    requests: int
+    tokens: int
+    credits: int
+
+
+_RANGE = "l.created_at >= %(start)s and l.created_at < %(end)s"
+
+
+def daily(conn: psycopg.Connection, start: date, end_exclusive: date) -> list[DayTotals]:
+    with conn.cursor(row_factory=class_row(DayTotals)) as cur:
+        cur.execute(f"""select (l.created_at at time zone 'utc')::date as day, count(*)::int as requests,
+                               coalesce(sum(l.tokens_in + l.tokens_out), 0)::bigint as tokens,
+                               coalesce(sum(l.credits), 0)::bigint as credits,
+                               (count(*) filter (where l.status >= 400))::int as errors
+                        from public.llm_request_logs l where {_RANGE} group by 1 order by 1""",
+                    {"start": start, "end": end_exclusive})
+        return cur.fetchall()
+
+
+def totals_by(conn: psycopg.Connection, column: str, start: date, end_exclusive: date) -> list[GroupTotals]:
+    """Totals grouped by provider, mode or error code (the column is chosen from that fixed list)."""
+    expr = {"provider": "coalesce(l.provider, '(none)')", "mode": "l.mode",
+            "error_code": "coalesce(l.error_code, 'http_' || l.status::text)"}[column]
+    only_errors = " and l.status >= 400" if column == "error_code" else ""
+    with conn.cursor(row_factory=class_row(GroupTotals)) as cur:
+        cur.execute(f"""select {expr} as key, count(*)::int as requests,
+                               coalesce(sum(l.tokens_in), 0)::bigint as tokens_in,
+                               coalesce(sum(l.tokens_out), 0)::bigint as tokens_out,
+                               coalesce(sum(l.credits), 0)::bigint as credits,
+                               (count(*) filter (where l.status >= 400))::int as errors
+                        from public.llm_request_logs l where {_RANGE}{only_errors}
+                        group by 1 order by count(*) desc, 1""",
+                    {"start": start, "end": end_exclusive})
+        return cur.fetchall()
+
+
+def top_users(conn: psycopg.Connection, start: date, end_exclusive: date, limit: int) -> list[UserTotals]:
+    """Service role (emails). By credits spent, then requests."""
+    with conn.cursor(row_factory=class_row(UserTotals)) as cur:
+        cur.execute(f"""select l.user_id::text as user_id, u.email, count(*)::int as requests,
+                               coalesce(sum(l.tokens_in + l.tokens_out), 0)::bigint as tokens,
+                               coalesce(sum(l.credits), 0)::bigint as credits
+                        from public.llm_request_logs l left join auth.users u on u.id = l.user_id
+                        where {_RANGE} group by l.user_id, u.email
+                        order by 5 desc, 3 desc, 2 limit %(limit)s""",
+                    {"start": start, "end": end_exclusive, "limit": limit})
+        return cur.fetchall()
+
+
+def byok_member_equivalent(conn: psycopg.Connection, start: date, end_exclusive: date) -> int:
+    """What the successful BYOK traffic would have cost in member mode at today's rates and multipliers."""
+    row = conn.execute(
+        f"""select coalesce(sum(ceil((l.tokens_in::numeric * r.input_rate + l.tokens_out::numeric * r.output_rate)
+                                     * p.credit_multiplier / 1000)), 0)::bigint
+            from public.llm_request_logs l
+            join public.llm_providers p on p.slug = l.provider
+            join public.llm_model_rates r on r.provider_id = p.id and r.model = l.model
+            where l.mode = 'byok' and l.status < 400 and {_RANGE}""",
+        {"start": start, "end": end_exclusive}).fetchone()
+    return int(row[0]) if row else 0
+
+
+# -- audit --------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    actor_id: str | None
+    actor_email: str | None
+    action: str
+    target: str
+    before: Any
+    after: Any
+    created_at: datetime
+
+
+def insert_audit(conn: psycopg.Connection, actor_id: str | None, action: str, target: str, before: Any,
+                 after: Any) -> None:
+    """Only service_role may insert audit rows: step up for this one statement, in the caller's transaction."""
+    with service_role(conn):
+        conn.execute("""insert into public.admin_audit_log (actor_id, action, target, before, after)
+                        values (%s, %s, %s, %s::jsonb, %s::jsonb)""",
+                     [actor_id, action, target, _json(before), _json(after)])
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str, sort_keys=True)
+
+
+def audit_entries(conn: psycopg.Connection, limit: int, offset: int, action: str | None = None
+                  ) -> tuple[list[AuditEntry], int]:
+    """Service role (actor emails). Newest first."""
+    where = "where a.action like %s" if action else ""
+    params: list[Any] = [action.replace("%", "") + "%"] if action else []
+    total = conn.execute(f"select count(*) from public.admin_audit_log a {where}", params).fetchone()
+    with conn.cursor(row_factory=class_row(AuditEntry)) as cur:
+        cur.execute(f"""select a.id, a.actor_id::text as actor_id, u.email as actor_email, a.action, a.target,
+                               a.before, a.after, a.created_at
+                        from public.admin_audit_log a left join auth.users u on u.id = a.actor_id
+                        {where} order by a.id desc limit %s offset %s""", [*params, limit, offset])
+        rows = cur.fetchall()
+    return rows, int(total[0]) if total else 0
+
+
+# -- encryption-key rotation (service role) -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StoredSecret:
+    table: str  # "llm_admin_keys" or "user_provider_keys"
+    id: str
+    provider_id: str
+    user_id: str | None
+    ciphertext: str
+
+
+def stored_secrets(conn: psycopg.Connection) -> list[StoredSecret]:
+    """Service role: every stored key, admin and BYOK, locked until the transaction ends."""
+    out: list[StoredSecret] = []
+    for r in conn.execute("select id::text, provider_id::text, ciphertext from public.llm_admin_keys"
+                          " order by created_at, id for update").fetchall():
+        out.append(StoredSecret("llm_admin_keys", r[0], r[1], None, r[2]))
+    for r in conn.execute("select id::text, provider_id::text, user_id::text, ciphertext from"
+                          " public.user_provider_keys order by created_at, id for update").fetchall():
+        out.append(StoredSecret("user_provider_keys", r[0], r[1], r[2], r[3]))
+    return out
+
+
+def replace_ciphertext(conn: psycopg.Connection, secret: StoredSecret, ciphertext: str, kid: str) -> None:
+    table = {"llm_admin_keys": "public.llm_admin_keys", "user_provider_keys": "public.user_provider_keys"}
+    conn.execute(f"update {table[secret.table]} set ciphertext = %s, key_id = %s where id = %s",
+                 [ciphertext, kid, secret.id])
