@@ -23,11 +23,20 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
         REMEMBER_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_SECURE=settings.secure_cookies,
         PERMANENT_SESSION_LIFETIME=settings.session_hours * 3600,
-        MAX_CONTENT_LENGTH=4 * 1024 * 1024,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
         WTF_CSRF_TIME_LIMIT=None,
         WTF_CSRF_SSL_STRICT=settings.secure_cookies,
         TESTING=settings.env == "test",
     )
+    if settings.trusted_hosts:
+        app.config["TRUSTED_HOSTS"] = list(settings.trusted_hosts)
+    if settings.proxy_hops:
+        # Only behind a known number of proxies: X-Forwarded-* from anyone else is ignored. No auth decision
+        # reads the host either way (token issuer and audience come from configuration).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops, x_host=settings.proxy_hops)
     from webapp import cli, extensions
     from webapp.web import errorhandlers
     from webapp.api import register_api

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 
 from webapp.errors import AppError
 
@@ -57,6 +57,8 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
+        if isinstance(exc, SecurityError):  # untrusted Host: no URL can be built for it, answer plainly
+            return Response("Bad request: untrusted host.", status=400, mimetype="text/plain")
         status = exc.code or 500
         return error_response(status, _HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
 
