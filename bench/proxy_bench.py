@@ -430,6 +430,8 @@ def main() -> int:
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--profile", action="store_true", help="afterwards, py-spy the Switchboard workers during "
                     "one more throughput run per mode and print where the time goes")
+    ap.add_argument("--serve", action="store_true", help="only start everything, print the URLs and the token, and "
+                    "wait for Ctrl-C (for profiling by hand)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder with logs and profiles")
     args = ap.parse_args()
     args.requests = args.requests or (150 if args.quick else 500)
@@ -492,6 +494,17 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
     wait_until(lambda: requests.get(f"http://127.0.0.1:{sb_port}/healthz", timeout=2).ok, sb)
     wait_until(lambda: requests.post(targets["bare"].url, data=targets["bare"].body(False),
                                      headers=targets["bare"].headers(), timeout=2).ok, bare)
+
+    if args.serve:
+        info = {"upstream": targets["direct"].url, "bare": targets["bare"].url, "switchboard": targets["switchboard"].url,
+                "upstream_key": UPSTREAM_KEY, "token": fx.token, "switchboard_master_pid": sb.popen.pid,
+                "bare_master_pid": bare.popen.pid, "logs": str(workdir), "env": fx.env}
+        (workdir / "serve.json").write_text(json.dumps(info, indent=1))
+        print(json.dumps(info, indent=1), flush=True)
+        print(f"serving; details in {workdir / 'serve.json'}; Ctrl-C (or SIGTERM) stops everything", flush=True)
+        while all(p.alive() for p in stack.procs):
+            time.sleep(0.5)
+        raise RuntimeError("a server exited")
 
     # Correctness first: Switchboard serves in member mode with an admin key and charges credits.
     served = 0

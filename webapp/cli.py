@@ -82,6 +82,16 @@ def credits_grant(email: str, credits: float, reason: str) -> None:
     click.echo(f"{email}: balance {balance / 1_000_000:.6f} credits")
 
 
+@credits_cli.command("sweep")
+@click.option("--older-than", default=3600, show_default=True, help="Seconds a reservation may stay open.")
+def credits_sweep(older_than: int) -> None:
+    """Refund reservations left open by a worker that died mid-request (run from cron)."""
+    from webapp.services import credits as credits_service
+
+    count = credits_service.sweep(_svc().db, older_than)
+    click.echo(f"refunded {count} stale reservation(s)")
+
+
 def init_app(app: Flask) -> None:
     for group in (db_cli, users_cli, credits_cli, keys_cli):
         app.cli.add_command(group)

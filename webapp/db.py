@@ -4,8 +4,9 @@ claims set with set_config(..., true), so row-level security is enforced by Post
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
 
 import psycopg
@@ -40,9 +41,25 @@ class Database:
 
     @contextmanager
     def _as(self, role: str, claims: Mapping[str, Any]) -> Iterator[psycopg.Connection]:
-        with self.pool.connection() as conn, conn.transaction():
-            conn.execute(_SET_CONTEXT, [role, json.dumps(dict(claims)), self.statement_timeout])
-            yield conn
+        params = [role, json.dumps(dict(claims)), self.statement_timeout]
+        for attempt in (1, 2):
+            stack = ExitStack()
+            try:
+                conn = stack.enter_context(self.pool.connection())
+                stack.enter_context(conn.transaction())
+                conn.execute(_SET_CONTEXT, params)
+            except psycopg.OperationalError:
+                # A pooled connection that died while idle (e.g. Postgres restarted): nothing has run yet, so
+                # hand it back (the pool discards broken connections) and start once more on a fresh one.
+                with suppress(psycopg.Error):
+                    stack.__exit__(*sys.exc_info())
+                if attempt == 2:
+                    raise
+                self.pool.check()  # its idle siblings likely died too: test them all, drop the dead ones
+                continue
+            with stack:
+                yield conn
+            return
 
     def as_user(self, claims: Mapping[str, Any]) -> Any:
         """A transaction as `authenticated` with these (already verified) JWT claims."""

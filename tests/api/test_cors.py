@@ -16,26 +16,26 @@ REQUEST_HEADERS = "Authorization, Content-Type, X-BYOK-API-Key, X-BYOK-Provider,
 API_PATHS = [("/v1/chat/completions", "POST"), ("/api/user/settings", "PUT"), ("/api/user/settings", "GET")]
 
 
-def _app(test_env: dict[str, str], origins: str | None) -> Iterator[Flask]:
+def _app(test_env: dict[str, str], origins: str | None) -> Flask:
     env = dict(test_env)
     env.pop("CORS_ORIGINS", None)
     if origins is not None:
         env["CORS_ORIGINS"] = origins
-    app = create_app(load_settings(env))
-    yield app
-    app.extensions["switchboard"].db.close()
+    return create_app(load_settings(env))
 
 
 @pytest.fixture()
 def cors_client(test_env: dict[str, str]) -> Iterator[FlaskClient]:
-    for app in _app(test_env, ALLOWED):
-        yield app.test_client()
+    app = _app(test_env, ALLOWED)
+    yield app.test_client()
+    app.extensions["switchboard"].db.close()
 
 
 @pytest.fixture()
 def closed_client(test_env: dict[str, str]) -> Iterator[FlaskClient]:
-    for app in _app(test_env, None):
-        yield app.test_client()
+    app = _app(test_env, None)
+    yield app.test_client()
+    app.extensions["switchboard"].db.close()
 
 
 def preflight(client: FlaskClient, path: str, method: str, origin: str) -> object:
@@ -101,7 +101,7 @@ def test_preflight_from_other_origin_gets_no_allow_origin(cors_client: FlaskClie
 def test_pages_get_no_cors_headers(cors_client: FlaskClient, path: str) -> None:
     for resp in (cors_client.get(path, headers={"Origin": ALLOWED}),
                  preflight(cors_client, path, "POST", ALLOWED)):
-        cors = [name for name in resp.headers.keys() if name.lower().startswith("access-control-")]
+        cors = [name for name in resp.headers if name.lower().startswith("access-control-")]
         assert cors == [], f"{path} answered with {cors}"
 
 

@@ -24,7 +24,7 @@ from webapp.auth.backends import SupabaseBackend
 from webapp.config import load_settings
 
 ANON_KEY = "anon-test-key"
-PASSWORD = "correct horse battery"
+PASSWORD = "correct horse battery"  # noqa: S105 - a test user's password
 
 
 def _mirror_into_auth_users(admin_url: str) -> Any:
@@ -171,8 +171,7 @@ def test_sign_in_with_password(sb_client: FlaskClient, gotrue: FakeGoTrue) -> No
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["error-codes", "legacy-oauth-error"])
-def test_wrong_password_rerenders_with_message(database_urls: tuple[str, str], gotrue: FakeGoTrue,
-                                               sb_client: FlaskClient, legacy: bool) -> None:
+def test_wrong_password_rerenders_with_message(gotrue: FakeGoTrue, sb_client: FlaskClient, legacy: bool) -> None:
     gotrue.legacy_password_errors = legacy
     user = gotrue.add_user(new_email(), PASSWORD)
     resp = sign_in(sb_client, user.email, "wrong password!")
@@ -337,7 +336,7 @@ def test_concurrent_sign_ins_never_share_client_state(sb_app: Flask, gotrue: Fak
     assert alice_token != bob_token
 
     # Then both sign out, and once more sign in, from the same app (and the same backend object).
-    for email, client in clients.items():
+    for client in clients.values():
         client.post("/auth/sign-out", data={"csrf_token": csrf_token(client, "/settings")})
     assert sign_in(clients[alice.email], alice.email, PASSWORD).status_code == 302
 

@@ -3,6 +3,8 @@ credits = ceil((tokens_in x input_rate + tokens_out x output_rate) / 1000 x mult
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from decimal import ROUND_CEILING, Decimal
 
 import psycopg
@@ -12,6 +14,7 @@ from webapp.errors import PaymentRequired
 from webapp.repos import credits as credits_repo
 
 MICRO = 1_000_000
+RETRIES = 5
 
 
 def cost(tokens_in: int, tokens_out: int, input_rate: int, output_rate: int, multiplier: Decimal) -> int:
@@ -43,11 +46,40 @@ def reserve(db: Database, user_id: str, request_id: str, amount: int, cap: int |
         raise
 
 
+def _retry(fn: Callable[[], int]) -> int:
+    """Settle and refund are idempotent by request id, so a call whose outcome is unknown (connection lost) is
+    simply made again; a reservation left open anyway is closed by `flask credits sweep`."""
+    for attempt in range(RETRIES):
+        try:
+            return fn()
+        except psycopg.OperationalError:
+            if attempt == RETRIES - 1:
+                raise
+            time.sleep(0.25 * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
 def settle(db: Database, request_id: str, actual: int) -> int:
-    with db.as_service() as conn:
-        return credits_repo.settle(conn, request_id, actual)
+    def run() -> int:
+        with db.as_service() as conn:
+            return credits_repo.settle(conn, request_id, actual)
+
+    return _retry(run)
 
 
 def refund(db: Database, request_id: str) -> int:
+    def run() -> int:
+        with db.as_service() as conn:
+            return credits_repo.refund(conn, request_id)
+
+    return _retry(run)
+
+
+def sweep(db: Database, older_than_seconds: int) -> int:
+    """Refund reservations still open after `older_than_seconds` (their worker died). Returns how many."""
     with db.as_service() as conn:
-        return credits_repo.refund(conn, request_id)
+        rows = conn.execute("select request_id::text from public.credit_reservations where status = 'reserved'"
+                            " and created_at < now() - make_interval(secs => %s)", [older_than_seconds]).fetchall()
+    for (request_id,) in rows:
+        refund(db, request_id)
+    return len(rows)

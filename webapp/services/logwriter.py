@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from typing import Any
 
 from webapp.db import Database
@@ -12,6 +13,7 @@ from webapp.repos import request_logs
 from webapp.repos import user_keys as keys_repo
 
 log = logging.getLogger("switchboard.logwriter")
+RETRIES = 16
 
 
 class LogWriter:
@@ -50,10 +52,17 @@ class LogWriter:
                     item.set()
 
     def _write(self, rows: list[tuple[request_logs.RequestLog, str | None]]) -> None:
-        try:
-            with self.db.as_service() as conn:
-                request_logs.insert_many(conn, [r for r, _ in rows])
-                for key_id in {k for _, k in rows if k}:
-                    keys_repo.touch_last_used(conn, key_id)
-        except Exception as exc:  # the gateway keeps serving; the receipt headers still went to the client
-            log.error("writing %d request log rows failed: %s", len(rows), type(exc).__name__)
+        # Retried with backoff for about a minute (a database restart, a failover); inserts are idempotent by
+        # request id, so a retry after an unclear failure never doubles a row.
+        for attempt in range(RETRIES):
+            try:
+                with self.db.as_service() as conn:
+                    request_logs.insert_many(conn, [r for r, _ in rows])
+                    for key_id in {k for _, k in rows if k}:
+                        keys_repo.touch_last_used(conn, key_id)
+                return
+            except Exception as exc:  # the gateway keeps serving; the receipt headers already went out
+                log.warning("writing %d request log rows failed (attempt %d): %s", len(rows), attempt + 1,
+                            type(exc).__name__)
+                time.sleep(min(0.2 * 2 ** attempt, 5.0))
+        log.error("dropping %d request log rows after %d attempts", len(rows), RETRIES)

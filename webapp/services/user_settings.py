@@ -74,7 +74,7 @@ def validate(payload: Any, catalog: Catalog) -> dict[str, Any]:
             out["llm_mode"] = payload["llm_mode"]
     if "default_provider" in payload:
         value = payload["default_provider"]
-        if value not in (None, "") and value not in enabled:
+        if value not in (None, "") and not (isinstance(value, str) and value in enabled):
             errors["default_provider"] = "Choose an enabled provider."
         else:
             out["default_provider"] = value or None
@@ -101,11 +101,15 @@ def _task_overrides(value: Any, catalog: Catalog, enabled: set[str], errors: dic
         return
     clean = {}
     for task, rule in value.items():
-        if not TASK_RE.match(str(task)) or not isinstance(rule, dict):
-            errors["task_overrides"] = f"Task {str(task)[:64]!r}: use letters, digits, '.', '-', '_' and an object."
+        if not TASK_RE.match(str(task)):
+            errors["task_overrides"] = (f"Task {str(task)[:64]!r}: name it with 1 to 64 letters, digits, '.', '-'"
+                                        " or '_'.")
+            return
+        if not isinstance(rule, dict):
+            errors["task_overrides"] = f"Task {task!r}: send an object with provider and model."
             return
         provider, model = rule.get("provider"), rule.get("model")
-        if provider not in enabled:
+        if not isinstance(provider, str) or provider not in enabled:
             errors["task_overrides"] = f"Task {task!r}: choose an enabled provider."
             return
         if not isinstance(model, str) or not model.strip() or len(model) > 200:

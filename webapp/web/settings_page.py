@@ -1,7 +1,259 @@
-"""Pages and htmx fragments: settings_page (being built)."""
+"""The user's settings page and its htmx fragments: profile, notifications, mode, keys, routing, usage, quote.
+
+One template owns every fragment as a named block. An htmx request gets the block it targets; any other request
+gets the whole page, so every form also works without JavaScript. A validation failure answers 422 with the
+fragment re-rendered and the errors beside the fields; a success answers 200 with the fragment, never a redirect."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, make_response, redirect, render_template, request, url_for
+from flask_login import current_user, login_url
+from jinja2_fragments.flask import render_block
+
+from webapp.errors import ValidationError
+from webapp.repos.providers import Provider
+from webapp.services import charts, overview, usage, user_settings
+from webapp.services import keys as keys_service
+from webapp.services import quote as quote_service
 
 bp = Blueprint("settings_page", __name__)
+TEMPLATE = "settings/index.html"
+MODE_SWITCHED = {
+    "member": "Switched to Member: your next request is served on Switchboard's keys and paid in credits.",
+    "byok": "Switched to bring-your-own-key: your next request uses your own keys and spends no credits.",
+}
+
+
+@dataclass(frozen=True)
+class FormState:
+    """What one form just did: the block it belongs to, field errors, the values sent, a message and its level."""
+
+    block: str = ""
+    errors: dict[str, str] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+    level: str = "ok"
+
+    def of(self, block: str) -> FormState:
+        return self if block == self.block else BLANK
+
+    def value(self, name: str, default: Any) -> Any:
+        return self.values.get(name, default)
+
+
+BLANK = FormState()
+
+
+def _svc() -> Any:
+    return current_app.extensions["switchboard"]
+
+
+def _context() -> tuple[Any, Any]:
+    """The user's gateway context and a catalog checked against the database's catalog version, once per request
+    (the worker's cached catalog may predate an admin's change made through another worker)."""
+    if "settings_context" not in g:
+        g.settings_context = _svc().gateway.context(str(current_user.claims["sub"]))
+    return g.settings_context  # type: ignore[no-any-return]
+
+
+def _catalog() -> Any:
+    return _context()[1]
+
+
+def _ordered(o: overview.Overview) -> list[Provider]:
+    """Enabled providers in the order the router tries them: default provider, then priorities, then presets."""
+    prefs = o.preferences
+    prio = list(prefs.provider_priorities)
+
+    def rank(p: Provider) -> tuple[int, int, int]:
+        return (0 if p.slug == prefs.default_provider else 1, prio.index(p.slug) if p.slug in prio else len(prio),
+                p.sort_order)
+
+    return sorted(o.providers, key=rank)
+
+
+def _usage() -> dict[str, Any]:
+    start, end = usage.parse_range(None, None)
+    data = usage.summary(_svc().db, current_user.claims, start, end, ["day", "provider"])
+    return {"charts": charts.usage_charts(data["buckets"], start, end), "recent": data["recent"]}
+
+
+def _render(block: str, state: FormState = BLANK, status: int = 200, **extra: Any) -> Response:
+    """The block alone for htmx; otherwise the whole page, carrying this block's state."""
+    o = overview.for_user(_svc().db, current_user.claims)
+    ctx = {"o": o, "ordered": _ordered(o), "catalog": _catalog(), "email": current_user.email, "state": state,
+           **extra}
+    if request.headers.get("HX-Request"):
+        html = render_block(TEMPLATE, block, **ctx)
+    else:
+        ctx.setdefault("usage", _usage())
+        html = render_template(TEMPLATE, **ctx)
+    return make_response(html, status)
+
+
+def _save(block: str, payload: dict[str, Any], message: str = "Saved.", values: dict[str, Any] | None = None
+          ) -> Response:
+    """Validate and store `payload` through the settings service, then answer with the block."""
+    try:
+        user_settings.update(_svc().db, current_user.claims, payload, _catalog())
+    except ValidationError as exc:
+        return _render(block, FormState(block, exc.errors, payload if values is None else values), 422)
+    return _render(block, FormState(block, message=message))
+
+
+def _checkbox(name: str) -> Any:
+    """Absent is off and the value the page sends is "true"; anything else goes to validation as sent."""
+    raw = request.form.get(name)
+    return False if raw is None else True if raw in ("true", "on") else raw
+
+
+def _moved(order: list[str], move: str) -> list[str]:
+    """`order` with the provider named in `move` ("slug:up" or "slug:down") swapped with its neighbour."""
+    slug, _, direction = move.rpartition(":")
+    if slug in order and direction in ("up", "down"):
+        i = order.index(slug)
+        j = i - 1 if direction == "up" else i + 1
+        if 0 <= j < len(order):
+            order[i], order[j] = order[j], order[i]
+    return order
+
+
+def _override_rows() -> tuple[list[dict[str, str]], dict[str, str]]:
+    """The task override table as sent (blank and removed rows dropped) and an error per row, checked row by
+    row with the same rules the JSON API applies to the whole object."""
+    form = request.form
+    removed = set(form.getlist("remove"))
+    rows = [{"task": t.strip(), "provider": p, "model": m.strip()}
+            for i, (t, p, m) in enumerate(zip(form.getlist("task"), form.getlist("provider"), form.getlist("model")))
+            if str(i) not in removed and (t.strip() or m.strip())]
+    errors, seen = {}, set()
+    for i, row in enumerate(rows):
+        try:
+            user_settings.validate({"task_overrides": {row["task"]: row}}, _catalog())
+        except ValidationError as exc:
+            errors[f"row-{i}"] = exc.errors["task_overrides"]
+        if row["task"] in seen:
+            errors[f"row-{i}"] = f"The task {row['task']!r} is listed twice."
+        seen.add(row["task"])
+    return rows, errors
+
+
+@bp.before_request
+def _signed_in() -> Any:
+    if current_user.is_authenticated:
+        return None
+    target = login_url("auth.sign_in", next_url=url_for("settings_page.index"))
+    if request.headers.get("HX-Request"):
+        # A fragment request must not swap the sign-in page into a section: send the browser there instead.
+        return Response("", status=401, headers={"HX-Redirect": target})
+    return redirect(target)
+
+
+@bp.app_template_filter("micro_credits")
+def _micro_credits(micro: int | None) -> str:
+    return charts.credits_label(micro)
+
+
+@bp.app_template_filter("utc_minute")
+def _utc_minute(value: datetime | str | None) -> str:
+    if not value:
+        return ""
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@bp.get("/settings")
+def index() -> Response:
+    return _render("content")
+
+
+@bp.post("/settings/profile")
+def profile() -> Response:
+    return _save("profile", {k: request.form.get(k, "") for k in ("username", "first_name", "last_name")})
+
+
+@bp.post("/settings/notifications")
+def notifications() -> Response:
+    return _save("notifications", {k: _checkbox(k) for k in ("email_notifications", "marketing_emails")})
+
+
+@bp.get("/settings/mode")
+def mode_fragment() -> Response:
+    return _render("mode")
+
+
+@bp.post("/settings/mode")
+def mode() -> Response:
+    llm_mode = request.form.get("llm_mode", "")
+    return _save("mode", {"llm_mode": llm_mode}, MODE_SWITCHED.get(llm_mode, ""))
+
+
+@bp.post("/settings/keys/<provider>")
+def save_key(provider: str) -> Response:
+    svc, block = _svc(), f"key-{provider}"
+    payload = {"api_key": request.form.get("api_key", ""), "base_url": request.form.get("base_url", "")}
+    try:
+        _, check = keys_service.put(svc.db, svc.settings, svc.keyring, _catalog(), current_user.claims, provider,
+                                    payload)
+    except ValidationError as exc:
+        # The key itself is never sent back, not even to re-fill the field.
+        return _render("key_card", FormState(block, exc.errors, {"base_url": payload["base_url"]}), 422,
+                       p=_catalog().providers[provider])
+    resp = _render("key_card", FormState(block, message=f"Key saved. {check.message}", level=check.status),
+                   p=_catalog().providers[provider])
+    resp.headers["HX-Trigger"] = "keys-changed"
+    return resp
+
+
+@bp.post("/settings/keys/<provider>/delete")
+def delete_key(provider: str) -> Response:
+    keys_service.delete(_svc().db, _catalog(), current_user.claims, provider)
+    resp = _render("key_card", FormState(f"key-{provider}", message="Key removed."), p=_catalog().providers[provider])
+    resp.headers["HX-Trigger"] = "keys-changed"
+    return resp
+
+
+@bp.post("/settings/routing/order")
+def order() -> Response:
+    slugs = _moved(request.form.getlist("order"), request.form.get("move", ""))
+    # The list on the page is the whole order: a default provider set through the API would silently outrank it.
+    return _save("order", {"provider_priorities": slugs, "default_provider": None}, "Order saved.")
+
+
+@bp.post("/settings/routing")
+def routing() -> Response:
+    return _save("routing_options", {"fallbacks_enabled": _checkbox("fallbacks_enabled"),
+                                     "never_spend_credits": _checkbox("never_spend_credits"),
+                                     "monthly_credit_cap": request.form.get("monthly_credit_cap", "").strip()})
+
+
+@bp.post("/settings/overrides")
+def overrides() -> Response:
+    rows, errors = _override_rows()
+    if errors:
+        return _render("overrides", FormState("overrides", errors, {"rows": rows}), 422)
+    payload = {"task_overrides": {r["task"]: {"provider": r["provider"], "model": r["model"]} for r in rows}}
+    return _save("overrides", payload, values={"rows": rows})
+
+
+@bp.get("/settings/usage")
+def usage_fragment() -> Response:
+    return _render("usage", usage=_usage())
+
+
+@bp.post("/settings/quote")
+def quote() -> Response:
+    raw = request.form.get("max_tokens", "").strip()
+    payload: dict[str, Any] = {"prompt": request.form.get("prompt", "")}
+    if raw:
+        payload["max_tokens"] = int(raw) if raw.isdigit() and len(raw) < 10 else raw
+    ctx, catalog = _context()
+    try:
+        result = quote_service.quote(payload, ctx, catalog, lambda p: _svc().gateway.member_ready(p, catalog))
+    except ValidationError as exc:
+        return _render("quote", FormState("quote", exc.errors, payload), 422)
+    return _render("quote", FormState("quote", values=payload), quote=result)

@@ -1,0 +1,285 @@
+"""What admins read: request logs (filtered, paginated, each with its receipt), analytics and the audit log.
+Read as the admin, stepping up to service_role only to join user emails from auth.users."""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from webapp.db import Database
+from webapp.errors import NotFound, ValidationError
+from webapp.repos import admin as admin_repo
+from webapp.services import admin_charts
+from webapp.services.admin import admin_tx
+from webapp.services.credits import format_credits
+
+PER_PAGE, MAX_PER_PAGE = 50, 200
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+STATUS_RE = re.compile(r"^[1-5][0-9][0-9]$")
+FILTERS = ("user", "provider", "mode", "status", "from", "to")
+
+
+def _page(args: Mapping[str, Any], errors: dict[str, str]) -> tuple[int, int]:
+    page, per_page = str(args.get("page") or "1"), str(args.get("per_page") or PER_PAGE)
+    if not page.isdigit() or int(page) < 1:
+        errors["page"] = "A page number, 1 or more."
+    if not per_page.isdigit() or not 1 <= int(per_page) <= MAX_PER_PAGE:
+        errors["per_page"] = f"From 1 to {MAX_PER_PAGE} rows per page."
+    if "page" in errors or "per_page" in errors:
+        return 1, PER_PAGE
+    return int(page), int(per_page)
+
+
+def _date(args: Mapping[str, Any], name: str, errors: dict[str, str]) -> date | None:
+    raw = str(args.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        errors[name] = "A date like 2026-11-23."
+        return None
+
+
+@dataclass(frozen=True)
+class Pager:
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page))
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+
+# -- request logs -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LogsPage:
+    filters: dict[str, str]  # as typed, to refill the form and build page links
+    rows: list[admin_repo.LogEntry]
+    pager: Pager
+    providers: list[str]
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _log_filter(args: Mapping[str, Any], errors: dict[str, str]) -> tuple[admin_repo.LogFilter, str]:
+    """The filter, and the user text still to resolve to ids (an email fragment) or '' when none."""
+    provider = str(args.get("provider") or "").strip()
+    mode = str(args.get("mode") or "").strip()
+    status = str(args.get("status") or "").strip()
+    user = str(args.get("user") or "").strip()
+    if provider and not SLUG_RE.match(provider):
+        errors["provider"] = "A provider slug."
+    if mode not in ("", "member", "byok"):
+        errors["mode"] = "member or byok."
+    if status not in ("", "ok", "error") and not STATUS_RE.match(status):
+        errors["status"] = "ok, error, or an HTTP status such as 402."
+    if len(user) > 200:
+        errors["user"] = "At most 200 characters."
+    start, end = _date(args, "from", errors), _date(args, "to", errors)
+    if start and end and start > end:
+        errors["from"] = "The start must not be after the end."
+    user_ids: list[str] | None = None
+    try:
+        user_ids = [str(uuid.UUID(user))] if user else None
+        user = ""
+    except ValueError:
+        pass
+    f = admin_repo.LogFilter(user_ids=user_ids, provider=provider or None, mode=mode or None,
+                             status=status or None, start=start,
+                             end_exclusive=end + timedelta(days=1) if end else None)
+    return f, user
+
+
+def logs(db: Database, claims: Mapping[str, Any], args: Mapping[str, Any], *, strict: bool = True) -> LogsPage:
+    """Request logs, newest first. Filters: user (email fragment or id), provider, mode, status (ok, error or a
+    code), from/to (dates, inclusive). With strict, a bad filter raises ValidationError; otherwise the page
+    carries the errors and shows no rows."""
+    errors: dict[str, str] = {}
+    f, user_text = _log_filter(args, errors)
+    page, per_page = _page(args, errors)
+    if errors and strict:
+        raise ValidationError(errors)
+    filters = {k: str(args.get(k) or "").strip() for k in FILTERS}
+    with admin_tx(db, claims) as conn, admin_repo.service_role(conn):
+        providers = admin_repo.log_providers(conn)
+        if errors:
+            return LogsPage(filters, [], Pager(1, per_page, 0), providers, errors)
+        if user_text:
+            f = replace(f, user_ids=admin_repo.user_ids_by_email(conn, user_text))
+        rows, total = admin_repo.search_logs(conn, f, per_page, (page - 1) * per_page)
+    return LogsPage(filters, rows, Pager(page, per_page, total), providers)
+
+
+def receipt(db: Database, claims: Mapping[str, Any], request_id: str) -> admin_repo.LogEntry:
+    try:
+        rid = str(uuid.UUID(str(request_id)))
+    except ValueError:
+        raise NotFound("No request with that id.", code="request_not_found") from None
+    with admin_tx(db, claims) as conn, admin_repo.service_role(conn):
+        entry = admin_repo.get_log(conn, rid)
+    if entry is None:
+        raise NotFound("No request with that id.", code="request_not_found")
+    return entry
+
+
+def log_dict(e: admin_repo.LogEntry) -> dict[str, Any]:
+    return {"request_id": e.request_id, "user_id": e.user_id, "email": e.email, "mode": e.mode,
+            "provider": e.provider, "model": e.model, "task": e.task, "key_source": e.key_source,
+            "admin_key": ({"id": e.admin_key_id, "last4": e.admin_key_last4, "label": e.admin_key_label}
+                          if e.admin_key_id else None),
+            "tokens_in": e.tokens_in, "tokens_out": e.tokens_out, "usage": e.usage_source,
+            "credits": format_credits(e.credits), "credits_micro": e.credits,
+            "multiplier": str(e.multiplier.normalize()) if e.multiplier is not None else None,
+            "fallback_path": list(e.fallback_path), "stream": e.stream, "status": e.status,
+            "error_code": e.error_code, "latency_ms": e.latency_ms, "created_at": e.created_at.isoformat()}
+
+
+def logs_dict(p: LogsPage) -> dict[str, Any]:
+    return {"logs": [log_dict(r) for r in p.rows], "page": p.pager.page, "per_page": p.pager.per_page,
+            "total": p.pager.total, "pages": p.pager.pages,
+            "filters": {k: v for k, v in p.filters.items() if v}}
+
+
+# -- analytics ----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Analytics:
+    start: date
+    end: date
+    days: list[admin_repo.DayTotals]
+    charts: list[admin_charts.BarChart]
+    providers: list[admin_repo.GroupTotals]
+    provider_shares: list[float]
+    modes: dict[str, admin_repo.GroupTotals]
+    byok_member_equivalent: int
+    top_users: list[admin_repo.UserTotals]
+    error_codes: list[admin_repo.GroupTotals]
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def requests(self) -> int:
+        return sum(d.requests for d in self.days)
+
+    @property
+    def failed(self) -> int:
+        return sum(d.errors for d in self.days)
+
+    @property
+    def error_rate(self) -> float:
+        return self.failed / self.requests if self.requests else 0.0
+
+
+def parse_range(args: Mapping[str, Any], errors: dict[str, str]) -> tuple[date, date]:
+    """from/to inclusive; by default the last 30 days (UTC). At most 366 days."""
+    today = datetime.now(UTC).date()
+    end = _date(args, "to", errors) or today
+    start = _date(args, "from", errors) or end - timedelta(days=29)
+    if start > end:
+        errors["from"] = "The start must not be after the end."
+    elif (end - start).days > 365:
+        errors["from"] = "At most 366 days at a time."
+    if errors:
+        return today - timedelta(days=29), today
+    return start, end
+
+
+def _empty_mode(mode: str) -> admin_repo.GroupTotals:
+    return admin_repo.GroupTotals(mode, 0, 0, 0, 0, 0)
+
+
+def analytics(db: Database, claims: Mapping[str, Any], args: Mapping[str, Any], *, strict: bool = True
+              ) -> Analytics:
+    """Requests, tokens and credits per day and per provider, top users, error rates, and member-mode cost
+    against BYOK traffic (with what that traffic would have cost in member mode at today's prices)."""
+    errors: dict[str, str] = {}
+    start, end = parse_range(args, errors)
+    if errors and strict:
+        raise ValidationError(errors)
+    stop = end + timedelta(days=1)
+    with admin_tx(db, claims) as conn, admin_repo.service_role(conn):
+        days = admin_repo.daily(conn, start, stop)
+        providers = admin_repo.totals_by(conn, "provider", start, stop)
+        modes = {m.key: m for m in admin_repo.totals_by(conn, "mode", start, stop)}
+        equivalent = admin_repo.byok_member_equivalent(conn, start, stop)
+        top = admin_repo.top_users(conn, start, stop, 10)
+        codes = admin_repo.totals_by(conn, "error_code", start, stop)
+    by_day = {d.day: d for d in days}
+    span = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    full = [by_day.get(d) or admin_repo.DayTotals(d, 0, 0, 0, 0) for d in span]
+    charts = [
+        admin_charts.bar_chart("Requests per day", [(d.day.isoformat(), d.requests) for d in full], "requests"),
+        admin_charts.bar_chart("Tokens per day", [(d.day.isoformat(), d.tokens) for d in full], "tokens"),
+        admin_charts.bar_chart("Credits charged per day", [(d.day.isoformat(), d.credits) for d in full],
+                               "credits", format_credits),
+    ]
+    return Analytics(start, end, full, charts, providers, admin_charts.shares([p.requests for p in providers]),
+                     {m: modes.get(m) or _empty_mode(m) for m in ("member", "byok")}, equivalent, top, codes,
+                     errors)
+
+
+def _totals_dict(t: admin_repo.GroupTotals) -> dict[str, Any]:
+    return {"requests": t.requests, "tokens_in": t.tokens_in, "tokens_out": t.tokens_out,
+            "credits": format_credits(t.credits), "credits_micro": t.credits, "errors": t.errors,
+            "error_rate": round(t.errors / t.requests, 4) if t.requests else 0.0}
+
+
+def analytics_dict(a: Analytics) -> dict[str, Any]:
+    return {
+        "from": a.start.isoformat(), "to": a.end.isoformat(),
+        "totals": {"requests": a.requests, "errors": a.failed, "error_rate": round(a.error_rate, 4)},
+        "days": [{"day": d.day.isoformat(), "requests": d.requests, "tokens": d.tokens,
+                  "credits": format_credits(d.credits), "credits_micro": d.credits, "errors": d.errors}
+                 for d in a.days],
+        "providers": [{"provider": p.key, **_totals_dict(p)} for p in a.providers],
+        "modes": {"member": _totals_dict(a.modes["member"]),
+                  "byok": {**_totals_dict(a.modes["byok"]),
+                           "member_equivalent_credits": format_credits(a.byok_member_equivalent)}},
+        "top_users": [{"user_id": u.user_id, "email": u.email, "requests": u.requests, "tokens": u.tokens,
+                       "credits": format_credits(u.credits)} for u in a.top_users],
+        "error_codes": [{"code": c.key, "requests": c.requests} for c in a.error_codes],
+    }
+
+
+# -- audit --------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AuditPage:
+    rows: list[admin_repo.AuditEntry]
+    pager: Pager
+    action: str
+
+
+def audit(db: Database, claims: Mapping[str, Any], args: Mapping[str, Any]) -> AuditPage:
+    """Every admin change, newest first; `action` filters by prefix (provider, key, credits)."""
+    errors: dict[str, str] = {}
+    page, per_page = _page(args, errors)
+    action = str(args.get("action") or "").strip()
+    if not re.match(r"^[a-z_.]{0,80}$", action):
+        errors["action"] = "An action or its prefix, such as provider or key.revoke."
+    if errors:
+        raise ValidationError(errors)
+    with admin_tx(db, claims) as conn, admin_repo.service_role(conn):
+        rows, total = admin_repo.audit_entries(conn, per_page, (page - 1) * per_page, action or None)
+    return AuditPage(rows, Pager(page, per_page, total), action)
+
+
+def audit_dict(p: AuditPage) -> dict[str, Any]:
+    return {"entries": [{"id": e.id, "actor_id": e.actor_id, "actor": e.actor_email, "action": e.action,
+                         "target": e.target, "before": e.before, "after": e.after,
+                         "created_at": e.created_at.isoformat()} for e in p.rows],
+            "page": p.pager.page, "per_page": p.pager.per_page, "total": p.pager.total, "pages": p.pager.pages}
