@@ -50,7 +50,7 @@ def validate(payload: Any, catalog: Catalog) -> dict[str, Any]:
         name = payload["username"]
         if name in (None, ""):
             out["username"] = None
-        elif not isinstance(name, str) or not USERNAME_RE.match(name):
+        elif not isinstance(name, str) or not USERNAME_RE.fullmatch(name):
             errors["username"] = "3 to 32 letters, digits, dots, dashes or underscores."
         else:
             out["username"] = name
@@ -101,7 +101,7 @@ def _task_overrides(value: Any, catalog: Catalog, enabled: set[str], errors: dic
         return
     clean = {}
     for task, rule in value.items():
-        if not TASK_RE.match(str(task)):
+        if not TASK_RE.fullmatch(str(task)):
             errors["task_overrides"] = (f"Task {str(task)[:64]!r}: name it with 1 to 64 letters, digits, '.', '-'"
                                         " or '_'.")
             return

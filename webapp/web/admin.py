@@ -1,7 +1,205 @@
-"""Pages and htmx fragments: admin (being built)."""
+"""The admin panel: server-rendered pages whose htmx fragments are named blocks of the page template.
+
+A GET renders the whole page, or only the block when htmx asks (HX-Request). A POST answers 200 with the block it
+changed (plus an out-of-band flash), or 422 with the block re-rendered and the errors beside the fields. Every view
+is guarded by admin_page_required; tests/api/test_admin_guard.py proves it for every /admin rule."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
+from jinja2_fragments.flask import render_block
+
+from webapp.auth.guards import admin_page_required
+from webapp.errors import ValidationError
+from webapp.services import admin, admin_reports, admin_users
+from webapp.services.credits import format_credits
 
 bp = Blueprint("admin", __name__)
+
+
+def _svc() -> Any:
+    return current_app.extensions["switchboard"]
+
+
+@bp.context_processor
+def _helpers() -> dict[str, Any]:
+    def page_link(endpoint: str, filters: dict[str, str], page: int) -> str:
+        return url_for(endpoint, **{k: v for k, v in filters.items() if v}, page=page)
+
+    settings = _svc().settings
+    return {"credits": format_credits, "page_link": page_link, "errors": {}, "form": {},
+            "bounds": {"min": f"{settings.multiplier_min:g}", "max": f"{settings.multiplier_max:g}"}}
+
+
+def _render(template: str, block: str, status: int = 200, notice: str | None = None, **ctx: Any) -> Any:
+    """The block for htmx, the page otherwise; a notice rides along as an out-of-band swap of #flash."""
+    if not request.headers.get("HX-Request"):
+        return render_template(template, **ctx), status
+    html = render_block(template, block, **ctx)
+    if notice:
+        html += render_block("admin/layout.html", "notice", notice=notice)
+    return html, status
+
+
+def _submit(template: str, block: str, name: str, change: Callable[[], Any], reload: Callable[[], Any],
+            notice: Callable[[Any], str], **ctx: Any) -> Any:
+    """Run a change; on a validation failure, re-render its block from fresh data with the errors and the form."""
+    try:
+        value = change()
+    except ValidationError as exc:
+        return _render(template, block, 422, **{name: reload()}, errors=exc.errors, form=request.form, **ctx)
+    return _render(template, block, 200, notice(value), **{name: value}, **ctx)
+
+
+# -- providers ----------------------------------------------------------------------------------------------------
+
+@bp.get("/admin")
+@admin_page_required
+def index() -> Any:
+    return redirect(url_for("admin.providers"))
+
+
+@bp.get("/admin/providers")
+@admin_page_required
+def providers() -> Any:
+    views = admin.providers(_svc().db, _svc().settings, g.claims)
+    return _render("admin/providers.html", "providers", providers=views)
+
+
+def _provider_submit(provider_id: Any, change: Callable[[], admin.ProviderView], what: str, **ctx: Any) -> Any:
+    svc, pid = _svc(), str(provider_id)
+    return _submit("admin/providers.html", "provider", "p", change,
+                   lambda: admin.provider(svc.db, svc.settings, g.claims, pid),
+                   lambda v: f"{v.provider.name}: {what}", **ctx)
+
+
+@bp.post("/admin/providers/<uuid:provider_id>/enabled")
+@admin_page_required
+def provider_enabled(provider_id: Any) -> Any:
+    svc = _svc()
+    return _provider_submit(provider_id, lambda: admin.set_enabled(
+        svc.db, svc.settings, g.claims, str(provider_id), request.form.get("enabled")),
+        "enabled" if request.form.get("enabled") == "true" else "disabled")
+
+
+@bp.post("/admin/providers/<uuid:provider_id>/multiplier")
+@admin_page_required
+def provider_multiplier(provider_id: Any) -> Any:
+    svc = _svc()
+    return _provider_submit(provider_id, lambda: admin.set_multiplier(
+        svc.db, svc.settings, g.claims, str(provider_id), request.form.get("multiplier")), "multiplier saved")
+
+
+@bp.post("/admin/providers/<uuid:provider_id>/settings")
+@admin_page_required
+def provider_settings(provider_id: Any) -> Any:
+    svc = _svc()
+    fields = {k: v for k, v in request.form.items() if k != "csrf_token"}
+    return _provider_submit(provider_id, lambda: admin.update_provider(
+        svc.db, svc.settings, g.claims, str(provider_id), fields, form=True), "settings saved", open=True)
+
+
+@bp.post("/admin/providers/<uuid:provider_id>/rates")
+@admin_page_required
+def provider_rate(provider_id: Any) -> Any:
+    svc = _svc()
+    return _provider_submit(provider_id, lambda: admin.put_rate(
+        svc.db, svc.settings, g.claims, str(provider_id), request.form), "model rate saved", open=True)
+
+
+@bp.post("/admin/providers/<uuid:provider_id>/rates/<uuid:rate_id>/delete")
+@admin_page_required
+def provider_rate_delete(provider_id: Any, rate_id: Any) -> Any:
+    svc = _svc()
+    view = admin.delete_rate(svc.db, svc.settings, g.claims, str(provider_id), str(rate_id))
+    return _render("admin/providers.html", "provider", notice=f"{view.provider.name}: model removed", p=view,
+                   open=True)
+
+
+# -- admin keys ---------------------------------------------------------------------------------------------------
+
+@bp.get("/admin/keys")
+@admin_page_required
+def keys() -> Any:
+    views = admin.providers(_svc().db, _svc().settings, g.claims)
+    return _render("admin/keys.html", "keys", providers=views)
+
+
+@bp.post("/admin/providers/<uuid:provider_id>/keys")
+@admin_page_required
+def add_key(provider_id: Any) -> Any:
+    svc, pid = _svc(), str(provider_id)
+    try:
+        saved = admin.add_key(svc.db, svc.settings, svc.keyring, g.claims, pid, request.form)
+    except ValidationError as exc:
+        view = admin.provider(svc.db, svc.settings, g.claims, pid)
+        return _render("admin/keys.html", "provider_keys", 422, p=view, errors=exc.errors, form=request.form)
+    return _render("admin/keys.html", "provider_keys", notice=f"{saved.view.provider.name}: key ····"
+                   f"{saved.key.last4} saved", p=saved.view, check=saved.check, saved=saved.key)
+
+
+@bp.post("/admin/providers/<uuid:provider_id>/keys/<uuid:key_id>/revoke")
+@admin_page_required
+def revoke_key(provider_id: Any, key_id: Any) -> Any:
+    svc = _svc()
+    view = admin.revoke_key(svc.db, svc.settings, g.claims, str(provider_id), str(key_id))
+    return _render("admin/keys.html", "provider_keys", notice=f"{view.provider.name}: key revoked", p=view)
+
+
+# -- users and credits --------------------------------------------------------------------------------------------
+
+@bp.get("/admin/users")
+@admin_page_required
+def users() -> Any:
+    query, rows = admin_users.search(_svc().db, g.claims, request.args.get("q", ""))
+    return _render("admin/users.html", "user_results", q=query, users=rows)
+
+
+@bp.get("/admin/users/<uuid:user_id>")
+@admin_page_required
+def user(user_id: Any) -> Any:
+    detail = admin_users.detail(_svc().db, g.claims, str(user_id))
+    return _render("admin/user.html", "credits", d=detail)
+
+
+@bp.post("/admin/users/<uuid:user_id>/credits")
+@admin_page_required
+def adjust_credits(user_id: Any) -> Any:
+    db, uid = _svc().db, str(user_id)
+    return _submit("admin/user.html", "credits", "d", lambda: admin_users.adjust(db, g.claims, uid, request.form),
+                   lambda: admin_users.detail(db, g.claims, uid),
+                   lambda d: f"{d.user.email}: balance now {format_credits(d.user.balance)} credits")
+
+
+# -- logs, analytics, audit ---------------------------------------------------------------------------------------
+
+@bp.get("/admin/logs")
+@admin_page_required
+def logs() -> Any:
+    page = admin_reports.logs(_svc().db, g.claims, request.args, strict=False)
+    return _render("admin/logs.html", "logs", 422 if page.errors else 200, lp=page, errors=page.errors)
+
+
+@bp.get("/admin/logs/<uuid:request_id>")
+@admin_page_required
+def receipt(request_id: Any) -> Any:
+    entry = admin_reports.receipt(_svc().db, g.claims, str(request_id))
+    return _render("admin/receipt.html", "receipt", e=entry)
+
+
+@bp.get("/admin/analytics")
+@admin_page_required
+def analytics() -> Any:
+    data = admin_reports.analytics(_svc().db, g.claims, request.args, strict=False)
+    return _render("admin/analytics.html", "analytics", 422 if data.errors else 200, a=data, errors=data.errors,
+                   form=request.args)
+
+
+@bp.get("/admin/audit")
+@admin_page_required
+def audit() -> Any:
+    page = admin_reports.audit(_svc().db, g.claims, request.args)
+    return _render("admin/audit.html", "audit", ap=page)
