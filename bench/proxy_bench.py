@@ -20,6 +20,7 @@ Exits 0 when the benchmark ran (whether or not the targets are met); 1 when it c
 from __future__ import annotations
 
 import argparse
+import resource
 import json
 import os
 import shutil
@@ -290,8 +291,58 @@ end
 """
 
 
-def throughput(target: Target, stream: bool, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """Requests/s over `duration` at `connections` keep-alive connections; ok = complete HTTP 200 answers."""
+def proc_cpu() -> dict[int, tuple[float, str, int]]:
+    """pid -> (CPU seconds used so far, command name, parent pid), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[int(entry)] = ((int(fields[11]) + int(fields[12])) / tick, comm, int(fields[1]))
+    return out
+
+
+def cpu_split(before: dict[int, tuple[float, str, int]], after: dict[int, tuple[float, str, int]],
+              server_pids: set[int], upstream_pid: int, wall: float, children_cpu: float) -> dict[str, float]:
+    """Cores used during one run by: the proxy's processes, the upstream, Postgres (every backend of the shared
+    cluster), the load generator (our waited-for children) and everything else."""
+    split = {"server": 0.0, "upstream": 0.0, "postgres": 0.0, "other": 0.0}
+    for pid, (cpu, comm, ppid) in after.items():
+        used = cpu - before.get(pid, (0.0, "", 0))[0]
+        if pid == upstream_pid:
+            split["upstream"] += used
+        elif pid in server_pids or ppid in server_pids:
+            split["server"] += used
+        elif comm == "postgres":
+            split["postgres"] += used
+        elif pid != os.getpid():
+            split["other"] += used
+    split = {k: v / wall for k, v in split.items()}
+    split["loadgen"] = children_cpu / wall
+    return split
+
+
+def throughput(target: Target, stream: bool, args: argparse.Namespace, workdir: Path,
+               server_pids: set[int], upstream_pid: int) -> dict[str, Any]:
+    """Requests/s over `duration` at `connections` keep-alive connections (ok = complete HTTP 200 answers), and
+    where the CPU went meanwhile."""
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu0, t0 = proc_cpu(), time.monotonic()
+    result = _throughput(target, stream, args, workdir)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    children = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+    result["cpu"] = cpu_split(cpu0, proc_cpu(), server_pids, upstream_pid, time.monotonic() - t0, children)
+    return result
+
+
+def _throughput(target: Target, stream: bool, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if args.loadgen == "wrk":
         script = workdir / f"wrk-{target.name}-{int(stream)}.lua"
         script.write_text(WRK_LUA % {"body": target.body(stream), "auth": target.auth})
@@ -334,67 +385,119 @@ def throughput(target: Target, stream: bool, args: argparse.Namespace, workdir: 
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Profiling (optional): py-spy on every Switchboard worker during a throughput run
+# Profiling (optional): where one request's wall time goes, measured in this process (Flask test client, one
+# thread, same database and upstream), by wrapping the gateway's stages with timers.
 
-def worker_pids(master: Proc) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master.popen.pid)], capture_output=True, text=True)
-    return [int(x) for x in out.stdout.split()]
-
-
-def profile_switchboard(master: Proc, target: Target, stream: bool, args: argparse.Namespace,
-                        workdir: Path) -> list[Path]:
-    pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(pyspy).exists():
-        print("  --profile: py-spy not found (pip install py-spy); skipped")
-        return []
-    outs, spies = [], []
-    for pid in worker_pids(master):
-        out = workdir / f"pyspy-{pid}-{'stream' if stream else 'json'}.txt"
-        spies.append(subprocess.Popen([pyspy, "record", "--pid", str(pid), "--duration", str(args.duration),
-                                       "--rate", "200", "--format", "raw", "--nonblocking", "-o", str(out)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        outs.append(out)
-    time.sleep(0.5)
-    throughput(target, stream, args, workdir)
-    for p in spies:
-        try:
-            p.wait(args.duration + 30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return [o for o in outs if o.exists()]
+STAGES = [  # (module, attribute path, label); a missing attribute (another version of the app) is skipped
+    ("webapp.auth.jwt", "TokenVerifier.verify", "JWT verify (python-jose HS256)"),
+    ("webapp.services.chat_request", "parse", "body validation"),
+    ("webapp.services.gateway", "Gateway.context", "context + admission (DB transaction)"),
+    ("webapp.services.router", "plan", "route plan (AES-GCM admin key decrypt)"),
+    ("webapp.services.tokens", "count_messages", "prompt token count (tiktoken)"),
+    ("webapp.services.credits", "reserve", "credits reserve (DB transaction)"),
+    ("webapp.services.gateway", "Gateway._try_routes", "upstream request (json: whole answer; stream: open)"),
+    ("webapp.services.credits", "settle", "credits settle (DB transaction)"),
+    ("webapp.services.gateway", "Gateway._release_stream", "stream slot release (DB transaction)"),
+    ("webapp.services.logwriter", "LogWriter.submit", "log row hand-off (queue)"),
+]
 
 
-def summarize_profile(paths: list[Path], top: int = 25) -> str:
-    """Self and inclusive sample shares per function, from py-spy's raw (collapsed stack) output."""
-    inclusive: dict[str, int] = {}
-    own: dict[str, int] = {}
-    total = 0
-    for path in paths:
-        for line in path.read_text(errors="replace").splitlines():
-            stack, _, count = line.rpartition(" ")
-            if not count.isdigit():
-                continue
-            n = int(count)
-            frames = stack.split(";")
-            # Idle worker threads waiting in the pool/poller are not the request path.
-            if any(x in stack for x in ("_worker (concurrent/futures/thread.py", "wait (threading.py",
-                                        "select (selectors.py", "_run (webapp/services/logwriter.py")) and \
-                    "handle_request" not in stack and "handle (gunicorn" not in stack:
-                continue
-            total += n
-            for f in set(frames):
-                inclusive[f] = inclusive.get(f, 0) + n
-            own[frames[-1]] = own.get(frames[-1], 0) + n
-    if not total:
-        return "  (no samples)"
-    lines = [f"  {total} busy samples; inclusive share of the top request-path frames:"]
-    for f, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append(f"  {100 * n / total:5.1f}%  {f[:140]}")
-    lines.append("  self time:")
-    for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:15]:
-        lines.append(f"  {100 * n / total:5.1f}%  {f[:140]}")
+def stage_profile(fx: Fixture, target: Target, n: int) -> str:
+    import importlib
+
+    from webapp import create_app
+
+    main_thread = threading.get_ident()
+    spent: dict[str, float] = {}
+    patches: list[tuple[Any, str, Any]] = []
+
+    def wrap(owner: Any, name: str, label: str) -> None:
+        orig = owner.__dict__[name]
+
+        def timed(*a: Any, **k: Any) -> Any:
+            if threading.get_ident() != main_thread:
+                return orig(*a, **k)
+            t0 = time.perf_counter()
+            try:
+                return orig(*a, **k)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - t0
+
+        patches.append((owner, name, orig))
+        setattr(owner, name, timed)
+
+    for module, path, label in STAGES:
+        owner: Any = importlib.import_module(module)
+        *parents, name = path.split(".")
+        for p in parents:
+            owner = getattr(owner, p, None)
+        if owner is not None and name in getattr(owner, "__dict__", {}):
+            wrap(owner, name, label)
+    round_trips = [0]
+    orig_wait = psycopg.Connection.wait
+
+    def counting_wait(self: Any, *a: Any, **k: Any) -> Any:
+        if threading.get_ident() == main_thread:
+            round_trips[0] += 1
+        return orig_wait(self, *a, **k)
+
+    psycopg.Connection.wait = counting_wait  # type: ignore[method-assign]
+    os.environ.setdefault("TIKTOKEN_CACHE_DIR", fx.env.get("TIKTOKEN_CACHE_DIR", ""))
+    app = create_app(fx.env)
+    client = app.test_client()
+    lines = []
+    try:
+        for stream in (False, True):
+            body = json.loads(target.body(stream))
+            headers = {"Authorization": f"Bearer {target.auth}"}
+
+            def one() -> None:
+                r = client.post("/v1/chat/completions", json=body, headers=headers)
+                data = r.get_data()
+                if r.status_code != 200:
+                    raise RuntimeError(f"in-process request failed: {r.status_code} {data[:300]!r}")
+
+            for _ in range(30):
+                one()
+            spent.clear()
+            round_trips[0] = 0
+            t0 = time.perf_counter()
+            for _ in range(n):
+                one()
+            total = (time.perf_counter() - t0) * 1000 / n
+            mode = "stream" if stream else "json"
+            lines.append(f"  {mode}: {total:.2f} ms per request in process, {round_trips[0] / n:.1f} database "
+                         f"round trips per request on the request thread")
+            known = 0.0
+            for _, _, label in STAGES:
+                if label in spent:
+                    ms = spent[label] * 1000 / n
+                    known += ms
+                    lines.append(f"    {ms:6.2f} ms {100 * ms / total:4.0f}%  {label}")
+            rest = total - known
+            lines.append(f"    {rest:6.2f} ms {100 * rest / total:4.0f}%  rest: Flask/werkzeug, JSON, SSE relay"
+                         f"{' (incl. reading the upstream stream)' if stream else ''}")
+        rtt = db_round_trip_ms(fx)
+        lines.append(f"  one trivial round trip to Postgres (select 1) from this process: {rtt:.3f} ms")
+        app.extensions["switchboard"].logs.flush()
+    finally:
+        psycopg.Connection.wait = orig_wait  # type: ignore[method-assign]
+        for owner, name, orig in patches:
+            setattr(owner, name, orig)
+        app.extensions["switchboard"].db.close()
     return "\n".join(lines)
+
+
+def db_round_trip_ms(fx: Fixture, n: int = 300) -> float:
+    with psycopg.connect(fx.env["DATABASE_URL"], autocommit=True) as conn:
+        for _ in range(20):
+            conn.execute("select 1").fetchone()
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            conn.execute("select 1").fetchone()
+            times.append((time.perf_counter() - t0) * 1000)
+    return percentile(times, 0.5)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -428,8 +531,8 @@ def main() -> int:
                     help="throughput load generator: wrk if installed (auto), else threaded Python")
     ap.add_argument("--loadgen-procs", type=int, default=2, help="Python load generator processes")
     ap.add_argument("--wrk-threads", type=int, default=2)
-    ap.add_argument("--profile", action="store_true", help="afterwards, py-spy the Switchboard workers during "
-                    "one more throughput run per mode and print where the time goes")
+    ap.add_argument("--profile", action="store_true", help="afterwards, time the stages of Switchboard's request "
+                    "path in process (one thread, same database and upstream) and print where the time goes")
     ap.add_argument("--serve", action="store_true", help="only start everything, print the URLs and the token, and "
                     "wait for Ctrl-C (for profiling by hand)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder with logs and profiles")
@@ -543,18 +646,19 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
     for stream in (False, True):
         mode = "stream" if stream else "json"
         for name, t in targets.items():
-            tput[(mode, name)] = throughput(t, stream, args, workdir)
+            pids = {stack.procs[0].popen.pid} if name == "direct" else {(sb if name == "switchboard" else
+                                                                          bare).popen.pid}
+            tput[(mode, name)] = throughput(t, stream, args, workdir, pids, stack.procs[0].popen.pid)
             if name == "switchboard":
                 served += int(tput[(mode, name)]["rps"] * args.duration)
             time.sleep(0.3)
     print(f"  throughput done ({time.monotonic() - t_start:.1f} s)", flush=True)
 
-    profiles: dict[str, str] = {}
+    profile = ""
     if args.profile:
-        for stream in (False, True):
-            mode = "stream" if stream else "json"
-            paths = profile_switchboard(sb, targets["switchboard"], stream, args, workdir)
-            profiles[mode] = summarize_profile(paths)
+        n_prof = 100 if args.quick else 300
+        profile = stage_profile(fx, targets["switchboard"], n_prof)
+        served += 2 * (30 + n_prof)
 
     # The accounting really happened: every served request left a log row and a reserve + settle pair.
     deadline = time.monotonic() + 10
@@ -567,9 +671,10 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
         acct = again
 
     report(args, latency, tput, acct, served, time.monotonic() - t_start)
-    for mode, text in profiles.items():
-        print(f"\nProfile of the Switchboard workers ({mode}, {args.duration:g} s at {args.connections} "
-              f"connections, py-spy):\n{text}")
+    if profile:
+        print("\nWhere a Switchboard request's time goes (--profile: mean wall time per request, sequential, "
+              "in process):")
+        print(profile)
     return True
 
 
@@ -593,15 +698,20 @@ def report(args: argparse.Namespace, latency: dict[tuple[str, str], dict[str, fl
     print()
     print(f"Throughput at {args.connections} connections, {args.duration:g} s per row ({args.loadgen}"
           + (f", {args.wrk_threads} threads" if args.loadgen == "wrk" else f", {args.loadgen_procs} processes")
-          + "; p50/p99 = latency under that load, ms)")
-    print(f"{'mode':<7} {'target':<12} {'req/s':>9} {'errors':>7} {'p50':>8} {'p99':>8} {'% of bare':>10}")
+          + "; p50/p99 = latency under that load, ms; CPU = cores used meanwhile by the proxy's processes, the "
+          "upstream, all of Postgres, the load generator, anything else)")
+    print(f"{'mode':<7} {'target':<12} {'req/s':>9} {'errors':>7} {'p50':>8} {'p99':>8} {'% of bare':>10}  "
+          f"{'CPU proxy':>9} {'upstr':>6} {'pg':>5} {'loadgen':>7} {'other':>6}")
     for mode in ("json", "stream"):
         bare_rps = tput[(mode, "bare")]["rps"]
         for name in ("direct", "bare", "switchboard"):
             x = tput[(mode, name)]
             pct = f"{100 * x['rps'] / bare_rps:.0f}%" if name == "switchboard" and bare_rps else ""
+            c = x["cpu"]
+            proxy = "-" if name == "direct" else f"{c['server']:.2f}"
             print(f"{mode:<7} {name:<12} {x['rps']:>9.0f} {x['errors']:>7} {x['p50']:>8.2f} {x['p99']:>8.2f} "
-                  f"{pct:>10}")
+                  f"{pct:>10}  {proxy:>9} {c['upstream']:>6.2f} {c['postgres']:>5.2f} {c['loadgen']:>7.2f} "
+                  f"{c['other']:>6.2f}")
     print()
     print("Targets")
     for mode in ("json", "stream"):

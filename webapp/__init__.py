@@ -38,9 +38,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops, x_host=settings.proxy_hops)
     from webapp import cli, extensions
-    from webapp.web import errorhandlers
     from webapp.api import register_api
-    from webapp.web import register_web
+    from webapp.web import errorhandlers, register_web
 
     extensions.init_app(app, settings)
     register_web(app)

@@ -51,7 +51,7 @@ def validate_credentials(email: str, password: str, *, new: bool) -> None:
     if new and len(password or "") < MIN_PASSWORD:
         errors["password"] = f"Use at least {MIN_PASSWORD} characters."
     elif not password:
-        errors["password"] = "Enter your password."
+        errors["password"] = "Enter your password."  # noqa: S105 (a message, not a password)
     if errors:
         raise ValidationError(errors)
 

@@ -73,6 +73,8 @@ class UsageCharts:
     rows: list[Row]  # newest day first; only days with requests
     width: int = WIDTH
     height: int = HEIGHT
+    left: int = LEFT  # where the plot area starts (tick labels sit to its left)
+    right: int = WIDTH - RIGHT
 
     @property
     def empty(self) -> bool:

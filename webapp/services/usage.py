@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from webapp.db import Database
@@ -15,7 +15,7 @@ GROUPS = {"day": "date_trunc('day', created_at)", "provider": "provider", "model
 
 def parse_range(start: str | None, end: str | None) -> tuple[date, date]:
     try:
-        end_d = date.fromisoformat(end) if end else datetime.now(timezone.utc).date()
+        end_d = date.fromisoformat(end) if end else datetime.now(UTC).date()
         start_d = date.fromisoformat(start) if start else end_d - timedelta(days=29)
     except ValueError:
         raise ValidationError({"from": "Dates look like 2026-11-23."}) from None

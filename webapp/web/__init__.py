@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Flask
 
-
 # htmx works under a strict script policy: no inline scripts, no hx-on, no eval (htmx-config disables it).
 # Inline style attributes stay allowed for htmx's swap transitions and the SVG charts.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "

@@ -21,7 +21,7 @@ def _safe_next(target: str | None) -> str:
     # Only same-site relative paths: an open redirect after sign-in is a phishing aid.
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
-    return url_for("pages.settings")
+    return url_for("settings_page.index")
 
 
 def _form(template: str) -> Any:
@@ -52,7 +52,7 @@ def sign_in() -> Any:
     if request.method == "POST":
         return _form("auth/sign_in.html")
     if current_user.is_authenticated:
-        return redirect(url_for("pages.settings"))
+        return redirect(url_for("settings_page.index"))
     return render_template("auth/sign_in.html", email="", errors={})
 
 

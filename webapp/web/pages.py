@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, url_for
-from flask_login import current_user, login_required
-
-from webapp.services import overview
+from flask import Blueprint, current_app, jsonify, redirect, url_for
+from flask_login import current_user
 
 bp = Blueprint("pages", __name__)
 
@@ -19,15 +17,8 @@ def _svc() -> Any:
 @bp.get("/")
 def index() -> Any:
     if current_user.is_authenticated:
-        return redirect(url_for("pages.settings"))
+        return redirect(url_for("settings_page.index"))
     return redirect(url_for("auth.sign_in"))
-
-
-@bp.get("/settings")
-@login_required
-def settings() -> Any:
-    data = overview.for_user(_svc().db, current_user.claims)
-    return render_template("settings/index.html", o=data)
 
 
 @bp.get("/healthz")
