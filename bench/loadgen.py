@@ -5,7 +5,7 @@
 Job keys: mode ("latency" | "throughput"), url, headers, body (str), stream (bool), and
     latency:    n (sequential requests on one keep-alive connection), warmup
     throughput: threads (one requests.Session each), duration (s), start_at (time.time() to start at, so several
-                loadgen processes start together)
+                loadgen processes start together), auths (optional: bearer tokens, thread i uses auths[i % len])
 A request counts as ok when it is HTTP 200 and complete: a JSON body with usage, or a stream ending in [DONE].
 """
 
@@ -61,15 +61,19 @@ def throughput(job: dict[str, Any]) -> dict[str, Any]:
     err_count = [0] * job["threads"]
     times: list[list[float]] = [[] for _ in range(job["threads"])]
 
+    auths = job.get("auths") or []
+
     def worker(i: int) -> None:
         session = _session()
+        mine = dict(job, headers={**job["headers"], "Authorization": f"Bearer {auths[i % len(auths)]}"}) \
+            if auths else job
         clock = time.perf_counter
         while time.time() < start_at:
             time.sleep(0.001)
         while time.time() < deadline:
             t0 = clock()
             try:
-                ok = one(session, job, body)
+                ok = one(session, mine, body)
             except requests.RequestException:
                 ok = False
             if ok:

@@ -156,11 +156,11 @@ def gunicorn_argv(port: int, app: str, *extra: str) -> list[str]:
 class Fixture:
     env: dict[str, str]
     admin_url: str
-    user_id: str
-    token: str
+    user_ids: list[str]
+    tokens: list[str]
 
 
-def prepare_database(upstream: str) -> Fixture:
+def prepare_database(upstream: str, users: int) -> Fixture:
     from tests.support.dbsetup import create_test_database, test_environ
     from webapp.auth.tokens import mint_access_token
     from webapp.config import load_settings
@@ -188,19 +188,22 @@ def prepare_database(upstream: str) -> Fixture:
         ciphertext, kid = keyring.encrypt(UPSTREAM_KEY, admin_aad(provider_id))
         conn.execute("""insert into public.llm_admin_keys (provider_id, ciphertext, key_id, last4, label)
                         values (%s, %s, %s, %s, 'bench')""", [provider_id, ciphertext, kid, UPSTREAM_KEY[-4:]])
-        user = users_repo.create(conn, f"bench-{uuid.uuid4().hex[:10]}@example.test", uuid.uuid4().hex)
-        credits_repo.adjust(conn, user.id, GRANT, "benchmark grant", None)
-    token = mint_access_token(settings, user_id=user.id, email=user.email, app_metadata=user.app_metadata,
-                              user_metadata=user.user_metadata, ttl=6 * 3600)
-    return Fixture(env, admin_url, user.id, token)
+        made = []
+        for _ in range(users):
+            user = users_repo.create(conn, f"bench-{uuid.uuid4().hex[:10]}@example.test", uuid.uuid4().hex)
+            credits_repo.adjust(conn, user.id, GRANT, "benchmark grant", None)
+            made.append(user)
+    tokens = [mint_access_token(settings, user_id=u.id, email=u.email, app_metadata=u.app_metadata,
+                                user_metadata=u.user_metadata, ttl=6 * 3600) for u in made]
+    return Fixture(env, admin_url, [u.id for u in made], tokens)
 
 
 def accounting(fx: Fixture) -> dict[str, int]:
     with psycopg.connect(fx.admin_url, autocommit=True) as conn:
         logs = conn.execute("select count(*) filter (where status = 200), count(*) from public.llm_request_logs "
-                            "where user_id = %s", [fx.user_id]).fetchone()
-        kinds = dict(conn.execute("select kind, count(*) from public.credit_ledger where user_id = %s group by kind",
-                                  [fx.user_id]).fetchall())
+                            "where user_id = any(%s::uuid[])", [fx.user_ids]).fetchone()
+        kinds = dict(conn.execute("select kind, count(*) from public.credit_ledger where user_id = any(%s::uuid[]) "
+                                  "group by kind", [fx.user_ids]).fetchall())
     assert logs is not None
     return {"log_ok": int(logs[0]), "log_all": int(logs[1]), "reserve": int(kinds.get("reserve", 0)),
             "settle": int(kinds.get("settle", 0)), "refund": int(kinds.get("refund", 0))}
@@ -215,6 +218,7 @@ class Target:
     url: str  # .../v1/chat/completions
     auth: str
     model: str
+    more_auth: tuple[str, ...] = ()  # under load, requests take turns with these credentials (--users)
 
     def body(self, stream: bool) -> str:
         body: dict[str, Any] = {"model": self.model, "messages": MESSAGES, "max_tokens": 64}
@@ -282,6 +286,15 @@ wrk.method = "POST"
 wrk.body = [==[%(body)s]==]
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer %(auth)s"
+local auths = {%(auths)s}
+local turn = 0
+if #auths > 1 then
+  request = function()
+    turn = turn + 1
+    wrk.headers["Authorization"] = "Bearer " .. auths[(turn %% #auths) + 1]
+    return wrk.format()
+  end
+end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('WRKJSON {"requests":%%d,"duration_us":%%d,"connect":%%d,"read":%%d,"write":%%d,' ..
@@ -345,7 +358,8 @@ def throughput(target: Target, stream: bool, args: argparse.Namespace, workdir: 
 def _throughput(target: Target, stream: bool, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if args.loadgen == "wrk":
         script = workdir / f"wrk-{target.name}-{int(stream)}.lua"
-        script.write_text(WRK_LUA % {"body": target.body(stream), "auth": target.auth})
+        auths = ",".join(f'"{a}"' for a in (target.auth, *target.more_auth))
+        script.write_text(WRK_LUA % {"body": target.body(stream), "auth": target.auth, "auths": auths})
         out = subprocess.run(["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d",
                               f"{args.duration}s", "--timeout", "10s", "-s", str(script), target.url],
                              capture_output=True, timeout=args.duration + 60, stdin=subprocess.DEVNULL, text=True)
@@ -365,7 +379,8 @@ def _throughput(target: Target, stream: bool, args: argparse.Namespace, workdir:
         jobs.append(subprocess.Popen(
             [sys.executable, str(BENCH / "loadgen.py"), json.dumps({
                 "mode": "throughput", "url": target.url, "headers": target.headers(), "body": target.body(stream),
-                "stream": stream, "threads": threads, "duration": args.duration, "start_at": start_at})],
+                "stream": stream, "threads": threads, "duration": args.duration, "start_at": start_at,
+                "auths": [target.auth, *target.more_auth][i::procs]})],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL))
     results = []
     try:
@@ -408,7 +423,7 @@ def stage_profile(fx: Fixture, target: Target, n: int) -> str:
     from webapp import create_app
 
     main_thread = threading.get_ident()
-    spent: dict[str, float] = {}
+    spent: dict[str, list[float]] = {}  # label -> [wall s, CPU s of the request thread]
     patches: list[tuple[Any, str, Any]] = []
 
     def wrap(owner: Any, name: str, label: str) -> None:
@@ -417,11 +432,13 @@ def stage_profile(fx: Fixture, target: Target, n: int) -> str:
         def timed(*a: Any, **k: Any) -> Any:
             if threading.get_ident() != main_thread:
                 return orig(*a, **k)
-            t0 = time.perf_counter()
+            w0, c0 = time.perf_counter(), time.thread_time()
             try:
                 return orig(*a, **k)
             finally:
-                spent[label] = spent.get(label, 0.0) + time.perf_counter() - t0
+                acc = spent.setdefault(label, [0.0, 0.0])
+                acc[0] += time.perf_counter() - w0
+                acc[1] += time.thread_time() - c0
 
         patches.append((owner, name, orig))
         setattr(owner, name, timed)
@@ -461,22 +478,22 @@ def stage_profile(fx: Fixture, target: Target, n: int) -> str:
                 one()
             spent.clear()
             round_trips[0] = 0
-            t0 = time.perf_counter()
+            w0, c0 = time.perf_counter(), time.thread_time()
             for _ in range(n):
                 one()
-            total = (time.perf_counter() - t0) * 1000 / n
+            wall, cpu = (time.perf_counter() - w0) * 1000 / n, (time.thread_time() - c0) * 1000 / n
             mode = "stream" if stream else "json"
-            lines.append(f"  {mode}: {total:.2f} ms per request in process, {round_trips[0] / n:.1f} database "
-                         f"round trips per request on the request thread")
-            known = 0.0
+            lines.append(f"  {mode}: {wall:.2f} ms wall and {cpu:.2f} ms CPU (request thread) per request; "
+                         f"{round_trips[0] / n:.1f} database round trips per request")
+            lines.append(f"    {'wall ms':>8} {'CPU ms':>7}  stage")
+            known_w = known_c = 0.0
             for _, _, label in STAGES:
                 if label in spent:
-                    ms = spent[label] * 1000 / n
-                    known += ms
-                    lines.append(f"    {ms:6.2f} ms {100 * ms / total:4.0f}%  {label}")
-            rest = total - known
-            lines.append(f"    {rest:6.2f} ms {100 * rest / total:4.0f}%  rest: Flask/werkzeug, JSON, SSE relay"
-                         f"{' (incl. reading the upstream stream)' if stream else ''}")
+                    w, c = (x * 1000 / n for x in spent[label])
+                    known_w, known_c = known_w + w, known_c + c
+                    lines.append(f"    {w:8.2f} {c:7.2f}  {label}")
+            lines.append(f"    {wall - known_w:8.2f} {cpu - known_c:7.2f}  rest: Flask/werkzeug + after-request "
+                         f"hooks, JSON{', SSE relay incl. reading the upstream stream' if stream else ''}")
         rtt = db_round_trip_ms(fx)
         lines.append(f"  one trivial round trip to Postgres (select 1) from this process: {rtt:.3f} ms")
         app.extensions["switchboard"].logs.flush()
@@ -527,6 +544,8 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=None, help="sequential requests per latency run (500; quick 150)")
     ap.add_argument("--duration", type=int, default=None, help="seconds per throughput run (10; quick 3)")
     ap.add_argument("--connections", type=int, default=20)
+    ap.add_argument("--users", type=int, default=1, help="Switchboard users the throughput runs take turns with "
+                    "(default 1: every request is the same user's, so that user's rows serialise them)")
     ap.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto",
                     help="throughput load generator: wrk if installed (auto), else threaded Python")
     ap.add_argument("--loadgen-procs", type=int, default=2, help="Python load generator processes")
@@ -578,7 +597,7 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
         print(f"  WARNING: {100 * busy:.0f}% of the CPUs were busy before the benchmark started (other processes); "
               "the numbers below are disturbed by that load", flush=True)
     upstream = start_upstream(stack)
-    fx = prepare_database(upstream)
+    fx = prepare_database(upstream, args.users)
     print(f"  set-up: upstream {upstream}, database {DB_NAME} ready ({time.monotonic() - t_start:.1f} s)", flush=True)
 
     env = {**os.environ, **fx.env, "WEB_CONCURRENCY": str(args.workers), "GUNICORN_THREADS": str(args.threads)}
@@ -591,8 +610,8 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
     targets = {
         "direct": Target("direct", upstream + "/v1/chat/completions", UPSTREAM_KEY, "echo-1"),
         "bare": Target("bare", f"http://127.0.0.1:{bare_port}/v1/chat/completions", UPSTREAM_KEY, "echo-1"),
-        "switchboard": Target("switchboard", f"http://127.0.0.1:{sb_port}/v1/chat/completions", fx.token,
-                              "bench/echo-1"),
+        "switchboard": Target("switchboard", f"http://127.0.0.1:{sb_port}/v1/chat/completions", fx.tokens[0],
+                              "bench/echo-1", tuple(fx.tokens[1:])),
     }
     wait_until(lambda: requests.get(f"http://127.0.0.1:{sb_port}/healthz", timeout=2).ok, sb)
     wait_until(lambda: requests.post(targets["bare"].url, data=targets["bare"].body(False),
@@ -600,7 +619,7 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
 
     if args.serve:
         info = {"upstream": targets["direct"].url, "bare": targets["bare"].url, "switchboard": targets["switchboard"].url,
-                "upstream_key": UPSTREAM_KEY, "token": fx.token, "switchboard_master_pid": sb.popen.pid,
+                "upstream_key": UPSTREAM_KEY, "tokens": fx.tokens, "switchboard_master_pid": sb.popen.pid,
                 "bare_master_pid": bare.popen.pid, "logs": str(workdir), "env": fx.env}
         (workdir / "serve.json").write_text(json.dumps(info, indent=1))
         print(json.dumps(info, indent=1), flush=True)
@@ -643,12 +662,11 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
     print(f"  latency done ({time.monotonic() - t_start:.1f} s)", flush=True)
 
     tput: dict[tuple[str, str], dict[str, Any]] = {}
+    masters = {"direct": stack.procs[0].popen.pid, "bare": bare.popen.pid, "switchboard": sb.popen.pid}
     for stream in (False, True):
         mode = "stream" if stream else "json"
         for name, t in targets.items():
-            pids = {stack.procs[0].popen.pid} if name == "direct" else {(sb if name == "switchboard" else
-                                                                          bare).popen.pid}
-            tput[(mode, name)] = throughput(t, stream, args, workdir, pids, stack.procs[0].popen.pid)
+            tput[(mode, name)] = throughput(t, stream, args, workdir, {masters[name]}, masters["direct"])
             if name == "switchboard":
                 served += int(tput[(mode, name)]["rps"] * args.duration)
             time.sleep(0.3)
@@ -672,8 +690,8 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
 
     report(args, latency, tput, acct, served, time.monotonic() - t_start)
     if profile:
-        print("\nWhere a Switchboard request's time goes (--profile: mean wall time per request, sequential, "
-              "in process):")
+        print("\nWhere a Switchboard request's time goes (--profile: sequential requests through the Flask test "
+              "client in this process, same database and upstream; mean per request):")
         print(profile)
     return True
 
@@ -696,7 +714,8 @@ def report(args: argparse.Namespace, latency: dict[tuple[str, str], dict[str, fl
             print(f"{mode:<7} {name:<12} {x['p50']:>8.2f} {x['p99']:>8.2f} {x['mean']:>8.2f} {added:>10} "
                   f"{added99:>10} {vs_bare:>12}")
     print()
-    print(f"Throughput at {args.connections} connections, {args.duration:g} s per row ({args.loadgen}"
+    print(f"Throughput at {args.connections} connections, {args.duration:g} s per row, {args.users} Switchboard "
+          f"user{'s' if args.users > 1 else ''} ({args.loadgen}"
           + (f", {args.wrk_threads} threads" if args.loadgen == "wrk" else f", {args.loadgen_procs} processes")
           + "; p50/p99 = latency under that load, ms; CPU = cores used meanwhile by the proxy's processes, the "
           "upstream, all of Postgres, the load generator, anything else)")

@@ -92,6 +92,27 @@ def credits_sweep(older_than: int) -> None:
     click.echo(f"refunded {count} stale reservation(s)")
 
 
+@keys_cli.command("rotate")
+@click.option("--dry-run", is_flag=True, help="Decrypt and count, change nothing.")
+def keys_rotate(dry_run: bool) -> None:
+    """Re-encrypt every stored API key (admin and BYOK) with the active encryption key, the first of
+    ENCRYPTION_KEYS. Keys that cannot be decrypted are listed and left as they are; the exit status is then 1.
+    Once it reports no unreadable key, older encryption keys can be removed from ENCRYPTION_KEYS."""
+    from webapp.services import admin_keyring
+
+    svc = _svc()
+    report = admin_keyring.reencrypt_all(svc.db, svc.keyring, dry_run=dry_run)
+    verb = "would re-encrypt" if dry_run else "re-encrypted"
+    click.echo(f"{verb} {report.rotated} key(s) with encryption key {report.active_kid!r};"
+               f" {report.current} already used it")
+    for bad in report.failed:
+        click.echo(f"cannot decrypt {bad.table} {bad.id}: {bad.reason}", err=True)
+    if report.failed:
+        click.echo(f"{len(report.failed)} key(s) could not be decrypted; keep the encryption keys they need, or"
+                   " have their owners save them again", err=True)
+        raise SystemExit(1)
+
+
 def init_app(app: Flask) -> None:
     for group in (db_cli, users_cli, credits_cli, keys_cli):
         app.cli.add_command(group)

@@ -11,7 +11,7 @@ _PATTERNS = [
     re.compile(r"gsk_[A-Za-z0-9]{8,}"),
     re.compile(r"AIza[0-9A-Za-z_\-]{20,}"),
     re.compile(r"(gh[pousr]_|github_pat_)[A-Za-z0-9_]{10,}"),
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/\-]{4,}=*"),
     re.compile(r"(?i)([?&](key|api_key|apikey|token)=)[^&\s]+"),
     re.compile(r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"),
 ]
@@ -30,7 +30,10 @@ class RedactingFilter(logging.Filter):
     """Attached to every handler: a log record's final message is scrubbed before it is written."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a malformed log call: let logging report it the usual way, never raise into the caller
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None

@@ -361,7 +361,11 @@ class AnthropicAdapter(Adapter):
         data = read_json(send(target, "POST", url, headers=_headers(target), json_body=request), target, url)
         if not isinstance(data, dict) or data.get("type") != "message":
             raise protocol_error(url, "answer is not a message object")
-        return to_openai_response(data)
+        try:
+            return to_openai_response(data)
+        except (TypeError, ValueError, AttributeError):
+            # A field of an unexpected type (found by the property tests): a protocol error, not a crash.
+            raise protocol_error(url, "answer is a malformed message object") from None
 
     def open_stream(self, target: Target, body: dict[str, Any]) -> UpstreamStream:
         url = join_url(target.base_url, "messages")
