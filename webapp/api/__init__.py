@@ -9,8 +9,8 @@ from webapp.extensions import csrf
 
 
 def register_api(app: Flask) -> None:
-    from webapp.api import admin, pricing, user, v1
+    from webapp.api import admin, openapi, pricing, user, v1
 
-    for bp in (v1.bp, user.bp, pricing.bp, admin.bp):
+    for bp in (v1.bp, user.bp, pricing.bp, admin.bp, openapi.bp):
         csrf.exempt(bp)
         app.register_blueprint(bp)
