@@ -2,8 +2,11 @@
 
     python bench/loadgen.py '<json job>'     -> prints one JSON result line
 
-Job keys: mode ("latency" | "throughput"), url, headers, body (str), stream (bool), and
-    latency:    n (sequential requests on one keep-alive connection), warmup
+Job keys: mode ("latency" | "throughput"), stream (bool), and
+    latency:    targets (list of {name, url, headers, body}), n (sequential requests per target), rounds, warmup:
+                one keep-alive connection per target; the targets take turns, n / rounds requests at a time, so
+                a disturbance from outside (other processes) is spread over all of them alike
+    throughput: url, headers, body (str),
     throughput: threads (one requests.Session each), duration (s), start_at (time.time() to start at, so several
                 loadgen processes start together), auths (optional: bearer tokens, thread i uses auths[i % len])
 A request counts as ok when it is HTTP 200 and complete: a JSON body with usage, or a stream ending in [DONE].
@@ -38,18 +41,24 @@ def _session() -> requests.Session:
 
 
 def latency(job: dict[str, Any]) -> dict[str, Any]:
-    body = job["body"].encode()
-    session = _session()
-    errors = 0
-    for _ in range(job.get("warmup", 20)):
-        one(session, job, body)
-    times: list[float] = []
+    targets = [dict(t, stream=job["stream"]) for t in job["targets"]]
+    bodies = [t["body"].encode() for t in targets]
+    sessions = [_session() for _ in targets]
+    times: dict[str, list[float]] = {t["name"]: [] for t in targets}
+    errors = {t["name"]: 0 for t in targets}
+    for t, s, b in zip(targets, sessions, bodies):
+        for _ in range(job.get("warmup", 20)):
+            one(s, t, b)
+    rounds = max(1, int(job.get("rounds", 5)))
     clock = time.perf_counter
-    for _ in range(job["n"]):
-        t0 = clock()
-        ok = one(session, job, body)
-        times.append((clock() - t0) * 1000.0)
-        errors += not ok
+    for r in range(rounds):
+        count = job["n"] // rounds + (1 if r < job["n"] % rounds else 0)
+        for t, s, b in zip(targets, sessions, bodies):
+            for _ in range(count):
+                t0 = clock()
+                ok = one(s, t, b)
+                times[t["name"]].append((clock() - t0) * 1000.0)
+                errors[t["name"]] += not ok
     return {"times_ms": times, "errors": errors}
 
 

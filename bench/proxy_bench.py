@@ -554,6 +554,12 @@ def main() -> int:
                     "path in process (one thread, same database and upstream) and print where the time goes")
     ap.add_argument("--serve", action="store_true", help="only start everything, print the URLs and the token, and "
                     "wait for Ctrl-C (for profiling by hand)")
+    ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS", help="first wait up to this long for "
+                    "the machine to be idle (< 15%% CPU busy), e.g. while other people's tests run")
+    ap.add_argument("--switchboard-app", default="wsgi:app", metavar="MODULE:APP", help="what gunicorn serves as "
+                    "Switchboard (to measure a candidate change without editing webapp/)")
+    ap.add_argument("--switchboard-pythonpath", default=None, metavar="DIR", help="extra import path for "
+                    "--switchboard-app")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder with logs and profiles")
     args = ap.parse_args()
     args.requests = args.requests or (150 if args.quick else 500)
@@ -593,6 +599,9 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
     print(f"Switchboard proxy benchmark ({mode_label}): {os.cpu_count()} CPUs, gunicorn {args.workers} workers x "
           f"{args.threads} gthread threads per server, loopback", flush=True)
     busy = cpu_busy()
+    waited_until = time.monotonic() + args.wait_quiet
+    while busy > 0.15 and time.monotonic() < waited_until:
+        busy = cpu_busy(2.0)
     if busy > 0.15:
         print(f"  WARNING: {100 * busy:.0f}% of the CPUs were busy before the benchmark started (other processes); "
               "the numbers below are disturbed by that load", flush=True)
@@ -602,7 +611,8 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
 
     env = {**os.environ, **fx.env, "WEB_CONCURRENCY": str(args.workers), "GUNICORN_THREADS": str(args.threads)}
     sb_port, bare_port = free_port(), free_port()
-    sb = stack.start("switchboard", gunicorn_argv(sb_port, "wsgi:app"), env)
+    extra = ["--pythonpath", args.switchboard_pythonpath] if args.switchboard_pythonpath else []
+    sb = stack.start("switchboard", gunicorn_argv(sb_port, args.switchboard_app, *extra), env)
     bare_env = {**os.environ, "WEB_CONCURRENCY": str(args.workers), "GUNICORN_THREADS": str(args.threads),
                 "BARE_UPSTREAM": upstream + "/v1"}
     bare = stack.start("bare", gunicorn_argv(bare_port, "bare_proxy:app", "--pythonpath", str(BENCH)), bare_env)
@@ -647,29 +657,43 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
           f"requests.Session, throughput = {args.loadgen}", flush=True)
 
     latency: dict[tuple[str, str], dict[str, float]] = {}
+    ours = {p.popen.pid for p in stack.procs}
+    cpu0, t_lat = proc_cpu(), time.monotonic()
     for stream in (False, True):
         mode = "stream" if stream else "json"
-        for name, t in targets.items():
-            res = loadgen({"mode": "latency", "url": t.url, "headers": t.headers(), "body": t.body(stream),
-                           "stream": stream, "n": args.requests, "warmup": 20}, timeout=300)
-            if res["errors"]:
-                raise RuntimeError(f"{res['errors']} latency requests to {name} ({mode}) failed")
-            if name == "switchboard":
-                served += args.requests + 20
-            times = res["times_ms"]
+        res = loadgen({"mode": "latency", "stream": stream, "n": args.requests, "rounds": 5, "warmup": 20,
+                       "targets": [{"name": name, "url": t.url, "headers": t.headers(), "body": t.body(stream)}
+                                   for name, t in targets.items()]}, timeout=600)
+        for name in targets:
+            if res["errors"][name]:
+                raise RuntimeError(f"{res['errors'][name]} latency requests to {name} ({mode}) failed")
+            times = res["times_ms"][name]
             latency[(mode, name)] = {"p50": percentile(times, 0.5), "p99": percentile(times, 0.99),
                                      "mean": sum(times) / len(times)}
+        served += args.requests + 20
+    lat_cpu = cpu_split(cpu0, proc_cpu(), ours - {stack.procs[0].popen.pid}, stack.procs[0].popen.pid,
+                        time.monotonic() - t_lat, 0.0)
     print(f"  latency done ({time.monotonic() - t_start:.1f} s)", flush=True)
 
-    tput: dict[tuple[str, str], dict[str, Any]] = {}
+    tput: dict[tuple[str, str], Any] = {}
     masters = {"direct": stack.procs[0].popen.pid, "bare": bare.popen.pid, "switchboard": sb.popen.pid}
+    rounds = 2 if args.duration >= 6 and args.duration % 2 == 0 else 1
+    per_round = argparse.Namespace(**{**vars(args), "duration": args.duration // rounds})
     for stream in (False, True):
         mode = "stream" if stream else "json"
-        for name, t in targets.items():
-            tput[(mode, name)] = throughput(t, stream, args, workdir, {masters[name]}, masters["direct"])
-            if name == "switchboard":
-                served += int(tput[(mode, name)]["rps"] * args.duration)
-            time.sleep(0.3)
+        for _ in range(rounds):  # the targets take turns, as in the latency runs
+            for name, t in targets.items():
+                res = throughput(t, stream, per_round, workdir, {masters[name]}, masters["direct"])
+                tput.setdefault((mode, name), []).append(res)
+                if name == "switchboard":
+                    served += int(res["rps"] * per_round.duration)
+                time.sleep(0.3)
+        for name in targets:
+            parts = tput[(mode, name)]
+            tput[(mode, name)] = {  # type: ignore[assignment]
+                "rps": sum(p["rps"] for p in parts) / len(parts), "errors": sum(p["errors"] for p in parts),
+                "p50": sum(p["p50"] for p in parts) / len(parts), "p99": max(p["p99"] for p in parts),
+                "cpu": {k: sum(p["cpu"][k] for p in parts) / len(parts) for k in parts[0]["cpu"]}}
     print(f"  throughput done ({time.monotonic() - t_start:.1f} s)", flush=True)
 
     profile = ""
@@ -688,7 +712,7 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
             break
         acct = again
 
-    report(args, latency, tput, acct, served, time.monotonic() - t_start)
+    report(args, latency, tput, acct, served, time.monotonic() - t_start, lat_cpu)
     if profile:
         print("\nWhere a Switchboard request's time goes (--profile: sequential requests through the Flask test "
               "client in this process, same database and upstream; mean per request):")
@@ -697,10 +721,12 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
 
 
 def report(args: argparse.Namespace, latency: dict[tuple[str, str], dict[str, float]],
-           tput: dict[tuple[str, str], dict[str, Any]], acct: dict[str, int], served: int, elapsed: float) -> None:
+           tput: dict[tuple[str, str], dict[str, Any]], acct: dict[str, int], served: int, elapsed: float,
+           lat_cpu: dict[str, float]) -> None:
     print()
-    print(f"Latency at 1 connection: {args.requests} sequential requests per row (ms; stream = time to the end "
-          f"of the stream)")
+    print(f"Latency at 1 connection: {args.requests} sequential requests per row, the three targets taking turns "
+          f"(ms; stream = time to the end of the stream). Meanwhile Postgres (every database) used "
+          f"{lat_cpu['postgres']:.2f} cores and processes not ours {lat_cpu['other']:.2f}")
     print(f"{'mode':<7} {'target':<12} {'p50':>8} {'p99':>8} {'mean':>8} {'added p50':>10} {'added p99':>10} "
           f"{'vs bare p50':>12}")
     for mode in ("json", "stream"):

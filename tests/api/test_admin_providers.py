@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.support.admin import HX, audit_rows, hx_post, temp_providers, web_sign_in
+from tests.support.admin import HX, audit_rows, close_app, hx_post, temp_providers, web_sign_in
 from tests.support.live import serve
 from tests.support.upstreams import REPLY_WORDS, FakeUpstream, start_openai_upstream
 from webapp import create_app
@@ -157,6 +157,13 @@ def test_model_rate_added_changed_and_removed(admin_web: Any, prov: tuple[str, s
     assert actions == ["provider.rate", "provider.rate", "provider.rate_delete"]
 
 
+def test_post_answers_with_its_fragment_even_without_htmx(admin_web: Any, prov: tuple[str, str]) -> None:
+    client, token = admin_web
+    resp = client.post(f"/admin/providers/{prov[1]}/multiplier", data={"multiplier": "1.5", "csrf_token": token})
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and html.lstrip().startswith(f'<tbody id="provider-{prov[1]}"')
+
+
 def test_unknown_provider_is_404_in_the_flash_area(admin_web: Any) -> None:
     client, token = admin_web
     resp = hx_post(client, "/admin/providers/00000000-0000-4000-8000-000000000000/multiplier", token,
@@ -252,16 +259,16 @@ def test_multiplier_bounds_come_from_configuration(settings: Settings, admin: An
         assert c.get("/api/admin/settings/providers", headers=admin.headers).get_json()["multiplier_bounds"] == {
             "min": 0.5, "max": 2.0}
     finally:
-        app.extensions["switchboard"].db.close()
+        close_app(app)
 
 
 def test_settings_providers_shows_environment_keys_masked(settings: Settings, admin: Any) -> None:
-    secret = "sk-env-key-never-shown-9z8y"
+    secret = "sk-env-key-never-shown-9z8y"  # noqa: S105  (a canary)
     app = create_app(settings.with_overrides(admin_env_keys={"openai": secret}))
     try:
         resp = app.test_client().get("/api/admin/settings/providers", headers=admin.headers)
     finally:
-        app.extensions["switchboard"].db.close()
+        close_app(app)
     openai_p = next(p for p in resp.get_json()["providers"] if p["slug"] == "openai")
     assert openai_p["key_status"] == {"source": "environment", "last4": "9z8y", "env_var": "OPENAI_API_KEY",
                                       "member_ready": True}
@@ -279,7 +286,7 @@ def two_workers(settings: Settings) -> Iterator[tuple[Flask, str]]:
     with serve(b) as url:
         yield a, url
     for app in (a, b):
-        app.extensions["switchboard"].db.close()
+        close_app(app)
 
 
 def test_admin_change_reaches_another_worker_on_next_request(two_workers: tuple[Flask, str], admin: Any,

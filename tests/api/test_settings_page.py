@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 import psycopg
@@ -16,11 +17,18 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.api.test_auth_pages import csrf_token
-from tests.api.test_user_api import GOOD_KEY, OTHER_KEY, SettingsProviders, add_log, settings_providers  # noqa: F401
+from tests.api.test_user_api import (  # noqa: F401  (settings_providers_fixture is a fixture)
+    GOOD_KEY,
+    OTHER_KEY,
+    SettingsProviders,
+    add_log,
+    settings_providers_fixture,
+)
 from webapp.db import Database
 from webapp.repos import credits as credits_repo
 from webapp.repos import preferences as prefs_repo
 from webapp.repos import user_keys as keys_repo
+from webapp.services import charts
 
 HX = {"HX-Request": "true"}
 
@@ -107,7 +115,8 @@ def test_page_without_session_redirects_to_sign_in(client: FlaskClient) -> None:
 
 
 @pytest.mark.parametrize(("method", "path"), [
-    ("GET", "/settings/usage"), ("GET", "/settings/mode"), ("POST", "/settings/profile"),
+    ("GET", "/settings/usage"), ("GET", "/settings/mode"), ("GET", "/settings/routing/order"),
+    ("POST", "/settings/profile"),
     ("POST", "/settings/notifications"), ("POST", "/settings/mode"), ("POST", "/settings/keys/openai"),
     ("POST", "/settings/keys/openai/delete"), ("POST", "/settings/routing/order"), ("POST", "/settings/routing"),
     ("POST", "/settings/overrides"), ("POST", "/settings/quote"),
@@ -188,7 +197,7 @@ def test_mode_section_shows_balance_and_multipliers(me: Session, db: Database) -
         credits_repo.adjust(conn, me.user.id, 12_345_600, "grant", None)
     text = assert_fragment(me.get("/settings/mode", hx=True), "mode")
     assert 'id="balance">12.3456<' in text
-    assert re.search(r"GitHub Models</td><td>1.5×", text)
+    assert "GitHub Models</td><td>1.5\u00d7" in text
     assert "hx-confirm=" in text and 'hx-trigger="keys-changed from:body"' in text
 
 
@@ -281,10 +290,43 @@ def test_key_for_unknown_provider_flashes_404(me: Session) -> None:
     assert resp.status_code == 404 and resp.headers["HX-Retarget"] == "#flash"
 
 
+def test_key_shows_when_it_was_last_used(app: Flask, me: Session, settings_providers: SettingsProviders) -> None:
+    slug = settings_providers.ok
+    me.post(f"/settings/keys/{slug}", {"api_key": GOOD_KEY})
+    me.post("/settings/mode", {"llm_mode": "byok"})
+    resp = me.client.post("/v1/chat/completions", headers=me.user.headers,
+                          json={"model": f"{slug}/st-model", "messages": [{"role": "user", "content": "hi"}]})
+    assert resp.status_code == 200, html(resp)
+    assert resp.headers["X-Switchboard-Key-Source"] == "byok_stored"
+    app.extensions["switchboard"].logs.flush()
+    page = html(me.get("/settings"))
+    stored = re.search(rf'id="key-{slug}-stored">(.*?)</p>', page, re.S)
+    assert stored and "last used <time" in stored.group(1) and "UTC</time>" in stored.group(1)
+
+
+def v1_chat(session: Session, model: str) -> Any:
+    return session.client.post("/v1/chat/completions", headers=session.user.headers,
+                               json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+
+
+def test_switching_mode_applies_to_the_very_next_request(me: Session) -> None:
+    assert me.post("/settings/mode", {"llm_mode": "byok"}).status_code == 200
+    resp = v1_chat(me, "openai/gpt-4o-mini")
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "byok_key_missing"
+
+
 # -- routing -----------------------------------------------------------------------------------------------------
 
 def order_on_page(text: str) -> list[str]:
     return re.findall(r'<input type="hidden" name="order" value="([^"]+)">', text)
+
+
+def test_order_shows_which_providers_have_my_key(me: Session, settings_providers: SettingsProviders) -> None:
+    me.post(f"/settings/keys/{settings_providers.down}", {"api_key": GOOD_KEY})
+    text = assert_fragment(me.get("/settings/routing/order", hx=True), "order")
+    item = re.search(rf'<li id="order-{settings_providers.down}">(.*?)</li>', text, re.S)
+    assert item and "your key" in item.group(1)
+    assert 'hx-trigger="keys-changed from:body"' in text
 
 
 def test_moving_a_provider_up_saves_the_new_order(me: Session, db: Database) -> None:
@@ -324,6 +366,22 @@ def test_invalid_monthly_cap_is_422_beside_the_field(me: Session, db: Database, 
     assert f'value="{cap}"' in text and me.prefs(db).monthly_credit_cap is None
 
 
+@pytest.mark.parametrize(("form", "code"), [
+    ({"monthly_credit_cap": "0.000001", "fallbacks_enabled": "true"}, "monthly_cap_reached"),
+    ({"never_spend_credits": "true", "fallbacks_enabled": "true"}, "credits_disabled"),
+])
+def test_spending_limits_set_on_the_page_are_enforced_by_the_gateway(me: Session, db: Database,
+                                                                     settings_providers: SettingsProviders,
+                                                                     form: dict[str, str], code: str) -> None:
+    with db.as_service() as conn:
+        credits_repo.adjust(conn, me.user.id, 100_000_000, "grant", None)
+    assert me.post("/settings/routing", form).status_code == 200
+    resp = v1_chat(me, f"{settings_providers.ok}/st-model")
+    assert resp.status_code == 402 and resp.get_json()["error"]["code"] == code
+    with db.as_user(me.user.claims) as conn:
+        assert credits_repo.balance(conn, me.user.id) == 100_000_000
+
+
 def overrides_form(*rows: tuple[str, str, str], remove: list[int] | None = None) -> dict[str, Any]:
     form: dict[str, Any] = {"task": [r[0] for r in rows], "provider": [r[1] for r in rows],
                             "model": [r[2] for r in rows]}
@@ -341,8 +399,8 @@ def test_adding_a_task_override(me: Session, db: Database) -> None:
 
 def test_removing_a_task_override(me: Session, db: Database) -> None:
     me.post("/settings/overrides", overrides_form(("a", "openai", "gpt-4o"), ("b", "groq", "llama-3.1-8b-instant")))
-    resp = me.post("/settings/overrides", overrides_form(("a", "openai", "gpt-4o"), ("b", "groq", "llama-3.1-8b-instant"),
-                                                         ("", "", ""), remove=[0]))
+    rows = (("a", "openai", "gpt-4o"), ("b", "groq", "llama-3.1-8b-instant"), ("", "", ""))
+    resp = me.post("/settings/overrides", overrides_form(*rows, remove=[0]))
     assert resp.status_code == 200
     assert me.prefs(db).task_overrides == {"b": {"provider": "groq", "model": "llama-3.1-8b-instant"}}
 
@@ -380,7 +438,7 @@ def test_task_override_to_a_disabled_provider_is_refused(me: Session, db: Databa
     assert "mistral (not available)" in text and me.prefs(db).task_overrides == {}
 
 
-# -- usage -------------------------------------------------------------------------------------------------------
+# -- usage and its chart -----------------------------------------------------------------------------------------------
 
 def test_usage_chart_draws_a_bar_per_provider_and_day(me: Session, db: Database,
                                                       admin_conn: psycopg.Connection) -> None:
@@ -412,6 +470,34 @@ def test_usage_never_shows_another_users_requests(app: Flask, make_user: Any, me
     assert "groq: " not in text and 'id="usage-empty"' in text
 
 
+def test_chart_axis_uses_round_numbers() -> None:
+    assert [charts.nice_ceiling(v) for v in (0, 1, 3, 7, 11, 26_000, 50_001)] == [1, 1, 5, 10, 20, 50_000, 100_000]
+    day = date(2026, 11, 23)
+    buckets = [{"day": day.isoformat(), "provider": "openai", "requests": 3, "tokens_in": 26_000, "tokens_out": 0,
+                "credits_micro": 1_500_000, "errors": 0}]
+    built = charts.usage_charts(buckets, day - timedelta(days=29), day)
+    tokens = next(c for c in built.charts if c.measure == "tokens")
+    assert [t.text for t in tokens.ticks] == ["0", "25k", "50k"]
+    credits = next(c for c in built.charts if c.measure == "credits")
+    assert credits.total == "1.5" and credits.ticks[-1].text == "2"
+
+
+def test_stacked_bars_reach_the_day_total_and_stay_in_the_plot() -> None:
+    day = date(2026, 11, 23)
+    buckets = [{"day": day.isoformat(), "provider": p, "requests": n, "tokens_in": 0, "tokens_out": 0,
+                "credits_micro": 0, "errors": 0} for p, n in (("a", 3), ("b", 2))]
+    built = charts.usage_charts(buckets, day - timedelta(days=29), day)
+    requests = next(c for c in built.charts if c.measure == "requests")
+    assert [b.title for b in requests.bars] == ["Nov 23 · a: 3 requests", "Nov 23 · b: 2 requests"]
+    bottom, top = charts.TOP + charts.PLOT_H, charts.TOP
+    a, b = requests.bars
+    assert a.y + a.height == pytest.approx(bottom) and b.y + b.height == pytest.approx(a.y)
+    # 5 requests on an axis topped at 5: the stack reaches the top exactly.
+    assert b.y == pytest.approx(top)
+    assert all(built.left <= bar.x and bar.x + bar.width <= built.right for bar in requests.bars)
+    assert [r.provider for r in built.rows] == ["a", "b"] and built.series[0].provider == "a"
+
+
 # -- quote -------------------------------------------------------------------------------------------------------
 
 def test_quote_lists_routes_with_costs_and_fit(me: Session, settings_providers: SettingsProviders) -> None:
@@ -420,7 +506,9 @@ def test_quote_lists_routes_with_costs_and_fit(me: Session, settings_providers: 
     text = assert_fragment(resp, "quote")
     assert 'id="quote-results"' in text and "How many tokens is this?" in text and 'value="100"' in text
     rows = re.findall(r"<tr class=\"[^\"]*\"><td>(Member|My key)</td><td>([^<]+)</td>", text)
-    assert ("My key", settings_providers.ok) in rows and ("Member", settings_providers.ok) in rows
+    name = settings_providers.ok.upper()
+    assert ("My key", name) in rows and ("Member", name) in rows
+    assert re.search(r'id="quote-tokens">Your prompt is <strong>\d+', text)
     assert "fits" in text
 
 
@@ -429,7 +517,7 @@ def test_quote_without_a_prompt_is_422(me: Session) -> None:
     assert field_error(text, "quote-prompt") == "Paste a prompt."
 
 
-@pytest.mark.parametrize("max_tokens", ["0", "lots", "99999999999"])
+@pytest.mark.parametrize("max_tokens", ["0", "lots", "99999999999", "\u00b2", "-5"])
 def test_quote_with_bad_max_tokens_is_422(me: Session, max_tokens: str) -> None:
     text = assert_fragment(me.post("/settings/quote", {"prompt": "hi", "max_tokens": max_tokens}), "quote", 422)
     assert field_error(text, "quote-max_tokens") == "An integer from 1 to 1,000,000."

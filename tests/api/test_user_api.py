@@ -55,8 +55,8 @@ def _insert_provider(conn: psycopg.Connection, slug: str, base_url: str, custom_
     return str(row[0])
 
 
-@pytest.fixture(scope="module")
-def settings_providers(database_urls: tuple[str, str]) -> Iterator[SettingsProviders]:
+@pytest.fixture(scope="module", name="settings_providers")
+def settings_providers_fixture(database_urls: tuple[str, str]) -> Iterator[SettingsProviders]:
     upstream = start_openai_upstream(api_key=GOOD_KEY, models=[MODEL, "st-other"])
     suffix = uuid.uuid4().hex[:6]
     ok, down = f"st-ok-{suffix}", f"st-down-{suffix}"

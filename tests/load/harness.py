@@ -62,7 +62,7 @@ class GunicornServer:
         gunicorn = Path(sys.executable).parent / "gunicorn"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [str(gunicorn), "-c", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{self.port}", "wsgi:app"],
+            [str(gunicorn), "-c", str(Path(__file__).with_name("gunicorn_load.conf.py")), "--bind", f"127.0.0.1:{self.port}", "wsgi:app"],
             cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while True:
@@ -345,7 +345,7 @@ PHASES = (None, "500", "hang", "429", "refuse", "drip:0.15", "cut:4", None, "sta
 
 
 def run_load(url: str, users: dict[str, list[User]], upstreams: dict[str, FakeUpstream], restart_db: Callable[[], None],
-             *, threads: int = 16, max_requests: int = 400, max_seconds: float = 40.0, phase_seconds: float = 2.5,
+             *, threads: int = 16, max_requests: int = 400, max_seconds: float = 40.0, phase_seconds: float = 1.2,
              restart_after: float = 12.0, restart_at_count: int = 160, seed: int = 6) -> tuple[list[Outcome],
                                                                                                Timeline, list[str]]:
     """The mixed load: `threads` clients until `max_requests` were sent or `max_seconds` passed. Meanwhile the

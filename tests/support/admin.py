@@ -87,3 +87,10 @@ def audit_rows(conn: psycopg.Connection, target: str) -> list[dict[str, Any]]:
     rows = conn.execute("select row_to_json(a) from public.admin_audit_log a where target = %s order by id",
                         [target]).fetchall()
     return [dict(r[0]) for r in rows]
+
+
+def close_app(app: Any) -> None:
+    """Write the queued request-log rows, then close the app's pool (closing first would drop them)."""
+    svc = app.extensions["switchboard"]
+    svc.logs.flush()
+    svc.db.close()

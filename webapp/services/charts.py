@@ -109,7 +109,7 @@ def _axis_label(measure: str, value: int) -> str:
         return credits_label(value)
     for size, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
         if value >= size and value % (size // 10) == 0:
-            return f"{Decimal(value) / size:f}".rstrip("0").rstrip(".") + suffix
+            return f"{(Decimal(value) / size).normalize():f}" + suffix
     return f"{value:,}"
 
 

@@ -27,7 +27,8 @@ def _svc() -> Any:
 @bp.context_processor
 def _helpers() -> dict[str, Any]:
     def page_link(endpoint: str, filters: dict[str, str], page: int) -> str:
-        return url_for(endpoint, **{k: v for k, v in filters.items() if v}, page=page)
+        values: dict[str, Any] = {k: v for k, v in filters.items() if v}
+        return url_for(endpoint, **values, page=page)
 
     settings = _svc().settings
     return {"credits": format_credits, "page_link": page_link, "errors": {}, "form": {},
@@ -35,8 +36,9 @@ def _helpers() -> dict[str, Any]:
 
 
 def _render(template: str, block: str, status: int = 200, notice: str | None = None, **ctx: Any) -> Any:
-    """The block for htmx, the page otherwise; a notice rides along as an out-of-band swap of #flash."""
-    if not request.headers.get("HX-Request"):
+    """A GET renders the page unless htmx asked for the block; a POST always answers with its block. A notice
+    rides along as an out-of-band swap of #flash."""
+    if request.method == "GET" and not request.headers.get("HX-Request"):
         return render_template(template, **ctx), status
     html = render_block(template, block, **ctx)
     if notice:

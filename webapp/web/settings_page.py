@@ -7,7 +7,7 @@ fragment re-rendered and the errors beside the fields; a success answers 200 wit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, make_response, redirect, render_template, request, url_for
@@ -128,7 +128,8 @@ def _override_rows() -> tuple[list[dict[str, str]], dict[str, str]]:
     form = request.form
     removed = set(form.getlist("remove"))
     rows = [{"task": t.strip(), "provider": p, "model": m.strip()}
-            for i, (t, p, m) in enumerate(zip(form.getlist("task"), form.getlist("provider"), form.getlist("model")))
+            for i, (t, p, m) in enumerate(zip(form.getlist("task"), form.getlist("provider"), form.getlist("model"),
+                                              strict=False))
             if str(i) not in removed and (t.strip() or m.strip())]
     errors, seen = {}, set()
     for i, row in enumerate(rows):
@@ -163,7 +164,7 @@ def _utc_minute(value: datetime | str | None) -> str:
     if not value:
         return ""
     when = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @bp.get("/settings")
@@ -217,6 +218,11 @@ def delete_key(provider: str) -> Response:
     return resp
 
 
+@bp.get("/settings/routing/order")
+def order_fragment() -> Response:
+    return _render("order")
+
+
 @bp.post("/settings/routing/order")
 def order() -> Response:
     slugs = _moved(request.form.getlist("order"), request.form.get("move", ""))
@@ -250,7 +256,8 @@ def quote() -> Response:
     raw = request.form.get("max_tokens", "").strip()
     payload: dict[str, Any] = {"prompt": request.form.get("prompt", "")}
     if raw:
-        payload["max_tokens"] = int(raw) if raw.isdigit() and len(raw) < 10 else raw
+        # Anything but a plain number goes to the service as sent, so it answers with its own message.
+        payload["max_tokens"] = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else raw
     ctx, catalog = _context()
     try:
         result = quote_service.quote(payload, ctx, catalog, lambda p: _svc().gateway.member_ready(p, catalog))

@@ -1,0 +1,896 @@
+"""The OpenAPI 3.1 document of every JSON route and the OpenAI-compatible /v1 routes, built as plain Python data.
+
+Each schema mirrors the dict builder that produces it (services/*: to_dict, key_dict, provider_dict, user_dict,
+log_dict, ...): integers stay integers, credit amounts are strings with six decimals, nullable fields are typed
+[X, "null"]. tests/api/test_openapi.py checks that every Flask rule has an operation here (and the reverse) and that
+each operation's `x-auth` matches the guard on its view; tests/fuzz/test_schemathesis.py fuzzes a live server
+against it. No Flask here: the blueprint in webapp/api/openapi.py serves it and renders the docs page from it."""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+Schema = dict[str, Any]
+
+VERSION = "1.0.0"
+
+# -- small builders -----------------------------------------------------------------------------------------------
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: Schema) -> Schema:
+    """`schema` that also allows null: a type list when it has a plain type, else anyOf with null."""
+    out = dict(schema)
+    kind = out.get("type")
+    if isinstance(kind, str):
+        out["type"] = [kind, "null"]
+        return out
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(properties: dict[str, Schema], required: list[str] | None = None, *, extra: bool | Schema = False,
+        description: str | None = None) -> Schema:
+    out: Schema = {"type": "object", "properties": properties,
+                   "required": list(properties) if required is None else required,
+                   "additionalProperties": extra}
+    if description:
+        out["description"] = description
+    return out
+
+
+def array(items: Schema, description: str | None = None, **extra: Any) -> Schema:
+    out: Schema = {"type": "array", "items": items, **extra}
+    if description:
+        out["description"] = description
+    return out
+
+
+def string(description: str | None = None, **extra: Any) -> Schema:
+    out: Schema = {"type": "string", **extra}
+    if description:
+        out["description"] = description
+    return out
+
+
+def integer(description: str | None = None, **extra: Any) -> Schema:
+    out: Schema = {"type": "integer", **extra}
+    if description:
+        out["description"] = description
+    return out
+
+
+BOOL: Schema = {"type": "boolean"}
+UUID: Schema = {"type": "string", "format": "uuid"}
+DATE: Schema = {"type": "string", "format": "date"}
+DATETIME: Schema = {"type": "string", "format": "date-time"}
+CREDITS = ref("Credits")
+MICRO = integer("The same amount in micro-credits (1 credit = 1,000,000 micro-credits).")
+MULTIPLIER = ref("Multiplier")
+SLUG = string("A provider slug, such as `openai`.")
+PROVIDER_SLUG_PATTERN = "^[a-z0-9][a-z0-9_-]{0,39}$"
+
+
+def _json(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _body(schema: Schema, description: str, *, required: bool = True) -> Schema:
+    return {"required": required, "description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _resp(name: str) -> Schema:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+# -- schemas ------------------------------------------------------------------------------------------------------
+
+ERROR_SCHEMAS: dict[str, Schema] = {
+    "ApiError": obj({
+        "error": obj({
+            "code": string("A stable machine-readable code, such as `missing_token`, `not_found`, "
+                           "`provider_not_found`, `admin_required`, `validation_error`."),
+            "message": string("A human-readable explanation; never a stack trace or a secret."),
+            "fields": {"type": "object", "additionalProperties": {"type": "string"},
+                       "description": "Validation failures only: one message per invalid field."},
+        }, ["code", "message"], extra=True),
+    }, description="The error shape of every /api route (and of /healthz-style JSON routes when they fail)."),
+    "ApiValidationError": obj({
+        "error": obj({
+            "code": string("Always `validation_error`.", enum=["validation_error"]),
+            "message": string(),
+            "fields": {"type": "object", "additionalProperties": {"type": "string"},
+                       "description": "One message per invalid field (`body` when the body is not a JSON object)."},
+        }, ["code", "message", "fields"]),
+    }, description="422: the request was understood but some fields are not valid."),
+    "OpenAIError": obj({
+        "error": obj({
+            "message": string("A human-readable explanation; never a stack trace or a secret."),
+            "type": string("OpenAI's error type: `invalid_request_error`, `authentication_error`, "
+                           "`permission_error`, `insufficient_quota`, `rate_limit_error` or `api_error`."),
+            "param": nullable(string("The request field or header at fault, when there is one.")),
+            "code": nullable(string("A stable machine-readable code, such as `model_not_found`, "
+                                    "`insufficient_credits`, `upstream_unreachable`.")),
+        }),
+    }, description="The error shape of every /v1 route: OpenAI's, so OpenAI SDKs raise their usual exceptions."),
+}
+
+COMMON_SCHEMAS: dict[str, Schema] = {
+    "Credits": string("An amount of credits as a decimal string with exactly six decimals (micro-credit "
+                      "precision), such as `12.500000`; negative for deductions.", pattern=r"^-?[0-9]+\.[0-9]{6}$"),
+    "Multiplier": string("A credit multiplier as a decimal string with trailing zeros removed, such as `1`, `1.5` "
+                         "or `0.1`. Whole multiples of ten come out in exponent form (`1E+1` for 10, `1E+2` for "
+                         "100): that is how Python's Decimal.normalize() prints them.",
+                         pattern=r"^[0-9]+(\.[0-9]+)?(E\+[0-9]+)?$"),
+    "KeyCheck": obj({
+        "status": string("`ok`: the provider accepted the key; `rejected`: it refused it (401/403); "
+                         "`unreachable`: it could not be checked now (the key is saved anyway); "
+                         "`skipped`: not tested.", enum=["ok", "rejected", "unreachable", "skipped"]),
+        "message": string(),
+    }, description="The outcome of a cheap models-list call made with a key just saved."),
+}
+
+V1_SCHEMAS: dict[str, Schema] = {
+    "ChatMessage": obj({
+        "role": string(enum=["system", "developer", "user", "assistant", "tool", "function"]),
+        "content": {"type": ["string", "array", "null"], "items": {"type": "object"},
+                    "description": "Text, or an array of content parts (text, image_url, ...)."},
+        "name": string(),
+        "tool_calls": array({"type": "object"}),
+        "tool_call_id": string(),
+    }, ["role"], extra=True),
+    "ChatCompletionRequest": obj({
+        "model": string("`model` (any provider serving it) or `provider/model`, such as `openai/gpt-4o-mini`. "
+                        "At most 200 characters.", minLength=1, maxLength=200, pattern=r"\S"),
+        "messages": array(ref("ChatMessage"), minItems=1, maxItems=1000,
+                          description="At most MAX_MESSAGES (1000 by default) messages."),
+        "stream": {"type": "boolean", "default": False,
+                   "description": "true: the answer is a text/event-stream of chat.completion.chunk events."},
+        "stream_options": nullable(obj({"include_usage": BOOL}, [], extra=True)),
+        "max_tokens": nullable(integer("1 to MAX_TOKENS_CEILING (262144 by default). Member mode reserves "
+                                       "credits for this many output tokens.", minimum=1, maximum=262144)),
+        "max_completion_tokens": nullable(integer("Takes precedence over max_tokens.", minimum=1, maximum=262144)),
+        "metadata": obj({"task": string("The task name used for task overrides (1 to 64 characters); the "
+                                        "X-Switchboard-Task header wins over it. Not forwarded upstream.",
+                                        minLength=1, maxLength=64)},
+                        [], extra=True),
+        "tools": array({"type": "object"}, "Function tools, passed through to the provider."),
+        "tool_choice": {"type": ["string", "object"]},
+        "temperature": {"type": "number"},
+        "top_p": {"type": "number"},
+        "n": {"type": "integer"},
+        "stop": {"type": ["string", "array", "null"], "items": {"type": "string"}},
+        "response_format": {"type": "object"},
+        "seed": {"type": "integer"},
+        "user": string(),
+    }, ["model", "messages"], extra=True,
+        description="OpenAI's chat-completions body. Fields Switchboard does not know pass through to the "
+                    "provider untouched."),
+    "ChatCompletion": obj({
+        "id": string(),
+        "object": string(examples=["chat.completion"]),
+        "created": integer(),
+        "model": string(),
+        "choices": array({"type": "object"}),
+        "usage": nullable({"type": "object"}),
+    }, ["choices"], extra=True,
+        description="The provider's chat.completion object, passed through as the provider sent it (an Anthropic "
+                    "answer is translated to this shape)."),
+    "Model": obj({
+        "id": string("`provider/model`, usable as `model` in a chat completion."),
+        "object": string(enum=["model"]),
+        "created": integer("Always 0.", enum=[0]),
+        "owned_by": SLUG,
+    }),
+    "ModelList": obj({"object": string(enum=["list"]), "data": array(ref("Model"))},
+                     description="The models this user can call right now, in their current mode."),
+}
+
+USER_SCHEMAS: dict[str, Schema] = {
+    "TaskOverride": obj({"provider": SLUG, "model": string(minLength=1, maxLength=200)}),
+    "UserSettings": obj({
+        "username": nullable(string(pattern=r"^[A-Za-z0-9_.-]{3,32}$")),
+        "first_name": string(maxLength=80),
+        "last_name": string(maxLength=80),
+        "email_notifications": BOOL,
+        "marketing_emails": BOOL,
+        "llm_mode": string("`member`: requests spend credits on admin keys; `byok`: your own keys.",
+                           enum=["member", "byok"]),
+        "default_provider": nullable(SLUG),
+        "fallbacks_enabled": BOOL,
+        "never_spend_credits": BOOL,
+        "provider_priorities": array(SLUG),
+        "task_overrides": {"type": "object", "additionalProperties": ref("TaskOverride")},
+        "monthly_credit_cap": nullable(ref("Credits")),
+    }),
+    "UserSettingsEnvelope": obj({"settings": ref("UserSettings")}),
+    "UserSettingsUpdate": obj({
+        "username": nullable(string("3 to 32 letters, digits, dots, dashes or underscores; empty or null "
+                                    "clears it.", pattern=r"^([A-Za-z0-9_.-]{3,32})?$")),
+        "first_name": string("At most 80 characters (trimmed).", maxLength=80),
+        "last_name": string("At most 80 characters (trimmed).", maxLength=80),
+        "email_notifications": BOOL,
+        "marketing_emails": BOOL,
+        "llm_mode": string(enum=["member", "byok"]),
+        "default_provider": nullable(string("An enabled provider's slug; empty or null clears it.")),
+        "fallbacks_enabled": BOOL,
+        "never_spend_credits": BOOL,
+        "provider_priorities": array(SLUG, "Distinct known provider slugs, most preferred first.",
+                                     uniqueItems=True),
+        "task_overrides": {"type": "object", "maxProperties": 50,
+                           "propertyNames": {"pattern": r"^[A-Za-z0-9_.-]{1,64}$"},
+                           "additionalProperties": ref("TaskOverride"),
+                           "description": "Task name to {provider, model}; the provider must be enabled."},
+        "monthly_credit_cap": {"type": ["number", "string", "null"],
+                               "description": "Credits (0 to 1,000,000,000) as a number or a decimal string; "
+                                              "null or empty for no cap."},
+    }, [], description="Only the fields sent are changed; an unknown field is a validation error."),
+    "UserKey": obj({
+        "provider": SLUG,
+        "last4": string("The key's last four characters.", maxLength=4),
+        "base_url": nullable(string("A custom base URL, when the provider allows one.")),
+        "enabled": BOOL,
+        "priority": integer(),
+        "last_used_at": nullable(DATETIME),
+    }, description="A stored BYOK key as its owner sees it: never the key itself."),
+    "UserKeyList": obj({"keys": array(ref("UserKey"))}),
+    "UserKeyPut": obj({
+        "api_key": string("The whole key: 8 to 500 characters, no whitespace.", minLength=8, maxLength=500),
+        "base_url": nullable(string("http(s) URL of an OpenAI-compatible endpoint, for providers that allow "
+                                    "one. Its host must resolve to public addresses only.", maxLength=500)),
+    }, ["api_key"], extra=True),
+    "UserKeySaved": obj({"key": ref("UserKey"), "check": ref("KeyCheck")}),
+    "UsageBucket": obj({
+        "day": DATE, "provider": nullable(string()), "model": nullable(string()),
+        "mode": string(enum=["member", "byok"]),
+        "requests": integer(), "tokens_in": integer(), "tokens_out": integer(), "credits": CREDITS,
+        "credits_micro": MICRO, "errors": integer("Requests answered with a status of 400 or more."),
+    }, ["requests", "tokens_in", "tokens_out", "credits", "credits_micro", "errors"],
+        description="Totals of one group; only the keys named in group_by are present."),
+    "RecentRequest": obj({
+        "request_id": UUID, "mode": string(enum=["member", "byok"]), "provider": nullable(string()),
+        "model": nullable(string()), "tokens_in": integer(), "tokens_out": integer(),
+        "usage": nullable(string(enum=["measured", "estimated"])), "credits": CREDITS, "status": integer(),
+        "error_code": nullable(string()), "created_at": DATETIME,
+    }),
+    "UsageSummary": obj({
+        "from": DATE, "to": DATE,
+        "group_by": array(string(enum=["day", "provider", "model", "mode"]), minItems=1),
+        "buckets": array(ref("UsageBucket")),
+        "recent": array(ref("RecentRequest"), "The 50 most recent requests, newest first.", maxItems=50),
+    }),
+    "LedgerEntry": obj({
+        "id": integer(), "kind": string(enum=["grant", "deduct", "reserve", "settle", "refund"]),
+        "delta": CREDITS, "delta_micro": MICRO, "balance_after": CREDITS, "request_id": nullable(UUID),
+        "reason": string(), "created_at": DATETIME,
+    }),
+    "CreditsSummary": obj({"balance": CREDITS, "balance_micro": MICRO,
+                           "ledger": array(ref("LedgerEntry"), "The 50 newest entries.", maxItems=50)}),
+    "QuoteRequest": obj({
+        "prompt": string("The prompt text (at most 400,000 characters, not blank).", minLength=1,
+                         maxLength=400000, pattern=r"\S"),
+        "max_tokens": integer("Output tokens to price (default 512).", minimum=1, maximum=1000000, default=512),
+    }, ["prompt"], extra=True),
+    "QuoteRoute": obj({
+        "mode": string(enum=["member", "byok"]), "provider": SLUG, "model": string(),
+        "prompt_tokens": integer(), "max_credits": CREDITS, "max_credits_micro": MICRO,
+        "multiplier": MULTIPLIER, "context_window": integer(),
+        "fits": {"type": "boolean", "description": "prompt_tokens + max_tokens fit the context window."},
+    }),
+    "Quote": obj({"max_tokens": integer(), "routes": array(ref("QuoteRoute"))}),
+}
+
+PRICING_SCHEMAS: dict[str, Schema] = {
+    "PublicModelRate": obj({"model": string(), "input_per_1k": CREDITS, "output_per_1k": CREDITS,
+                            "context_window": integer()}),
+    "PublicProvider": obj({
+        "slug": SLUG, "name": string(), "api_style": string(enum=["openai", "anthropic"]),
+        "multiplier": MULTIPLIER, "byok_allowed": BOOL, "default_model": string(),
+        "models": array(ref("PublicModelRate")),
+    }),
+    "PublicProviderList": obj({"providers": array(ref("PublicProvider"))}),
+}
+
+def _totals() -> dict[str, Schema]:
+    return {"requests": integer(), "tokens_in": integer(), "tokens_out": integer(), "credits": CREDITS,
+            "credits_micro": MICRO, "errors": integer(),
+            "error_rate": {"type": "number", "minimum": 0, "maximum": 1}}
+
+
+ADMIN_SCHEMAS: dict[str, Schema] = {
+    "AdminKey": obj({
+        "id": UUID, "last4": string(maxLength=4), "label": string(maxLength=80),
+        "state": string("`active` serves requests, `superseded` was rotated out, `revoked` never serves again.",
+                        enum=["active", "superseded", "revoked"]),
+        "active": BOOL, "encryption_key_id": string("The id of the ENCRYPTION_KEYS entry that sealed it."),
+        "created_at": DATETIME, "revoked_at": nullable(DATETIME),
+        "requests": integer("Requests served with this key."), "last_used_at": nullable(DATETIME),
+    }, description="An admin key as admins see it: never the key or its ciphertext."),
+    "AdminModelRate": obj({
+        "id": UUID, "model": string(), "input_rate": integer("Micro-credits per 1,000 input tokens."),
+        "output_rate": integer("Micro-credits per 1,000 output tokens."), "input_per_1k": CREDITS,
+        "output_per_1k": CREDITS, "context_window": integer(),
+    }),
+    "KeyStatus": obj({
+        "source": string("Where member-mode requests get their key: an admin key in the `database`, the "
+                         "`environment`, none needed (`local` engine), or `missing`.",
+                         enum=["database", "environment", "local", "missing"]),
+        "last4": nullable(string(maxLength=4)),
+        "env_var": nullable(string("The environment variable that can hold this provider's admin key.")),
+        "member_ready": BOOL,
+    }),
+    "EnvironmentKey": obj({"source": string(enum=["environment"]), "env_var": nullable(string()),
+                           "last4": string(maxLength=4), "requests": integer()}),
+    "AdminProvider": obj({
+        "id": UUID, "slug": SLUG, "name": string(), "api_style": string(enum=["openai", "anthropic"]),
+        "base_url": string(), "default_model": string(), "enabled": BOOL, "credit_multiplier": MULTIPLIER,
+        "byok_allowed": BOOL, "custom_base_url_allowed": BOOL, "sort_order": integer(),
+        "models": array(ref("AdminModelRate")), "key_status": ref("KeyStatus"), "keys": array(ref("AdminKey")),
+        "environment_key": nullable(ref("EnvironmentKey")),
+    }),
+    "AdminProviderList": obj({"providers": array(ref("AdminProvider"))}),
+    "AdminProviderEnvelope": obj({"provider": ref("AdminProvider")}),
+    "AdminProviderSettings": obj({
+        "providers": array(ref("AdminProvider")),
+        "multiplier_bounds": obj({"min": {"type": "number"}, "max": {"type": "number"}},
+                                 description="MULTIPLIER_MIN and MULTIPLIER_MAX."),
+    }),
+    "ModelRateInput": obj({
+        "model": string("1 to 200 characters, no spaces.", pattern=r"^\S{1,200}$"),
+        "input_rate": {"type": ["integer", "string"], "description": "Micro-credits per 1K input tokens, 0 to 10^12."},
+        "output_rate": {"type": ["integer", "string"],
+                        "description": "Micro-credits per 1K output tokens, 0 to 10^12."},
+        "context_window": {"type": ["integer", "string", "null"], "description": "Tokens (default 8192)."},
+    }, ["model", "input_rate", "output_rate"], extra=True),
+    "ProviderUpdate": obj({
+        "name": string("1 to 80 characters.", minLength=1, maxLength=80),
+        "api_style": string(enum=["openai", "anthropic"]),
+        "base_url": string("An http(s) URL.", maxLength=500),
+        "default_model": string(pattern=r"^\S{1,200}$"),
+        "enabled": {"type": ["boolean", "string"], "description": "true/false, or on/off, yes/no, 1/0."},
+        "byok_allowed": {"type": ["boolean", "string"]},
+        "custom_base_url_allowed": {"type": ["boolean", "string"]},
+        "credit_multiplier": {"type": ["number", "string"],
+                              "description": "Within MULTIPLIER_MIN..MULTIPLIER_MAX, at most 4 decimals."},
+        "sort_order": {"type": ["integer", "string"], "description": "0 to 100000."},
+        "models": array(ref("ModelRateInput"), "The complete new list of model rates (replaces the old list).",
+                        maxItems=500),
+    }, [], description="Only the fields sent change; an unknown or read-only field is a validation error."),
+    "AdminKeyCreate": obj({
+        "api_key": string("8 to 500 characters, no whitespace.", minLength=8, maxLength=500),
+        "label": nullable(string(maxLength=80)),
+        "rotate": {"type": ["boolean", "string"],
+                   "description": "true: the provider's other active keys stop serving (kept until revoked)."},
+    }, ["api_key"], extra=True),
+    "AdminKeySaved": obj({
+        "key": ref("AdminKey"), "superseded": array(UUID, "Keys this one rotated out."),
+        "check": ref("KeyCheck"), "provider": ref("AdminProvider"),
+    }),
+    "EnabledUpdate": obj({"enabled": {"type": ["boolean", "string"]}}, ["enabled"], extra=True),
+    "MultiplierUpdate": obj({"multiplier": {"type": ["number", "string"],
+                                            "description": "Within MULTIPLIER_MIN..MULTIPLIER_MAX, at most 4 "
+                                                           "decimals."}},
+                            ["multiplier"], extra=True),
+    "AdminUser": obj({
+        "id": UUID, "email": string(), "is_admin": BOOL, "balance": CREDITS, "balance_micro": MICRO,
+        "created_at": nullable(DATETIME), "last_sign_in_at": nullable(DATETIME),
+    }),
+    "AdminUserSearch": obj({"q": string("The query as used (trimmed, at most 200 characters)."),
+                            "users": array(ref("AdminUser"), maxItems=50)}),
+    "AdminLedgerEntry": obj({
+        "id": integer(), "kind": string(enum=["grant", "deduct", "reserve", "settle", "refund"]),
+        "delta": CREDITS, "delta_micro": MICRO, "balance_after": CREDITS, "request_id": nullable(UUID),
+        "reason": string(), "actor": nullable(string("The email of the admin who made a grant or deduction.")),
+        "created_at": DATETIME,
+    }),
+    "AdminUserDetail": obj({"user": ref("AdminUser"),
+                            "ledger": array(ref("AdminLedgerEntry"), "The 100 newest entries.", maxItems=100)}),
+    "CreditAdjustment": obj({
+        "amount": {"type": ["number", "string"],
+                   "description": "Credits, non-zero, at most 1,000,000,000 and 6 decimals. Signed, unless "
+                                  "`direction` is given (then positive)."},
+        "reason": string("1 to 500 characters; kept in the ledger.", minLength=1, maxLength=500),
+        "direction": nullable(string(enum=["grant", "deduct", ""])),
+    }, ["amount", "reason"], extra=True),
+    "RequestLog": obj({
+        "request_id": UUID, "user_id": UUID, "email": nullable(string()), "mode": string(enum=["member", "byok"]),
+        "provider": nullable(string()), "model": nullable(string()), "task": nullable(string()),
+        "key_source": nullable(string(enum=["admin_db", "admin_env", "byok_header", "byok_stored"])),
+        "admin_key": nullable(obj({"id": UUID, "last4": string(maxLength=4), "label": string()})),
+        "tokens_in": integer(), "tokens_out": integer(),
+        "usage": nullable(string(enum=["measured", "estimated"])), "credits": CREDITS, "credits_micro": MICRO,
+        "multiplier": nullable(MULTIPLIER), "fallback_path": array(string(), "provider:outcome per attempt."),
+        "stream": BOOL, "status": integer(), "error_code": nullable(string()), "latency_ms": integer(),
+        "created_at": DATETIME,
+    }, description="One gateway request's receipt: no key and no prompt text."),
+    "RequestLogPage": obj({
+        "logs": array(ref("RequestLog")), "page": integer(minimum=1), "per_page": integer(minimum=1, maximum=200),
+        "total": integer(minimum=0), "pages": integer(minimum=1),
+        "filters": {"type": "object", "additionalProperties": {"type": "string"},
+                    "description": "The non-empty filters as given."},
+    }),
+    "RequestLogEnvelope": obj({"log": ref("RequestLog")}),
+    "Analytics": obj({
+        "from": DATE, "to": DATE,
+        "totals": obj({"requests": integer(), "errors": integer(),
+                       "error_rate": {"type": "number", "minimum": 0, "maximum": 1}}),
+        "days": array(obj({"day": DATE, "requests": integer(), "tokens": integer(), "credits": CREDITS,
+                           "credits_micro": MICRO, "errors": integer()}), "Every day of the range, oldest first."),
+        "providers": array(obj({"provider": string("The provider slug, or `(none)`."), **_totals()})),
+        "modes": obj({
+            "member": obj(_totals()),
+            "byok": obj({**_totals(), "member_equivalent_credits": {
+                "allOf": [CREDITS], "description": "What the successful BYOK traffic would have cost in member "
+                                                   "mode at today's prices."}}),
+        }),
+        "top_users": array(obj({"user_id": UUID, "email": nullable(string()), "requests": integer(),
+                                "tokens": integer(), "credits": CREDITS}), maxItems=10),
+        "error_codes": array(obj({"code": string(), "requests": integer()})),
+    }),
+    "AuditEntry": obj({
+        "id": integer(), "actor_id": nullable(UUID), "actor": nullable(string()),
+        "action": string("Such as provider.update, key.add, key.rotate, key.revoke, credits.grant."),
+        "target": string("Such as provider:openai or user:someone@example.com."),
+        "before": {"description": "The state before the change (any JSON, null when nothing existed)."},
+        "after": {"description": "The state after the change (any JSON, null when removed)."},
+        "created_at": DATETIME,
+    }),
+    "AuditPage": obj({"entries": array(ref("AuditEntry")), "page": integer(minimum=1),
+                      "per_page": integer(minimum=1, maximum=200), "total": integer(minimum=0),
+                      "pages": integer(minimum=1)}),
+}
+
+META_SCHEMAS: dict[str, Schema] = {
+    "Health": obj({"status": string(enum=["ok"])}),
+    "Readiness": obj({"status": string(enum=["ready", "unavailable"]), "database": string(enum=["up", "down"])}),
+}
+
+# -- responses and parameters -------------------------------------------------------------------------------------
+
+RECEIPT_HEADERS: dict[str, Schema] = {
+    "X-Request-Id": {"description": "The request's id, as in the admin request log.", "required": True,
+                     "schema": UUID},
+    "X-Switchboard-Mode": {"description": "`member` or `byok`.", "required": True,
+                           "schema": string(enum=["member", "byok"])},
+    "X-Switchboard-Provider": {"description": "The provider that answered.", "required": True, "schema": string()},
+    "X-Switchboard-Model": {"description": "The model that answered.", "required": True, "schema": string()},
+    "X-Switchboard-Key-Source": {"description": "`admin_db`, `admin_env`, `none` (local engine), "
+                                 "`byok_header` or `byok_stored`.", "required": True, "schema": string()},
+    "X-Switchboard-Multiplier": {"description": "The credit multiplier applied (0 in BYOK mode).",
+                                 "required": True, "schema": MULTIPLIER},
+    "X-Switchboard-Fallback": {"description": "Each attempt as provider:outcome, joined by ` > `.",
+                               "required": True, "schema": string()},
+    "X-Switchboard-Credits": {"description": "Credits charged (JSON answers only; a stream reports them in its "
+                              "last chunk).", "schema": CREDITS},
+    "X-Switchboard-Usage": {"description": "`measured` (the provider reported usage) or `estimated` (counted "
+                            "with tiktoken). JSON answers only.", "schema": string(enum=["measured", "estimated"])},
+    "X-Switchboard-Credits-Reserved": {"description": "Streams only: the credits reserved before forwarding "
+                                       "(the worst case).", "schema": CREDITS},
+}
+
+RESPONSES: dict[str, Schema] = {
+    "Unauthorized": _json(ref("ApiError"), "No bearer token, or it is not a valid Supabase access token "
+                                           "(`missing_token`, `invalid_token`, `token_expired`)."),
+    "Forbidden": _json(ref("ApiError"), "The token is valid but not an admin's (`admin_required`)."),
+    "NotFound": _json(ref("ApiError"), "No such resource."),
+    "ValidationFailed": _json(ref("ApiValidationError"), "Some fields are not valid; `error.fields` says which."),
+    "PayloadTooLarge": _json(ref("ApiError"), "The body is larger than MAX_BODY_BYTES."),
+    "AuthUnavailable": _json(ref("ApiError"), "The sign-in key service (JWKS) could not be reached to verify the "
+                                              "token (`jwks_unavailable`)."),
+    "V1Unauthorized": _json(ref("OpenAIError"), "No bearer token, or it is not a valid Supabase access token."),
+    "V1AuthUnavailable": _json(ref("OpenAIError"), "The sign-in key service (JWKS) could not be reached."),
+}
+
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying (Switchboard's own limits; absent "
+                                              "when the provider was the one rate limiting).",
+                               "schema": string(pattern=r"^[0-9]+$")}}
+
+
+def _param(name: str, where: str, schema: Schema, description: str, *, required: bool = False,
+           **extra: Any) -> Schema:
+    return {"name": name, "in": where, "required": required or where == "path", "description": description,
+            "schema": schema, **extra}
+
+
+PATH_PROVIDER_ID = _param("provider_id", "path", UUID, "The provider's id.")
+PATH_PROVIDER = _param("provider", "path", string(minLength=1, pattern="^[^/]+$"), "A provider slug.")
+
+
+def _errors(*codes: str, v1: bool = False) -> dict[str, Schema]:
+    table = {
+        "400": _json(ref("OpenAIError" if v1 else "ApiError"), "Bad request."),
+        "401": _resp("V1Unauthorized" if v1 else "Unauthorized"),
+        "403": _resp("Forbidden"),
+        "404": _resp("NotFound"),
+        "409": _json(ref("ApiError"), "Conflict with the current state."),
+        "413": _resp("PayloadTooLarge"),
+        "422": _resp("ValidationFailed"),
+        "503": _resp("V1AuthUnavailable" if v1 else "AuthUnavailable"),
+    }
+    return {code: table[code] for code in codes}
+
+
+def _op(op_id: str, tag: str, summary: str, description: str, auth: str, responses: dict[str, Schema], *,
+        parameters: list[Schema] | None = None, body: Schema | None = None) -> Schema:
+    out: Schema = {"operationId": op_id, "tags": [tag], "summary": summary, "description": description,
+                   "x-auth": auth}
+    if auth == "none":
+        out["security"] = []
+    else:
+        out["security"] = [{"bearerAuth": []}]
+    if parameters:
+        out["parameters"] = parameters
+    if body is not None:
+        out["requestBody"] = body
+    out["responses"] = responses
+    return out
+
+
+# -- operations ---------------------------------------------------------------------------------------------------
+
+TAGS = [
+    {"name": "OpenAI-compatible", "description": "Point an OpenAI SDK at `<host>/v1` with a Supabase access token "
+                                                 "as the API key. Errors use OpenAI's shape (OpenAIError)."},
+    {"name": "User", "description": "The signed-in user's settings, stored keys, usage, credits and quotes."},
+    {"name": "Pricing", "description": "Public rates of the enabled providers; no token needed."},
+    {"name": "Admin: providers", "description": "Provider presets, multipliers and admin keys. Admin token only."},
+    {"name": "Admin: users", "description": "Members and their credits. Admin token only."},
+    {"name": "Admin: reports", "description": "Request logs, analytics and the audit log. Admin token only."},
+    {"name": "Meta", "description": "This document, its docs page, and the health probes."},
+]
+
+
+def _v1_paths() -> dict[str, Schema]:
+    chat_headers = [
+        _param("X-Switchboard-Task", "header", string(minLength=1, maxLength=64),
+               "A task name (1 to 64 characters) that selects a task override; wins over metadata.task."),
+        _param("X-BYOK-API-Key", "header", string(minLength=1),
+               "Bring your own key for this one request (not stored). Needs a provider: X-BYOK-Provider or a "
+               "`provider/model` name."),
+        _param("X-BYOK-Provider", "header", string(minLength=1),
+               "The provider slug the X-BYOK-API-Key is for. Needs X-BYOK-API-Key."),
+        _param("X-BYOK-Base-URL", "header", string(minLength=1),
+               "An http(s) base URL for X-BYOK-API-Key, for providers that allow a custom one. Private, loopback "
+               "and link-local addresses are refused. Needs X-BYOK-API-Key."),
+    ]
+    v1_error = functools.partial(_json, ref("OpenAIError"))
+    chat = _op(
+        "createChatCompletion", "OpenAI-compatible", "Create a chat completion",
+        "Routes the request by the user's mode, task overrides and provider priorities, reserves credits for the "
+        "worst case in member mode, forwards with fallback and settles on the real usage. Every answer carries a "
+        "receipt in the X-Switchboard-* headers; a stream also ends with a chunk holding `usage` and a "
+        "`switchboard` receipt when stream_options.include_usage is true.",
+        "user",
+        {
+            "200": {
+                "description": "The completion (JSON), or with `stream: true` a text/event-stream of "
+                               "`data: {chat.completion.chunk}` events ending with `data: [DONE]`.",
+                "headers": RECEIPT_HEADERS,
+                "content": {
+                    "application/json": {"schema": ref("ChatCompletion")},
+                    "text/event-stream": {"schema": string("Server-sent events: `data: <chunk JSON>` lines; "
+                                                           "an upstream failure mid-stream arrives as a chunk "
+                                                           "with an `error` object before `data: [DONE]`.")},
+                },
+            },
+            "400": v1_error("The body is not JSON or not a valid chat request (`invalid_json`, `invalid_value`), a "
+                            "BYOK header is incomplete or invalid, the base URL is private, or the provider "
+                            "rejected the request or (BYOK) the key."),
+            "401": _resp("V1Unauthorized"),
+            "402": v1_error("Not enough credits for the worst case (`insufficient_credits`), the monthly cap would "
+                            "be passed (`monthly_cap_reached`), or the settings forbid spending credits "
+                            "(`credits_disabled`)."),
+            "403": v1_error("BYOK is not allowed for this provider, or it does not accept a custom base URL."),
+            "404": v1_error("No enabled provider serves the model (`model_not_found`), member mode does not offer "
+                            "it (`model_not_available`), or the provider answered 404."),
+            "413": v1_error("The body is larger than MAX_BODY_BYTES."),
+            "429": {**v1_error("Too many requests a minute (`rate_limited`), too many streams at once "
+                               "(`too_many_streams`), or the provider is rate limiting (`upstream_rate_limited`)."),
+                    "headers": RETRY_AFTER},
+            "502": v1_error("The provider could not be reached (`upstream_unreachable`), failed "
+                            "(`upstream_error`), or refused the admin key (`upstream_auth_failed`). A loopback "
+                            "preset (LM Studio, Ollama) with nothing listening answers this way."),
+            "503": _resp("V1AuthUnavailable"),
+            "504": v1_error("The provider did not answer in time (`upstream_timeout`)."),
+        },
+        parameters=chat_headers,
+        body=_body(ref("ChatCompletionRequest"), "An OpenAI chat-completions request."),
+    )
+    models = _op("listModels", "OpenAI-compatible", "List the models you can call",
+                 "In member mode: models of enabled providers that have an admin key (or are local engines). In "
+                 "BYOK mode: models of providers you stored a key for.", "user",
+                 {"200": _json(ref("ModelList"), "The models."), **_errors("401", "503", v1=True)})
+    return {"/v1/chat/completions": {"post": chat}, "/v1/models": {"get": models}}
+
+
+def _user_paths() -> dict[str, Schema]:
+    tag = "User"
+    auth_errors = ("401", "503")
+    return {
+        "/api/user/settings": {
+            "get": _op("getUserSettings", tag, "Read your settings", "Defaults when you never saved any.", "user",
+                       {"200": _json(ref("UserSettingsEnvelope"), "Your settings."), **_errors(*auth_errors)}),
+            "put": _op("updateUserSettings", tag, "Change your settings",
+                       "Validated like the settings page; only the fields sent change.", "user",
+                       {"200": _json(ref("UserSettingsEnvelope"), "The settings after the change."),
+                        **_errors(*auth_errors, "413", "422")},
+                       body=_body(ref("UserSettingsUpdate"), "The fields to change.")),
+        },
+        "/api/user/llm/keys": {
+            "get": _op("listUserKeys", tag, "List your stored provider keys", "Masked: the last four characters.",
+                       "user", {"200": _json(ref("UserKeyList"), "Your keys."), **_errors(*auth_errors)}),
+        },
+        "/api/user/llm/keys/{provider}": {
+            "parameters": [PATH_PROVIDER],
+            "put": _op("putUserKey", tag, "Store (or replace) your key for a provider",
+                       "Encrypted with AES-256-GCM and bound to you and the provider. A cheap models-list call then "
+                       "tests it; its outcome is reported in `check`, never a reason to refuse the save.", "user",
+                       {"200": _json(ref("UserKeySaved"), "The key as stored, and the test's outcome."),
+                        "403": _json(ref("ApiError"), "The provider does not accept your own key "
+                                                      "(`byok_not_allowed`)."),
+                        "404": _json(ref("ApiError"), "No enabled provider with this slug (`provider_not_found`)."),
+                        **_errors(*auth_errors, "413", "422")},
+                       body=_body(ref("UserKeyPut"), "The key and, where allowed, a base URL.")),
+            "delete": _op("deleteUserKey", tag, "Remove your key for a provider", "", "user",
+                          {"204": {"description": "Removed."},
+                           "404": _json(ref("ApiError"), "No such provider (`provider_not_found`) or no stored key "
+                                                         "(`key_not_found`)."),
+                           **_errors(*auth_errors)}),
+        },
+        "/api/user/llm/usage": {
+            "get": _op("getUserUsage", tag, "Your usage totals and recent requests",
+                       "Totals per group over a date range (inclusive, UTC, at most 366 days; the last 30 days by "
+                       "default), and your 50 most recent requests.", "user",
+                       {"200": _json(ref("UsageSummary"), "The totals."), **_errors(*auth_errors, "422")},
+                       parameters=[
+                           _param("from", "query", DATE, "First day (default: 29 days before `to`)."),
+                           _param("to", "query", DATE, "Last day (default: today, UTC)."),
+                           _param("group_by", "query", array(string(enum=["day", "provider", "model", "mode"])),
+                                  "Comma-separated groups (default: day,provider).", style="form", explode=False),
+                       ]),
+        },
+        "/api/user/credits": {
+            "get": _op("getUserCredits", tag, "Your balance and ledger", "", "user",
+                       {"200": _json(ref("CreditsSummary"), "Balance and the 50 newest ledger entries."),
+                        **_errors(*auth_errors)}),
+        },
+        "/api/user/llm/quote": {
+            "post": _op("quotePrompt", tag, "Price a prompt on every route open to you",
+                        "Counts the prompt's tokens per model and prices prompt + max_tokens on each member route; "
+                        "BYOK routes cost no credits.", "user",
+                        {"200": _json(ref("Quote"), "One entry per route."), **_errors(*auth_errors, "413", "422")},
+                        body=_body(ref("QuoteRequest"), "The prompt to price.")),
+        },
+    }
+
+
+def _pricing_paths() -> dict[str, Schema]:
+    return {"/api/pricing/providers": {"get": _op(
+        "listPublicProviders", "Pricing", "Enabled providers and their rates",
+        "Public: multipliers and per-1K-token rates in credits. No token needed.", "none",
+        {"200": _json(ref("PublicProviderList"), "The enabled providers.")})}}
+
+
+def _admin_paths() -> dict[str, Schema]:
+    admin_errors = ("401", "403", "503")
+    prov, users, reports = "Admin: providers", "Admin: users", "Admin: reports"
+    provider_404 = _json(ref("ApiError"), "No such provider (`provider_not_found`).")
+    provider_links = {
+        "UpdateProvider": {"operationId": "adminUpdateProvider",
+                           "parameters": {"provider_id": "$response.body#/providers/0/id"}},
+        "AddKey": {"operationId": "adminAddKey", "parameters": {"provider_id": "$response.body#/providers/0/id"}},
+        "EnableProvider": {"operationId": "adminEnableProvider",
+                           "parameters": {"provider_id": "$response.body#/providers/0/id"}},
+        "SetMultiplier": {"operationId": "adminSetMultiplier",
+                          "parameters": {"provider_id": "$response.body#/providers/0/id"}},
+    }
+    provider_envelope = _json(ref("AdminProviderEnvelope"), "The provider after the change.")
+    return {
+        "/api/admin/llm/providers": {
+            "get": _op("adminListProviders", prov, "Every provider preset",
+                       "Enabled or not, with model rates, masked keys and where member mode gets its key.", "admin",
+                       {"200": {**_json(ref("AdminProviderList"), "The presets."), "links": provider_links},
+                        **_errors(*admin_errors)}),
+        },
+        "/api/admin/llm/providers/{provider_id}": {
+            "parameters": [PATH_PROVIDER_ID],
+            "put": _op("adminUpdateProvider", prov, "Change a provider preset",
+                       "Any editable field; with `models`, the complete new list of model rates. Audited.", "admin",
+                       {"200": provider_envelope, "404": provider_404, **_errors(*admin_errors, "413", "422")},
+                       body=_body(ref("ProviderUpdate"), "The fields to change.")),
+        },
+        "/api/admin/llm/providers/{provider_id}/keys": {
+            "parameters": [PATH_PROVIDER_ID],
+            "post": _op("adminAddKey", prov, "Add (or rotate in) an admin key",
+                        "Stored encrypted and bound to the provider; with `rotate`, the other active keys stop "
+                        "serving. Tested after the save with a models-list call. Audited.", "admin",
+                        {"201": {**_json(ref("AdminKeySaved"), "The key as stored."),
+                                 "links": {"RevokeKey": {"operationId": "adminRevokeKey", "parameters": {
+                                     "provider_id": "$response.body#/provider/id",
+                                     "key_id": "$response.body#/key/id"}}}},
+                         "404": provider_404, **_errors(*admin_errors, "413", "422")},
+                        body=_body(ref("AdminKeyCreate"), "The key.")),
+        },
+        "/api/admin/llm/providers/{provider_id}/keys/{key_id}": {
+            "parameters": [PATH_PROVIDER_ID, _param("key_id", "path", UUID, "The admin key's id.")],
+            "delete": _op("adminRevokeKey", prov, "Revoke an admin key",
+                          "It never serves again; the row stays so old request logs keep naming it. Audited.",
+                          "admin",
+                          {"200": _json(ref("AdminProviderEnvelope"), "The provider after the revocation."),
+                           "404": _json(ref("ApiError"), "The provider has no such key (`key_not_found`)."),
+                           "409": _json(ref("ApiError"), "The key is already revoked (`key_already_revoked`)."),
+                           **_errors(*admin_errors)}),
+        },
+        "/api/admin/settings/providers": {
+            "get": _op("adminProviderSettings", prov, "Providers with their multiplier bounds",
+                       "The settings view: the same presets plus MULTIPLIER_MIN/MAX.", "admin",
+                       {"200": _json(ref("AdminProviderSettings"), "The presets and bounds."),
+                        **_errors(*admin_errors)}),
+        },
+        "/api/admin/settings/providers/{provider_id}/enable": {
+            "parameters": [PATH_PROVIDER_ID],
+            "put": _op("adminEnableProvider", prov, "Enable or disable a provider", "Audited.", "admin",
+                       {"200": provider_envelope, "404": provider_404, **_errors(*admin_errors, "413", "422")},
+                       body=_body(ref("EnabledUpdate"), "{\"enabled\": true|false}")),
+        },
+        "/api/admin/settings/providers/{provider_id}/multiplier": {
+            "parameters": [PATH_PROVIDER_ID],
+            "put": _op("adminSetMultiplier", prov, "Set a provider's credit multiplier", "Audited.", "admin",
+                       {"200": provider_envelope, "404": provider_404, **_errors(*admin_errors, "413", "422")},
+                       body=_body(ref("MultiplierUpdate"), "{\"multiplier\": 1.5}")),
+        },
+        "/api/admin/users": {
+            "get": _op("adminSearchUsers", users, "Find users by email",
+                       "Users whose email contains `q` (the newest 50 when it is empty), with their balances.",
+                       "admin",
+                       {"200": {**_json(ref("AdminUserSearch"), "Up to 50 users."), "links": {
+                           "UserDetail": {"operationId": "adminUserDetail",
+                                          "parameters": {"user_id": "$response.body#/users/0/id"}},
+                           "AdjustCredits": {"operationId": "adminAdjustCredits",
+                                             "parameters": {"user_id": "$response.body#/users/0/id"}}}},
+                        **_errors(*admin_errors)},
+                       parameters=[_param("q", "query", string(), "Part of an email (trimmed, at most 200 "
+                                                                  "characters used).")]),
+        },
+        "/api/admin/users/{user_id}": {
+            "parameters": [_param("user_id", "path", UUID, "The user's id.")],
+            "get": _op("adminUserDetail", users, "A user's balance and ledger", "", "admin",
+                       {"200": _json(ref("AdminUserDetail"), "The user and the 100 newest ledger entries."),
+                        "404": _json(ref("ApiError"), "No such user (`user_not_found`)."),
+                        **_errors(*admin_errors)}),
+        },
+        "/api/admin/users/{user_id}/credits": {
+            "parameters": [_param("user_id", "path", UUID, "The user's id.")],
+            "post": _op("adminAdjustCredits", users, "Grant or deduct credits",
+                        "Through the ledger; a deduction never takes the balance below zero. Audited.", "admin",
+                        {"200": _json(ref("AdminUserDetail"), "The user after the change."),
+                         "404": _json(ref("ApiError"), "No such user (`user_not_found`)."),
+                         **_errors(*admin_errors, "413", "422")},
+                        body=_body(ref("CreditAdjustment"), "The amount and why.")),
+        },
+        "/api/admin/logs": {
+            "get": _op("adminListLogs", reports, "Request logs", "Newest first, filtered and paginated.", "admin",
+                       {"200": {**_json(ref("RequestLogPage"), "One page of logs."), "links": {
+                           "Receipt": {"operationId": "adminGetLog",
+                                       "parameters": {"request_id": "$response.body#/logs/0/request_id"}}}},
+                        **_errors(*admin_errors, "422")},
+                       parameters=[
+                           _param("user", "query", string(maxLength=200), "A user id, or part of an email."),
+                           _param("provider", "query", string(pattern=PROVIDER_SLUG_PATTERN), "A provider slug."),
+                           _param("mode", "query", string(enum=["member", "byok"]), "member or byok."),
+                           _param("status", "query", string(pattern=r"^(ok|error|[1-5][0-9][0-9])$"),
+                                  "ok (< 400), error (>= 400) or an HTTP status."),
+                           _param("from", "query", DATE, "First day (inclusive)."),
+                           _param("to", "query", DATE, "Last day (inclusive)."),
+                           _param("page", "query", integer(minimum=1, maximum=1000000), "Page number (from 1)."),
+                           _param("per_page", "query", integer(minimum=1, maximum=200), "Rows per page (50)."),
+                       ]),
+        },
+        "/api/admin/logs/{request_id}": {
+            "parameters": [_param("request_id", "path", UUID, "The request id (X-Request-Id).")],
+            "get": _op("adminGetLog", reports, "One request's receipt", "", "admin",
+                       {"200": _json(ref("RequestLogEnvelope"), "The receipt."),
+                        "404": _json(ref("ApiError"), "No request with that id (`request_not_found`)."),
+                        **_errors(*admin_errors)}),
+        },
+        "/api/admin/usage": {
+            "get": _op("adminAnalytics", reports, "Usage analytics",
+                       "Requests, tokens and credits per day and provider, member vs BYOK, top users and error "
+                       "codes over a date range (inclusive, UTC, at most 366 days; the last 30 by default).",
+                       "admin",
+                       {"200": _json(ref("Analytics"), "The analytics."), **_errors(*admin_errors, "422")},
+                       parameters=[_param("from", "query", DATE, "First day."),
+                                   _param("to", "query", DATE, "Last day.")]),
+        },
+        "/api/admin/audit": {
+            "get": _op("adminAudit", reports, "The audit log", "Every admin change, newest first.", "admin",
+                       {"200": _json(ref("AuditPage"), "One page of entries."), **_errors(*admin_errors, "422")},
+                       parameters=[
+                           _param("action", "query", string(pattern=r"^[a-z_.]{0,80}$"),
+                                  "An action or its prefix, such as `provider` or `key.revoke`."),
+                           _param("page", "query", integer(minimum=1, maximum=1000000), "Page number (from 1)."),
+                           _param("per_page", "query", integer(minimum=1, maximum=200), "Rows per page (50)."),
+                       ]),
+        },
+    }
+
+
+def _meta_paths() -> dict[str, Schema]:
+    return {
+        "/api/openapi.json": {"get": _op(
+            "getOpenApiDocument", "Meta", "This OpenAPI 3.1 document", "", "none",
+            {"200": _json({"type": "object", "required": ["openapi", "info", "paths"]}, "The document.")})},
+        "/api/docs": {"get": _op(
+            "getApiDocs", "Meta", "Readable docs rendered from this document",
+            "Server-rendered HTML: every operation grouped by tag, with its auth, parameters and schemas.", "none",
+            {"200": {"description": "The docs page.", "content": {"text/html": {"schema": string()}}}})},
+        "/healthz": {"get": _op("healthz", "Meta", "Liveness probe", "The process answers.", "none",
+                                {"200": _json(ref("Health"), "Alive.")})},
+        "/readyz": {"get": _op("readyz", "Meta", "Readiness probe", "The database answers.", "none",
+                               {"200": _json(ref("Readiness"), "Ready."),
+                                "503": _json(ref("Readiness"), "The database does not answer.")})},
+    }
+
+
+INFO_DESCRIPTION = """\
+Switchboard serves OpenAI-compatible chat completions over many providers, in **member** mode (credits, admin \
+keys) or **BYOK** mode (your own keys), plus JSON APIs for settings, usage, pricing and administration.
+
+**Authentication.** Send a Supabase access token (a JWT, as issued at sign-in) as `Authorization: Bearer <token>`. \
+Admin operations need a token whose `app_metadata.role` is `admin`. With an OpenAI SDK, use the token as the API \
+key and `<host>/v1` as the base URL.
+
+**Errors.** Under `/api` every error is `{"error": {"code", "message", ...}}` (ApiError); validation failures are \
+422 with `error.fields`. Under `/v1` errors use OpenAI's shape `{"error": {"message", "type", "param", "code"}}` \
+(OpenAIError). No error body ever holds a stack trace or a secret.
+
+**Receipts.** Every chat completion carries `X-Request-Id` and `X-Switchboard-*` headers saying which provider, \
+model, key source and multiplier served it and what it cost."""
+
+
+@functools.cache
+def _build() -> Schema:
+    paths: dict[str, Schema] = {}
+    for part in (_v1_paths(), _user_paths(), _pricing_paths(), _admin_paths(), _meta_paths()):
+        paths.update(part)
+    schemas: dict[str, Schema] = {}
+    for group in (ERROR_SCHEMAS, COMMON_SCHEMAS, V1_SCHEMAS, USER_SCHEMAS, PRICING_SCHEMAS, ADMIN_SCHEMAS,
+                  META_SCHEMAS):
+        schemas.update(group)
+    return {
+        "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
+        "info": {"title": "Switchboard API", "version": VERSION, "description": INFO_DESCRIPTION},
+        "servers": [{"url": "/", "description": "This Switchboard instance."}],
+        "security": [{"bearerAuth": []}],
+        "tags": TAGS,
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearerAuth": {
+                "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "A Supabase access token (JWT) from sign-in. Admin operations need "
+                               "app_metadata.role = admin."}},
+            "schemas": schemas,
+            "responses": RESPONSES,
+        },
+    }
+
+
+def document() -> Schema:
+    """The OpenAPI document (a fresh copy: callers may change it freely)."""
+    return copy.deepcopy(_build())
+
+
+def operations(doc: Schema | None = None) -> list[tuple[str, str, Schema]]:
+    """(METHOD, path, operation) for every operation, in document order."""
+    doc = doc or _build()
+    out = []
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method in {"get", "put", "post", "delete", "patch", "head", "options", "trace"}:
+                out.append((method.upper(), path, op))
+    return out
