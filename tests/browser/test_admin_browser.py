@@ -18,7 +18,7 @@ from tests.support.upstreams import REPLY_WORDS, FakeUpstream, start_openai_upst
 from webapp.db import Database
 from webapp.repos import credits as credits_repo
 
-GOOD = "sk-browser-admin-key-5f6e7d8c"  # noqa: S105  (a canary for the fake provider)
+GOOD = "sk-browser-admin-key-5f6e7d8c"  # a canary for the fake provider
 
 
 @pytest.fixture(scope="module")

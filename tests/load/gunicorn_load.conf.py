@@ -7,7 +7,7 @@ _PRODUCTION = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
 exec(compile(_PRODUCTION.read_text(), str(_PRODUCTION), "exec"))  # noqa: S102 - our own config file
 
 
-def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+def post_worker_init(worker):  # gunicorn's hook signature
     import logging
 
     from webapp.redact import RedactingFilter

@@ -61,8 +61,9 @@ class GunicornServer:
     def start(self, timeout: float = 60.0) -> None:
         gunicorn = Path(sys.executable).parent / "gunicorn"
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [str(gunicorn), "-c", str(Path(__file__).with_name("gunicorn_load.conf.py")), "--bind", f"127.0.0.1:{self.port}", "wsgi:app"],
+        config = Path(__file__).with_name("gunicorn_load.conf.py")
+        self.proc = subprocess.Popen(  # noqa: S603 - fixed command line
+            [str(gunicorn), "-c", str(config), "--bind", f"127.0.0.1:{self.port}", "wsgi:app"],
             cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while True:
@@ -391,7 +392,7 @@ def run_load(url: str, users: dict[str, list[User]], upstreams: dict[str, FakeUp
             up.behaviour = None
 
     def client(index: int) -> None:
-        rng = random.Random(seed * 1000 + index)
+        rng = random.Random(seed * 1000 + index)  # noqa: S311 - a reproducible request mix
         session = requests.Session()
         sdk: dict[str, openai.OpenAI] = {}
         try:

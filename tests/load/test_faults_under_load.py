@@ -179,9 +179,10 @@ def test_faults_under_load(tmp_path: Any) -> None:
         ups["bflaky"] = start_openai_upstream(api_key=CANARY["bflaky"])
         for up in ups.values():
             up.hang_seconds = 5.0  # the gateway gives up after 2 s (UPSTREAM_READ_TIMEOUT)
-        env = dbsetup.test_environ(cluster.app_url, cluster.admin_url, UPSTREAM_READ_TIMEOUT="2", UPSTREAM_CONNECT_TIMEOUT="2",
-                           RATE_LIMIT_PER_MINUTE="0", MAX_CONCURRENT_STREAMS="1000", BYOK_ALLOW_PRIVATE_URLS="true",
-                           FLASK_DEBUG="1")  # FLASK_DEBUG: unhandled errors are logged with their traceback
+        # FLASK_DEBUG only makes the app log unexpected errors with their traceback (see gunicorn_load.conf.py).
+        env = dbsetup.test_environ(cluster.app_url, cluster.admin_url, UPSTREAM_READ_TIMEOUT="2",
+                                   UPSTREAM_CONNECT_TIMEOUT="2", RATE_LIMIT_PER_MINUTE="0",
+                                   MAX_CONCURRENT_STREAMS="1000", BYOK_ALLOW_PRIVATE_URLS="true", FLASK_DEBUG="1")
         settings = load_settings(env)
         keyring = KeyRing(settings.encryption_keys)
         users: dict[str, list[User]] = collections.defaultdict(list)
@@ -299,7 +300,7 @@ def _check_books(conn: psycopg.Connection, users: dict[str, list[User]], outcome
     logs: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     for (row,) in conn.execute("select row_to_json(l) from public.llm_request_logs l"):
         logs[row["request_id"]].append(row)
-    for rid, (uid, status, _amount, charged) in reservations.items():
+    for rid, (_uid, status, _amount, charged) in reservations.items():
         rows = logs.get(rid, [])
         if status == "settled":
             if len(rows) != 1 or rows[0]["credits"] != charged or rows[0]["mode"] != "member":
@@ -316,7 +317,7 @@ def _check_books(conn: psycopg.Connection, users: dict[str, list[User]], outcome
     for uid, status, _amount, charged in reservations.values():
         if status == "settled":
             charged_by_user[uid] += charged or 0
-    for group, members in users.items():
+    for members in users.values():
         for user in members:
             expected = user.granted - charged_by_user.get(user.id, 0)
             if balances.get(user.id) != expected:

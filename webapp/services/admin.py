@@ -27,7 +27,7 @@ from webapp.repos import providers as providers_repo
 from webapp.repos.providers import Provider
 from webapp.services import keys as keys_service
 from webapp.services.credits import format_credits
-from webapp.services.router import _is_local_url
+from webapp.services.router import is_local_url
 
 MODEL_RE = re.compile(r"^\S{1,200}$")
 MAX_RATE = 10**12  # micro-credits per 1K tokens: a million credits per 1K tokens is already absurd
@@ -72,7 +72,7 @@ class ProviderView:
             return KeySource("database", served.last4, env_var)
         if self.env_last4 is not None:
             return KeySource("environment", self.env_last4, env_var)
-        if _is_local_url(self.provider.base_url):
+        if is_local_url(self.provider.base_url):
             return KeySource("local", None, env_var)
         return KeySource("missing", None, env_var)
 

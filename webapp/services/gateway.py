@@ -153,7 +153,7 @@ class Gateway:
 
     def member_ready(self, provider: Any, catalog: Any) -> bool:
         return bool(catalog.admin_keys.get(provider.slug)) or provider.slug in self.settings.admin_env_keys or \
-            router._is_local_url(provider.base_url)
+            router.is_local_url(provider.base_url)
 
     # -- chat --------------------------------------------------------------------------------------------
     def chat(self, claims: dict[str, Any], body: Any, task_header: str | None,

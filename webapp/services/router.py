@@ -61,7 +61,7 @@ def split_model(model: str, catalog: Catalog) -> tuple[str | None, str]:
     return None, model
 
 
-def _is_local_url(url: str) -> bool:
+def is_local_url(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":
         return True
@@ -190,7 +190,7 @@ def _member_routes(pairs: list[tuple[str, str]], catalog: Catalog, settings: Set
         elif slug in settings.admin_env_keys:
             target = _target(provider, provider.base_url, settings.admin_env_keys[slug], settings, user_url=False)
             routes.append(Route(provider, model, target, "member", "admin_env", rate))
-        elif _is_local_url(provider.base_url):
+        elif is_local_url(provider.base_url):
             # A local engine registered by the admin (Ollama, LM Studio) needs no key.
             target = _target(provider, provider.base_url, None, settings, user_url=False)
             routes.append(Route(provider, model, target, "member", "none", rate))

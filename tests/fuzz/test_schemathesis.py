@@ -1,0 +1,374 @@
+"""Schemathesis against /api/openapi.json on a real server: the app on a loopback port, a real signed-in user and a
+real admin (bearer tokens minted the way sign-in mints them), every operation, then stateful runs along the
+document's links (list providers -> change one, add a key -> revoke it, find a user -> grant credits, ...).
+
+Every response must: not be a 5xx; conform to its documented status, content type, headers and schema; reject
+missing or invalid tokens where a token is required; and hold no stack trace and no secret (either token, SECRET_KEY,
+SUPABASE_JWT_SECRET, the ENCRYPTION_KEYS material, the database passwords, or any API key stored during the run).
+
+No request may reach the internet: every seeded provider's base URL points at a closed loopback port for the run, and
+the process refuses any DNS answer or connection that is not loopback (the live server runs in this process, so
+BYOK headers, key tests and admin-edited base URLs all stay on this machine). Rate limits are off for the fuzz app.
+
+Budget: FUZZ_EXAMPLES examples per operation (default 25, about a minute on 2 cores) and FUZZ_STATEFUL_EXAMPLES
+stateful scenarios (default 20). `make fuzz` runs a longer budget."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import hypothesis
+import psycopg
+import pytest
+import requests
+import schemathesis
+from schemathesis import Case, CheckContext, Response
+from schemathesis.generation.stateful.state_machine import APIStateMachine
+
+from tests.support.live import serve
+from webapp import create_app
+from webapp.config import Settings
+from webapp.db import Database
+from webapp.repos import credits as credits_repo
+from webapp.services import openapi_doc
+from webapp.services.credits import MICRO
+
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+FUZZ_STATEFUL_EXAMPLES = int(os.environ.get("FUZZ_STATEFUL_EXAMPLES", str(max(20, FUZZ_EXAMPLES))))
+FUZZ_SEED = os.environ.get("FUZZ_SEED")
+UNREACHABLE_BASE_URL = "http://127.0.0.1:9/v1"  # discard port on loopback: nothing listens, refused at once
+STACK_TRACE_MARKERS = ("Traceback", 'File "', "psycopg", '.py", line')
+KEY_OPERATIONS = {"putUserKey", "adminAddKey"}
+
+pytestmark = pytest.mark.timeout(max(300, 120 + FUZZ_EXAMPLES * 8 + FUZZ_STATEFUL_EXAMPLES * 4))
+
+
+# -- no internet: loopback-only DNS and connections ----------------------------------------------------------------
+
+def _is_loopback(host: Any) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    if not isinstance(host, str):
+        return False
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0]).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
+
+
+@dataclass
+class NetworkGuard:
+    """Replaces socket.getaddrinfo and socket.socket.connect for the run: loopback only. What was refused is kept
+    (and reported), never retried elsewhere."""
+
+    refused: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __enter__(self) -> NetworkGuard:
+        self._getaddrinfo, self._connect, self._connect_ex = (socket.getaddrinfo, socket.socket.connect,
+                                                              socket.socket.connect_ex)
+        guard = self
+
+        def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+            if host is not None and not _is_loopback(host):
+                guard._refuse(f"resolve {host!r}")
+                raise socket.gaierror(socket.EAI_NONAME, "fuzz network guard: only loopback names resolve")
+            infos = guard._getaddrinfo(host, *args, **kwargs)
+            if not all(_is_loopback(info[4][0]) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)):
+                guard._refuse(f"resolve {host!r} (non-loopback answer)")
+                raise socket.gaierror(socket.EAI_NONAME, "fuzz network guard: only loopback addresses")
+            return infos
+
+        def checked(sock: socket.socket, address: Any) -> None:
+            if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
+                guard._refuse(f"connect {address!r}")
+                raise ConnectionRefusedError("fuzz network guard: only loopback connections")
+
+        def connect(sock: socket.socket, address: Any) -> None:
+            checked(sock, address)
+            return guard._connect(sock, address)
+
+        def connect_ex(sock: socket.socket, address: Any) -> int:
+            checked(sock, address)
+            return guard._connect_ex(sock, address)
+
+        socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+        socket.socket.connect = connect  # type: ignore[method-assign]
+        socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        socket.getaddrinfo = self._getaddrinfo  # type: ignore[assignment]
+        socket.socket.connect = self._connect  # type: ignore[method-assign]
+        socket.socket.connect_ex = self._connect_ex  # type: ignore[method-assign]
+
+    def _refuse(self, what: str) -> None:
+        with self._lock:
+            self.refused.append(what)
+
+
+def test_network_guard_refuses_anything_but_loopback() -> None:
+    with NetworkGuard() as guard:
+        with pytest.raises(socket.gaierror):
+            socket.getaddrinfo("api.openai.com", 443)
+        with pytest.raises(socket.gaierror):
+            socket.getaddrinfo("8.8.8.8", 53)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock, pytest.raises(ConnectionRefusedError):
+            sock.connect(("1.1.1.1", 443))
+        assert socket.getaddrinfo("127.0.0.1", 80)
+    assert len(guard.refused) == 3
+    assert socket.getaddrinfo.__module__ == "socket"  # restored
+
+
+# -- the fuzz environment -------------------------------------------------------------------------------------------
+
+@dataclass
+class FuzzEnv:
+    base_url: str
+    user_token: str
+    admin_token: str
+    secrets: dict[str, str]
+    guard: NetworkGuard
+    auth: dict[tuple[str, str], str]  # (METHOD, path) -> "user" | "admin" | "none"
+    stored_keys: set[str] = field(default_factory=set)  # API keys saved by fuzzed requests (see observe)
+    seen_inputs: set[str] = field(default_factory=set)  # every other string a request carried
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    statuses: dict[str, dict[int, int]] = field(default_factory=dict)
+
+    def headers_for(self, case: Case) -> dict[str, str]:
+        kind = self.auth[(case.operation.method.upper(), case.operation.path)]
+        if kind == "none":
+            return {}
+        return {"Authorization": f"Bearer {self.admin_token if kind == 'admin' else self.user_token}"}
+
+    def observe(self, case: Case, response: Response) -> None:
+        """Count statuses; remember the API keys successful key saves stored, and every other string sent (a
+        string the fuzzer also sent elsewhere may be echoed legitimately, so it cannot serve as a leak canary)."""
+        op_id = case.operation.definition.raw.get("operationId", case.operation.label)
+        body = case.body if isinstance(case.body, dict) else {}
+        strings: list[str] = []
+        _collect_strings(case.path_parameters, strings)
+        _collect_strings(case.query, strings)
+        _collect_strings(case.headers, strings)
+        _collect_strings({k: v for k, v in body.items() if not (op_id in KEY_OPERATIONS and k == "api_key")}
+                         if isinstance(case.body, dict) else case.body, strings)
+        with self.lock:
+            by_status = self.statuses.setdefault(case.operation.label, {})
+            by_status[response.status_code] = by_status.get(response.status_code, 0) + 1
+            self.seen_inputs.update(s for s in strings if len(s) >= 8)
+            key = body.get("api_key")
+            if op_id in KEY_OPERATIONS and response.status_code in (200, 201) and isinstance(key, str):
+                key = key.strip()
+                if len(key) >= 16 and len(set(key)) >= 8:
+                    self.stored_keys.add(key)
+
+    def leaked(self, text: str) -> list[str]:
+        with self.lock:
+            found = [name for name, value in self.secrets.items() if value and value in text]
+            found += [f"stored API key {k[:4]}..." for k in self.stored_keys
+                      if k not in self.seen_inputs and k in text]
+        return found
+
+
+def _collect_strings(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _collect_strings(k, out)
+            _collect_strings(v, out)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _collect_strings(v, out)
+
+
+_ENV: FuzzEnv | None = None
+
+
+def _snapshot(conn: psycopg.Connection) -> dict[str, Any]:
+    return {
+        "providers": conn.execute("select * from public.llm_providers").fetchall(),
+        "provider_cols": [d.name for d in conn.execute("select * from public.llm_providers limit 0").description
+                          or []],
+        "rates": conn.execute("select * from public.llm_model_rates").fetchall(),
+        "rate_cols": [d.name for d in conn.execute("select * from public.llm_model_rates limit 0").description or []],
+        "admin_keys": [r[0] for r in conn.execute("select id from public.llm_admin_keys").fetchall()],
+    }
+
+
+def _restore(conn: psycopg.Connection, snap: dict[str, Any]) -> None:
+    """Put the presets back as they were: fuzzed admin calls rename, disable, re-price and re-key them."""
+    with conn.transaction():
+        conn.execute("delete from public.llm_admin_keys where not (id = any(%s))", [snap["admin_keys"]])
+        conn.execute("delete from public.llm_model_rates")
+        cols = snap["rate_cols"]
+        for row in snap["rates"]:
+            conn.execute(f"insert into public.llm_model_rates ({', '.join(cols)}) values "
+                         f"({', '.join(['%s'] * len(cols))})", list(row))
+        pcols = [c for c in snap["provider_cols"] if c != "id"]
+        for row in snap["providers"]:
+            values = dict(zip(snap["provider_cols"], row, strict=True))
+            conn.execute(f"update public.llm_providers set {', '.join(f'{c} = %s' for c in pcols)} where id = %s",
+                         [*[values[c] for c in pcols], values["id"]])
+
+
+@pytest.fixture(scope="module")
+def fuzz_env(settings: Settings, database_urls: tuple[str, str], db: Database, make_user: Any) -> Iterator[FuzzEnv]:
+    global _ENV
+    admin_url = database_urls[0]
+    user, admin = make_user(), make_user(admin=True)
+    with db.as_service() as conn:  # enough credits for member-mode reservations to pass and reach the router
+        credits_repo.adjust(conn, user.id, 1000 * MICRO, "fuzz run", None)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        snap = _snapshot(conn)
+        conn.execute("update public.llm_providers set base_url = %s", [UNREACHABLE_BASE_URL])
+    fuzz_settings = settings.with_overrides(rate_limit_per_minute=0, upstream_connect_timeout=2.0,
+                                            upstream_read_timeout=5.0)
+    app = create_app(fuzz_settings)
+    canary_user_key = "sk-fuzz-canary-user-" + uuid.uuid4().hex
+    canary_admin_key = "sk-fuzz-canary-admin-" + uuid.uuid4().hex
+    auth = {(m, p): op["x-auth"] for m, p, op in openapi_doc.operations()}
+    secrets = {
+        "the user's bearer token": user.token, "the admin's bearer token": admin.token,
+        "SECRET_KEY": settings.secret_key, "SUPABASE_JWT_SECRET": settings.jwt_secret,
+        "the stored user key (canary)": canary_user_key, "the stored admin key (canary)": canary_admin_key,
+    }
+    for kid, material in settings.encryption_keys.items():
+        for name, form in (("base64url", base64.urlsafe_b64encode), ("base64", base64.b64encode)):
+            secrets[f"ENCRYPTION_KEYS material ({kid}, {name})"] = form(material).decode().rstrip("=")
+        secrets[f"ENCRYPTION_KEYS material ({kid}, hex)"] = material.hex()
+    for label, url in (("database password", settings.database_url), ("database admin password", admin_url)):
+        password = unquote(urlsplit(url).password or "")
+        if len(password) >= 8:
+            secrets[label] = password
+    try:
+        with NetworkGuard() as guard, serve(app) as base_url:
+            env = FuzzEnv(base_url, user.token, admin.token, secrets, guard, auth)
+            s = requests.Session()
+            s.trust_env = False
+            resp = s.put(f"{base_url}/api/user/llm/keys/openai", json={"api_key": canary_user_key},
+                         headers={"Authorization": f"Bearer {user.token}"}, timeout=30)
+            assert resp.status_code == 200, resp.text
+            providers = s.get(f"{base_url}/api/admin/llm/providers", timeout=30,
+                              headers={"Authorization": f"Bearer {admin.token}"}).json()["providers"]
+            openai_id = next(p["id"] for p in providers if p["slug"] == "openai")
+            resp = s.post(f"{base_url}/api/admin/llm/providers/{openai_id}/keys", json={"api_key": canary_admin_key},
+                          headers={"Authorization": f"Bearer {admin.token}"}, timeout=30)
+            assert resp.status_code == 201, resp.text
+            _ENV = env
+            yield env
+    finally:
+        _ENV = None
+        app.extensions["switchboard"].db.close()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            _restore(conn, snap)
+            conn.execute("delete from public.user_provider_keys where user_id = any(%s::uuid[])",
+                         [[user.id, admin.id]])
+
+
+def _config() -> schemathesis.Config:
+    data: dict[str, Any] = {
+        "suppress-health-check": ["all"],
+        "generation": {"max-examples": FUZZ_EXAMPLES, "database": "none", "with-security-parameters": False},
+        "request-timeout": 30,
+    }
+    if FUZZ_SEED:
+        data["seed"] = int(FUZZ_SEED)
+    return schemathesis.Config.from_dict(data)
+
+
+@pytest.fixture(scope="module")
+def fuzz_schema(fuzz_env: FuzzEnv) -> Any:
+    schema = schemathesis.openapi.from_url(f"{fuzz_env.base_url}/api/openapi.json", config=_config())
+    schema.config.update(base_url=fuzz_env.base_url)
+    return schema
+
+
+# -- our checks, on every response ----------------------------------------------------------------------------------
+
+def no_server_error(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    assert response.status_code < 500 or (case.operation.path == "/v1/chat/completions"
+                                          and response.status_code in (502, 504)), (
+        f"server error {response.status_code}: {response.content[:300]!r}")
+    return None
+
+
+def no_stack_trace(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    if case.operation.path in ("/api/openapi.json", "/api/docs"):
+        return None  # the document and its page describe the API, they echo nothing
+    text = response.content.decode("utf-8", "replace")
+    found = [m for m in STACK_TRACE_MARKERS if m in text]
+    assert not found, f"stack-trace material {found} in the body: {text[:300]!r}"
+    return None
+
+
+def no_secret(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    assert _ENV is not None
+    text = response.content.decode("utf-8", "replace")
+    text += "\n" + "\n".join(f"{k}: {v}" for k, values in response.headers.items() for v in values)
+    leaked = _ENV.leaked(text)
+    assert not leaked, f"secret in the response: {leaked}"
+    return None
+
+
+OUR_CHECKS = [no_server_error, no_stack_trace, no_secret]
+
+
+# -- every operation --------------------------------------------------------------------------------------------------
+
+schema = schemathesis.pytest.from_fixture("fuzz_schema")
+
+
+@schema.parametrize()
+def test_every_operation(case: Case, fuzz_env: FuzzEnv) -> None:
+    headers = fuzz_env.headers_for(case)
+    response = case.call(headers=headers)
+    fuzz_env.observe(case, response)
+    case.validate_response(response, additional_checks=OUR_CHECKS, headers=headers)
+
+
+# -- stateful: along the document's links ----------------------------------------------------------------------------
+
+def test_stateful_links(fuzz_schema: Any, fuzz_env: FuzzEnv) -> None:
+    base = fuzz_schema.as_state_machine()
+
+    class Machine(base):  # type: ignore[valid-type, misc]
+        def get_call_kwargs(self, case: Case) -> dict[str, Any]:
+            return {"headers": fuzz_env.headers_for(case)}
+
+        def after_call(self, response: Response, case: Case) -> None:
+            super().after_call(response, case)
+            fuzz_env.observe(case, response)
+
+        def validate_response(self, response: Response, case: Case, additional_checks: Any = None,
+                              **kwargs: Any) -> None:
+            super().validate_response(response, case, additional_checks=OUR_CHECKS, **kwargs)
+
+    Machine.run(settings=hypothesis.settings(
+        max_examples=FUZZ_STATEFUL_EXAMPLES, stateful_step_count=6, deadline=None, database=None,
+        suppress_health_check=list(hypothesis.HealthCheck), derandomize=FUZZ_SEED is not None))
+
+
+def test_zz_the_run_stayed_on_this_machine_and_reached_real_code(fuzz_env: FuzzEnv) -> None:
+    """Runs last in this module: what the guard refused, and proof the fuzzing got past validation."""
+    statuses = fuzz_env.statuses
+    assert statuses, "nothing was fuzzed"
+    ok = {label for label, counts in statuses.items() if any(200 <= s < 300 for s in counts)}
+    # Every operation that needs no id or can be satisfied by generated data answered 2xx at least once.
+    must_succeed = {"GET /api/user/settings", "PUT /api/user/settings", "GET /api/user/llm/keys",
+                    "GET /api/user/llm/usage", "GET /api/user/credits", "POST /api/user/llm/quote",
+                    "GET /v1/models", "GET /api/pricing/providers", "GET /api/admin/llm/providers",
+                    "GET /api/admin/settings/providers", "GET /api/admin/users", "GET /api/admin/logs",
+                    "GET /api/admin/usage", "GET /api/admin/audit", "GET /api/openapi.json", "GET /api/docs"}
+    assert must_succeed <= ok, f"never answered 2xx: {sorted(must_succeed - ok)}"
+    print(f"\nfuzz: {sum(sum(c.values()) for c in statuses.values())} responses over {len(statuses)} operations; "
+          f"network guard refused {len(fuzz_env.guard.refused)} non-loopback attempts")
