@@ -212,7 +212,7 @@ def test_switching_mode_takes_effect_and_says_so(me: Session, db: Database) -> N
 
 def test_switching_to_an_unknown_mode_is_422(me: Session, db: Database) -> None:
     text = assert_fragment(me.post("/settings/mode", {"llm_mode": "free"}), "mode", 422)
-    assert 'id="mode-llm_mode-error">Choose member or byok.<' in text
+    assert 'id="mode-invalid" role="alert">Not saved: Choose member or byok.<' in text
     assert me.prefs(db).llm_mode == "member"
 
 

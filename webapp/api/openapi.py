@@ -59,6 +59,8 @@ def _type_label(schema: dict[str, Any]) -> Markup:
     name = _ref_name(schema)
     if name:
         return Markup('<a href="#schema-{0}">{0}</a>').format(name)
+    if schema.get("type") == "string" and schema.get("maxLength") == 0:
+        return Markup("empty")
     if "anyOf" in schema:
         return Markup(" | ").join(_type_label(s) for s in schema["anyOf"])
     kind = schema.get("type")
@@ -70,8 +72,8 @@ def _type_label(schema: dict[str, Any]) -> Markup:
         elif k == "object" and isinstance(schema.get("additionalProperties"), dict) and not schema.get("properties"):
             parts.append(Markup("map of ") + _type_label(schema["additionalProperties"]))
         else:
-            parts.append(Markup(escape(k)))
-    return Markup(" | ").join(parts) if parts else Markup("any JSON")
+            parts.append(escape(k))
+    return Markup(" | ").join(parts) if parts else Markup("any")
 
 
 def _constraints(schema: dict[str, Any]) -> list[str]:

@@ -20,7 +20,8 @@ def _svc() -> Any:
 
 
 def _catalog() -> Any:
-    return _svc().catalog.get(None)
+    # Version-checked against the database, so an admin change made through another worker is seen here too.
+    return _svc().gateway.context(str(g.claims["sub"]))[1]
 
 
 @bp.get("/settings")

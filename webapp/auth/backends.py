@@ -46,7 +46,7 @@ class AuthBackend(Protocol):
 
 def validate_credentials(email: str, password: str, *, new: bool) -> None:
     errors = {}
-    if not EMAIL_RE.match(email or ""):
+    if not EMAIL_RE.fullmatch(email or ""):
         errors["email"] = "Enter a valid email address."
     if new and len(password or "") < MIN_PASSWORD:
         errors["password"] = f"Use at least {MIN_PASSWORD} characters."

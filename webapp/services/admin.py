@@ -29,7 +29,7 @@ from webapp.services import keys as keys_service
 from webapp.services.credits import format_credits
 from webapp.services.router import is_local_url
 
-MODEL_RE = re.compile(r"^\S{1,200}$")
+MODEL_RE = re.compile(r"^[^\s\x00]{1,200}$")
 MAX_RATE = 10**12  # micro-credits per 1K tokens: a million credits per 1K tokens is already absurd
 CHECKBOXES = ("enabled", "byok_allowed", "custom_base_url_allowed")
 
@@ -152,7 +152,7 @@ def _int(value: Any, low: int, high: int) -> int | None:
 
 
 def _text(value: Any, low: int, high: int) -> str | None:
-    if not isinstance(value, str) or not low <= len(value.strip()) <= high:
+    if not isinstance(value, str) or not low <= len(value.strip()) <= high or "\x00" in value:
         return None
     return value.strip()
 
@@ -163,7 +163,7 @@ def validate_rate(payload: Any) -> tuple[str, int, int, int]:
     errors = {}
     model = payload.get("model")
     model = model.strip() if isinstance(model, str) else ""
-    if not MODEL_RE.match(model):
+    if not MODEL_RE.fullmatch(model):
         errors["model"] = "A model id: 1 to 200 characters, no spaces."
     in_rate = _int(payload.get("input_rate"), 0, MAX_RATE)
     out_rate = _int(payload.get("output_rate"), 0, MAX_RATE)
@@ -215,7 +215,7 @@ def validate_update(payload: Any, settings: Settings, *, form: bool = False
             values["base_url"] = url.rstrip("/")
     if "default_model" in data:
         model = data["default_model"].strip() if isinstance(data["default_model"], str) else ""
-        if not MODEL_RE.match(model):
+        if not MODEL_RE.fullmatch(model):
             errors["default_model"] = "A model id: 1 to 200 characters, no spaces."
         else:
             values["default_model"] = model
@@ -370,7 +370,7 @@ def add_key(db: Database, settings: Settings, keyring: KeyRing, claims: Mapping[
         raise ValidationError({"body": "Send a JSON object with api_key, and optional label and rotate."})
     errors = {}
     label = payload.get("label") or ""
-    if not isinstance(label, str) or len(label.strip()) > 80:
+    if not isinstance(label, str) or len(label.strip()) > 80 or "\x00" in label:
         errors["label"] = "At most 80 characters."
     rotate = parse_bool(payload.get("rotate", False))
     if rotate is None:

@@ -19,6 +19,8 @@ from webapp.services.admin import admin_tx
 from webapp.services.credits import format_credits
 
 PER_PAGE, MAX_PER_PAGE = 50, 200
+MAX_PAGE = 1_000_000
+NUMBER_RE = re.compile(r"[0-9]{1,7}")  # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 STATUS_RE = re.compile(r"^[1-5][0-9][0-9]$")
 FILTERS = ("user", "provider", "mode", "status", "from", "to")
@@ -26,9 +28,9 @@ FILTERS = ("user", "provider", "mode", "status", "from", "to")
 
 def _page(args: Mapping[str, Any], errors: dict[str, str]) -> tuple[int, int]:
     page, per_page = str(args.get("page") or "1"), str(args.get("per_page") or PER_PAGE)
-    if not page.isdigit() or int(page) < 1:
-        errors["page"] = "A page number, 1 or more."
-    if not per_page.isdigit() or not 1 <= int(per_page) <= MAX_PER_PAGE:
+    if not NUMBER_RE.fullmatch(page) or not 1 <= int(page) <= MAX_PAGE:
+        errors["page"] = f"A page number from 1 to {MAX_PAGE:,}."
+    if not NUMBER_RE.fullmatch(per_page) or not 1 <= int(per_page) <= MAX_PER_PAGE:
         errors["per_page"] = f"From 1 to {MAX_PER_PAGE} rows per page."
     if "page" in errors or "per_page" in errors:
         return 1, PER_PAGE
@@ -82,14 +84,16 @@ def _log_filter(args: Mapping[str, Any], errors: dict[str, str]) -> tuple[admin_
     mode = str(args.get("mode") or "").strip()
     status = str(args.get("status") or "").strip()
     user = str(args.get("user") or "").strip()
-    if provider and not SLUG_RE.match(provider):
+    if provider and not SLUG_RE.fullmatch(provider):
         errors["provider"] = "A provider slug."
     if mode not in ("", "member", "byok"):
         errors["mode"] = "member or byok."
-    if status not in ("", "ok", "error") and not STATUS_RE.match(status):
+    if status not in ("", "ok", "error") and not STATUS_RE.fullmatch(status):
         errors["status"] = "ok, error, or an HTTP status such as 402."
     if len(user) > 200:
         errors["user"] = "At most 200 characters."
+    elif "\x00" in user:  # Postgres text cannot hold NUL
+        errors["user"] = "No NUL characters."
     start, end = _date(args, "from", errors), _date(args, "to", errors)
     if start and end and start > end:
         errors["from"] = "The start must not be after the end."
@@ -269,7 +273,7 @@ def audit(db: Database, claims: Mapping[str, Any], args: Mapping[str, Any]) -> A
     errors: dict[str, str] = {}
     page, per_page = _page(args, errors)
     action = str(args.get("action") or "").strip()
-    if not re.match(r"^[a-z_.]{0,80}$", action):
+    if not re.fullmatch(r"[a-z_.]{0,80}", action):
         errors["action"] = "An action or its prefix, such as provider or key.revoke."
     if errors:
         raise ValidationError(errors)

@@ -35,6 +35,8 @@ class UserDetail:
 def search(db: Database, claims: Mapping[str, Any], query: Any) -> tuple[str, list[admin_repo.UserRow]]:
     """Users whose email contains the query (newest users when it is empty), with their balances."""
     text = query.strip()[:200] if isinstance(query, str) else ""
+    if "\x00" in text:  # Postgres text cannot hold NUL; no email contains one
+        raise ValidationError({"q": "No NUL characters."})
     with admin_tx(db, claims) as conn, admin_repo.service_role(conn):
         return text, admin_repo.search_users(conn, text, SEARCH_LIMIT)
 
@@ -73,6 +75,10 @@ def validate_adjustment(payload: Any) -> tuple[int, str]:
             amount = Decimal(str(raw).strip())
         except InvalidOperation:
             errors["amount"] = "Enter a number of credits, for example 10 or 2.5."
+    if amount is not None and (not amount.is_finite() or amount.adjusted() > 9):
+        # NaN cannot be compared and a huge exponent overflows any arithmetic: refuse before either is tried
+        errors["amount"] = "A non-zero amount of at most 1,000,000,000 credits."
+        amount = None
     direction = payload.get("direction")
     if amount is not None:
         if direction not in (None, "", "grant", "deduct"):
@@ -83,10 +89,10 @@ def validate_adjustment(payload: Any) -> tuple[int, str]:
             amount = -amount
         if "amount" not in errors and (not amount.is_finite() or amount == 0 or abs(amount) > MAX_CREDITS):
             errors["amount"] = "A non-zero amount of at most 1,000,000,000 credits."
-        elif "amount" not in errors and amount * MICRO != int(amount * MICRO):
+        elif "amount" not in errors and amount != amount.quantize(Decimal(1) / MICRO):  # exact, even for 1E-999
             errors["amount"] = "At most 6 decimal places (1 micro-credit)."
     reason = payload.get("reason")
-    if not isinstance(reason, str) or not 1 <= len(reason.strip()) <= 500:
+    if not isinstance(reason, str) or not 1 <= len(reason.strip()) <= 500 or "\x00" in reason:
         errors["reason"] = "Say why (1 to 500 characters); it is kept in the ledger."
     if errors:
         raise ValidationError(errors)

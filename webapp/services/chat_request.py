@@ -30,7 +30,7 @@ def parse(body: Any, header_task: str | None, *, max_messages: int = 1000,
     if not isinstance(body, dict):
         raise _invalid("The request body must be a JSON object.", "body", "invalid_json")
     model = body.get("model")
-    if not isinstance(model, str) or not model.strip() or len(model) > 200:
+    if not isinstance(model, str) or not model.strip() or len(model) > 200 or "\x00" in model:
         raise _invalid("`model` must be a non-empty string (at most 200 characters).", "model")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -47,10 +47,12 @@ def parse(body: Any, header_task: str | None, *, max_messages: int = 1000,
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise _invalid("`stream` must be true or false.", "stream")
+    for name in ("max_completion_tokens", "max_tokens"):  # both, even when the first one wins
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 1 <= value <= max_tokens_ceiling):
+            raise _invalid(f"`{name}` must be an integer from 1 to {max_tokens_ceiling}.", name)
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
-                                   or not 1 <= max_tokens <= max_tokens_ceiling):
-        raise _invalid(f"`max_tokens` must be an integer from 1 to {max_tokens_ceiling}.", "max_tokens")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise _invalid("`stream_options` must be an object.", "stream_options")
@@ -59,6 +61,6 @@ def parse(body: Any, header_task: str | None, *, max_messages: int = 1000,
     task = header_task
     if task is None and isinstance(metadata, dict) and isinstance(metadata.get("task"), str):
         task = metadata["task"]
-    if task is not None and (not task.strip() or len(task) > 64):
+    if task is not None and (not task.strip() or len(task) > 64 or "\x00" in task):
         raise _invalid("The task name must be 1 to 64 characters.", "metadata.task")
     return ChatRequest(body, model.strip(), messages, stream, include_usage, max_tokens, task)

@@ -36,14 +36,14 @@ def _provider(catalog: Catalog, slug: str) -> Provider:
 
 def validate_key(provider: Provider, api_key: Any, base_url: Any, settings: Settings) -> tuple[str, str | None]:
     errors = {}
-    if not isinstance(api_key, str) or not 8 <= len(api_key.strip()) <= 500 or any(c.isspace()
+    if not isinstance(api_key, str) or not 8 <= len(api_key.strip()) <= 500 or any(c.isspace() or c == "\x00"
                                                                                  for c in api_key.strip()):
         errors["api_key"] = "Paste the whole key (8 to 500 characters, no spaces)."
     url = None
     if base_url not in (None, ""):
         if not provider.custom_base_url_allowed:
             errors["base_url"] = f"{provider.name} does not accept a custom base URL."
-        elif not isinstance(base_url, str) or len(base_url) > 500:
+        elif not isinstance(base_url, str) or len(base_url) > 500 or "\x00" in base_url:
             errors["base_url"] = "Enter an http(s) URL."
         else:
             try:

@@ -73,6 +73,22 @@ MICRO = integer("The same amount in micro-credits (1 credit = 1,000,000 micro-cr
 MULTIPLIER = ref("Multiplier")
 SLUG = string("A provider slug, such as `openai`.")
 PROVIDER_SLUG_PATTERN = "^[a-z0-9][a-z0-9_-]{0,39}$"
+# Postgres text cannot hold NUL: every text field that is stored (or searched for) refuses it.
+NO_NUL = r"^[^\x00]*$"
+MODEL_PATTERN = r"^\s*[^\s\x00]{1,200}\s*$"  # trimmed, then 1 to 200 characters without whitespace
+KEY_PATTERN = r"^\s*[^\s\x00]{8,500}\s*$"
+NOT_BLANK_NO_NUL = r"^[^\x00]*[^\s\x00][^\x00]*$"
+EMPTY: Schema = {"type": "string", "maxLength": 0, "description": "Empty: the default."}
+
+
+def or_empty(schema: Schema) -> Schema:
+    """A query parameter that may also be sent empty (`?page=`), which means its default, as HTML forms send it."""
+    return {"anyOf": [schema, EMPTY]}
+
+
+def passed(what: str) -> Schema:
+    """A field Switchboard forwards without checking it: documented, but with no type to enforce."""
+    return {"description": f"{what} Passed through to the provider unchecked."}
 
 
 def _json(schema: Schema, description: str) -> Schema:
@@ -137,36 +153,37 @@ COMMON_SCHEMAS: dict[str, Schema] = {
 V1_SCHEMAS: dict[str, Schema] = {
     "ChatMessage": obj({
         "role": string(enum=["system", "developer", "user", "assistant", "tool", "function"]),
-        "content": {"type": ["string", "array", "null"], "items": {"type": "object"},
+        "content": {"type": ["string", "array", "null"],
                     "description": "Text, or an array of content parts (text, image_url, ...)."},
-        "name": string(),
-        "tool_calls": array({"type": "object"}),
-        "tool_call_id": string(),
-    }, ["role"], extra=True),
+        "name": passed("A string."),
+        "tool_calls": passed("An array of tool calls (assistant messages)."),
+        "tool_call_id": passed("A string (tool messages)."),
+    }, ["role"], extra=True, description="Switchboard checks `role` and the type of `content`; everything else "
+                                         "goes to the provider as sent."),
     "ChatCompletionRequest": obj({
         "model": string("`model` (any provider serving it) or `provider/model`, such as `openai/gpt-4o-mini`. "
-                        "At most 200 characters.", minLength=1, maxLength=200, pattern=r"\S"),
+                        "At most 200 characters.", minLength=1, maxLength=200, pattern=NOT_BLANK_NO_NUL),
         "messages": array(ref("ChatMessage"), minItems=1, maxItems=1000,
                           description="At most MAX_MESSAGES (1000 by default) messages."),
         "stream": {"type": "boolean", "default": False,
                    "description": "true: the answer is a text/event-stream of chat.completion.chunk events."},
-        "stream_options": nullable(obj({"include_usage": BOOL}, [], extra=True)),
+        "stream_options": nullable(obj({"include_usage": passed(
+            "true: the stream ends with a chunk holding `usage` and the `switchboard` receipt (any truthy "
+            "value counts).")}, [], extra=True)),
         "max_tokens": nullable(integer("1 to MAX_TOKENS_CEILING (262144 by default). Member mode reserves "
                                        "credits for this many output tokens.", minimum=1, maximum=262144)),
         "max_completion_tokens": nullable(integer("Takes precedence over max_tokens.", minimum=1, maximum=262144)),
-        "metadata": obj({"task": string("The task name used for task overrides (1 to 64 characters); the "
-                                        "X-Switchboard-Task header wins over it. Not forwarded upstream.",
-                                        minLength=1, maxLength=64)},
-                        [], extra=True),
-        "tools": array({"type": "object"}, "Function tools, passed through to the provider."),
-        "tool_choice": {"type": ["string", "object"]},
-        "temperature": {"type": "number"},
-        "top_p": {"type": "number"},
-        "n": {"type": "integer"},
-        "stop": {"type": ["string", "array", "null"], "items": {"type": "string"}},
-        "response_format": {"type": "object"},
-        "seed": {"type": "integer"},
-        "user": string(),
+        "metadata": passed("An object. Its `task` string (1 to 64 characters) selects a task override unless "
+                           "X-Switchboard-Task is sent; `task` is not forwarded, the rest is."),
+        "tools": passed("An array of function tools."),
+        "tool_choice": passed("`auto`, `none`, `required` or a tool."),
+        "temperature": passed("A number."),
+        "top_p": passed("A number."),
+        "n": passed("An integer."),
+        "stop": passed("A string or an array of strings."),
+        "response_format": passed("An object such as {\"type\": \"json_object\"}."),
+        "seed": passed("An integer."),
+        "user": passed("A string."),
     }, ["model", "messages"], extra=True,
         description="OpenAI's chat-completions body. Fields Switchboard does not know pass through to the "
                     "provider untouched."),
@@ -191,7 +208,8 @@ V1_SCHEMAS: dict[str, Schema] = {
 }
 
 USER_SCHEMAS: dict[str, Schema] = {
-    "TaskOverride": obj({"provider": SLUG, "model": string(minLength=1, maxLength=200)}),
+    "TaskOverride": obj({"provider": SLUG,
+                         "model": string(minLength=1, maxLength=200, pattern=NOT_BLANK_NO_NUL)}),
     "UserSettings": obj({
         "username": nullable(string(pattern=r"^[A-Za-z0-9_.-]{3,32}$")),
         "first_name": string(maxLength=80),
@@ -211,8 +229,8 @@ USER_SCHEMAS: dict[str, Schema] = {
     "UserSettingsUpdate": obj({
         "username": nullable(string("3 to 32 letters, digits, dots, dashes or underscores; empty or null "
                                     "clears it.", pattern=r"^([A-Za-z0-9_.-]{3,32})?$")),
-        "first_name": string("At most 80 characters (trimmed).", maxLength=80),
-        "last_name": string("At most 80 characters (trimmed).", maxLength=80),
+        "first_name": string("At most 80 characters (trimmed).", maxLength=80, pattern=NO_NUL),
+        "last_name": string("At most 80 characters (trimmed).", maxLength=80, pattern=NO_NUL),
         "email_notifications": BOOL,
         "marketing_emails": BOOL,
         "llm_mode": string(enum=["member", "byok"]),
@@ -239,9 +257,11 @@ USER_SCHEMAS: dict[str, Schema] = {
     }, description="A stored BYOK key as its owner sees it: never the key itself."),
     "UserKeyList": obj({"keys": array(ref("UserKey"))}),
     "UserKeyPut": obj({
-        "api_key": string("The whole key: 8 to 500 characters, no whitespace.", minLength=8, maxLength=500),
+        "api_key": string("The whole key: 8 to 500 characters, no whitespace.", minLength=8, maxLength=500,
+                          pattern=KEY_PATTERN),
         "base_url": nullable(string("http(s) URL of an OpenAI-compatible endpoint, for providers that allow "
-                                    "one. Its host must resolve to public addresses only.", maxLength=500)),
+                                    "one. Its host must resolve to public addresses only. Empty: none.",
+                                    maxLength=500, pattern=NO_NUL)),
     }, ["api_key"], extra=True),
     "UserKeySaved": obj({"key": ref("UserKey"), "check": ref("KeyCheck")}),
     "UsageBucket": obj({
@@ -340,17 +360,18 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
                                  description="MULTIPLIER_MIN and MULTIPLIER_MAX."),
     }),
     "ModelRateInput": obj({
-        "model": string("1 to 200 characters, no spaces.", pattern=r"^\S{1,200}$"),
+        "model": string("1 to 200 characters, no spaces.", pattern=MODEL_PATTERN),
         "input_rate": {"type": ["integer", "string"], "description": "Micro-credits per 1K input tokens, 0 to 10^12."},
         "output_rate": {"type": ["integer", "string"],
                         "description": "Micro-credits per 1K output tokens, 0 to 10^12."},
-        "context_window": {"type": ["integer", "string", "null"], "description": "Tokens (default 8192)."},
+        "context_window": {"description": "Tokens, 1 to 100,000,000: an integer or a string of digits; absent, "
+                                          "null, 0 or any empty value means 8192."},
     }, ["model", "input_rate", "output_rate"], extra=True),
     "ProviderUpdate": obj({
-        "name": string("1 to 80 characters.", minLength=1, maxLength=80),
+        "name": string("1 to 80 characters.", minLength=1, maxLength=80, pattern=NOT_BLANK_NO_NUL),
         "api_style": string(enum=["openai", "anthropic"]),
-        "base_url": string("An http(s) URL.", maxLength=500),
-        "default_model": string(pattern=r"^\S{1,200}$"),
+        "base_url": string("An http(s) URL.", maxLength=500, pattern=r"^\s*https?://[^\x00]+$"),
+        "default_model": string(pattern=MODEL_PATTERN),
         "enabled": {"type": ["boolean", "string"], "description": "true/false, or on/off, yes/no, 1/0."},
         "byok_allowed": {"type": ["boolean", "string"]},
         "custom_base_url_allowed": {"type": ["boolean", "string"]},
@@ -361,8 +382,9 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
                         maxItems=500),
     }, [], description="Only the fields sent change; an unknown or read-only field is a validation error."),
     "AdminKeyCreate": obj({
-        "api_key": string("8 to 500 characters, no whitespace.", minLength=8, maxLength=500),
-        "label": nullable(string(maxLength=80)),
+        "api_key": string("8 to 500 characters, no whitespace.", minLength=8, maxLength=500, pattern=KEY_PATTERN),
+        "label": {"description": "At most 80 characters (a string; null, false, 0 or any empty value: no "
+                                 "label)."},
         "rotate": {"type": ["boolean", "string"],
                    "description": "true: the provider's other active keys stop serving (kept until revoked)."},
     }, ["api_key"], extra=True),
@@ -393,7 +415,8 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
         "amount": {"type": ["number", "string"],
                    "description": "Credits, non-zero, at most 1,000,000,000 and 6 decimals. Signed, unless "
                                   "`direction` is given (then positive)."},
-        "reason": string("1 to 500 characters; kept in the ledger.", minLength=1, maxLength=500),
+        "reason": string("1 to 500 characters; kept in the ledger.", minLength=1, maxLength=500,
+                         pattern=NOT_BLANK_NO_NUL),
         "direction": nullable(string(enum=["grant", "deduct", ""])),
     }, ["amount", "reason"], extra=True),
     "RequestLog": obj({
@@ -496,6 +519,10 @@ def _param(name: str, where: str, schema: Schema, description: str, *, required:
             "schema": schema, **extra}
 
 
+PAGING = [
+    _param("page", "query", or_empty(integer(minimum=1, maximum=1000000)), "Page number, 1 to 1,000,000 (1)."),
+    _param("per_page", "query", or_empty(integer(minimum=1, maximum=200)), "Rows per page, 1 to 200 (50)."),
+]
 PATH_PROVIDER_ID = _param("provider_id", "path", UUID, "The provider's id.")
 PATH_PROVIDER = _param("provider", "path", string(minLength=1, pattern="^[^/]+$"), "A provider slug.")
 
@@ -546,14 +573,14 @@ TAGS = [
 
 def _v1_paths() -> dict[str, Schema]:
     chat_headers = [
-        _param("X-Switchboard-Task", "header", string(minLength=1, maxLength=64),
+        _param("X-Switchboard-Task", "header", string(minLength=1, maxLength=64, pattern=r"\S"),
                "A task name (1 to 64 characters) that selects a task override; wins over metadata.task."),
-        _param("X-BYOK-API-Key", "header", string(minLength=1),
+        _param("X-BYOK-API-Key", "header", string(),
                "Bring your own key for this one request (not stored). Needs a provider: X-BYOK-Provider or a "
-               "`provider/model` name."),
-        _param("X-BYOK-Provider", "header", string(minLength=1),
+               "`provider/model` name. Empty: as if absent."),
+        _param("X-BYOK-Provider", "header", string(),
                "The provider slug the X-BYOK-API-Key is for. Needs X-BYOK-API-Key."),
-        _param("X-BYOK-Base-URL", "header", string(minLength=1),
+        _param("X-BYOK-Base-URL", "header", string(pattern=r"^(\s*https?://.*)?$"),
                "An http(s) base URL for X-BYOK-API-Key, for providers that allow a custom one. Private, loopback "
                "and link-local addresses are refused. Needs X-BYOK-API-Key."),
     ]
@@ -647,10 +674,11 @@ def _user_paths() -> dict[str, Schema]:
                        "default), and your 50 most recent requests.", "user",
                        {"200": _json(ref("UsageSummary"), "The totals."), **_errors(*auth_errors, "422")},
                        parameters=[
-                           _param("from", "query", DATE, "First day (default: 29 days before `to`)."),
-                           _param("to", "query", DATE, "Last day (default: today, UTC)."),
-                           _param("group_by", "query", array(string(enum=["day", "provider", "model", "mode"])),
-                                  "Comma-separated groups (default: day,provider).", style="form", explode=False),
+                           _param("from", "query", or_empty(DATE), "First day (default: 29 days before `to`)."),
+                           _param("to", "query", or_empty(DATE), "Last day (default: today, UTC)."),
+                           _param("group_by", "query", array(string(enum=["day", "provider", "model", "mode", ""])),
+                                  "Comma-separated groups (default: day,provider); empty items are ignored.",
+                                  style="form", explode=False),
                        ]),
         },
         "/api/user/credits": {
@@ -752,9 +780,9 @@ def _admin_paths() -> dict[str, Schema]:
                                           "parameters": {"user_id": "$response.body#/users/0/id"}},
                            "AdjustCredits": {"operationId": "adminAdjustCredits",
                                              "parameters": {"user_id": "$response.body#/users/0/id"}}}},
-                        **_errors(*admin_errors)},
-                       parameters=[_param("q", "query", string(), "Part of an email (trimmed, at most 200 "
-                                                                  "characters used).")]),
+                        **_errors(*admin_errors, "422")},
+                       parameters=[_param("q", "query", string(pattern=NO_NUL),
+                                          "Part of an email (trimmed, at most 200 characters used).")]),
         },
         "/api/admin/users/{user_id}": {
             "parameters": [_param("user_id", "path", UUID, "The user's id.")],
@@ -779,15 +807,16 @@ def _admin_paths() -> dict[str, Schema]:
                                        "parameters": {"request_id": "$response.body#/logs/0/request_id"}}}},
                         **_errors(*admin_errors, "422")},
                        parameters=[
-                           _param("user", "query", string(maxLength=200), "A user id, or part of an email."),
-                           _param("provider", "query", string(pattern=PROVIDER_SLUG_PATTERN), "A provider slug."),
-                           _param("mode", "query", string(enum=["member", "byok"]), "member or byok."),
-                           _param("status", "query", string(pattern=r"^(ok|error|[1-5][0-9][0-9])$"),
+                           _param("user", "query", string(maxLength=200, pattern=NO_NUL),
+                                  "A user id, or part of an email."),
+                           _param("provider", "query", or_empty(string(pattern=PROVIDER_SLUG_PATTERN)),
+                                  "A provider slug."),
+                           _param("mode", "query", or_empty(string(enum=["member", "byok"])), "member or byok."),
+                           _param("status", "query", or_empty(string(pattern=r"^(ok|error|[1-5][0-9][0-9])$")),
                                   "ok (< 400), error (>= 400) or an HTTP status."),
-                           _param("from", "query", DATE, "First day (inclusive)."),
-                           _param("to", "query", DATE, "Last day (inclusive)."),
-                           _param("page", "query", integer(minimum=1, maximum=1000000), "Page number (from 1)."),
-                           _param("per_page", "query", integer(minimum=1, maximum=200), "Rows per page (50)."),
+                           _param("from", "query", or_empty(DATE), "First day (inclusive)."),
+                           _param("to", "query", or_empty(DATE), "Last day (inclusive)."),
+                           *PAGING,
                        ]),
         },
         "/api/admin/logs/{request_id}": {
@@ -803,8 +832,8 @@ def _admin_paths() -> dict[str, Schema]:
                        "codes over a date range (inclusive, UTC, at most 366 days; the last 30 by default).",
                        "admin",
                        {"200": _json(ref("Analytics"), "The analytics."), **_errors(*admin_errors, "422")},
-                       parameters=[_param("from", "query", DATE, "First day."),
-                                   _param("to", "query", DATE, "Last day.")]),
+                       parameters=[_param("from", "query", or_empty(DATE), "First day."),
+                                   _param("to", "query", or_empty(DATE), "Last day.")]),
         },
         "/api/admin/audit": {
             "get": _op("adminAudit", reports, "The audit log", "Every admin change, newest first.", "admin",
@@ -812,8 +841,7 @@ def _admin_paths() -> dict[str, Schema]:
                        parameters=[
                            _param("action", "query", string(pattern=r"^[a-z_.]{0,80}$"),
                                   "An action or its prefix, such as `provider` or `key.revoke`."),
-                           _param("page", "query", integer(minimum=1, maximum=1000000), "Page number (from 1)."),
-                           _param("per_page", "query", integer(minimum=1, maximum=200), "Rows per page (50)."),
+                           *PAGING,
                        ]),
         },
     }

@@ -59,6 +59,8 @@ def validate(payload: Any, catalog: Catalog) -> dict[str, Any]:
             value = payload[key]
             if not isinstance(value, str) or len(value.strip()) > 80:
                 errors[key] = "At most 80 characters."
+            elif "\x00" in value:  # Postgres text cannot hold NUL
+                errors[key] = "No NUL characters."
             else:
                 out[key] = value.strip()
     for key in BOOLS:
@@ -112,7 +114,7 @@ def _task_overrides(value: Any, catalog: Catalog, enabled: set[str], errors: dic
         if not isinstance(provider, str) or provider not in enabled:
             errors["task_overrides"] = f"Task {task!r}: choose an enabled provider."
             return
-        if not isinstance(model, str) or not model.strip() or len(model) > 200:
+        if not isinstance(model, str) or not model.strip() or len(model) > 200 or "\x00" in model:
             errors["task_overrides"] = f"Task {task!r}: name a model."
             return
         clean[task] = {"provider": provider, "model": model.strip()}
