@@ -239,6 +239,16 @@ def test_faults_under_load(tmp_path: Any) -> None:
 
             failures.append(f"unexpected outcome {o.outcome} for {o.kind} ({'stream' if o.stream else 'json'}, "
                             f"t={o.started:.2f}-{o.ended:.2f}s, rid={o.request_id}): {o.detail}")
+        # the run exercised what it claims to (a silent loss of fault coverage would make the test meaningless)
+        seen = {(o.kind, o.outcome) for o in outcomes}
+        for kind in ("member_cut", "member_stall", "member_error_event", "member_hang", "member_500", "member_abort",
+                     "byok_header_cut", "byok_header", "byok_stored", "poor_member"):
+            if not any(k == kind and out in expect[kind] for k, out in seen):
+                failures.append(f"the run never produced an expected outcome of {kind}")
+        if not any(o.outcome not in (OK,) and o.kind in ("byok_header_flaky", "byok_stored_flaky") for o in outcomes):
+            failures.append("the flaky BYOK upstream never failed a request")
+        across = [o for o in outcomes if timeline.restart and o.started < timeline.restart[0] < o.ended]
+        print(f"requests in flight when the restart began: {len(across)}")
         if internal:
             print(f"500 internal_error answers: {len(internal)} (all inside the restart window: "
                   f"{all(i in window for i, _ in internal)})")
@@ -269,6 +279,11 @@ def test_faults_under_load(tmp_path: Any) -> None:
             if open_after:
                 failures.append(f"{open_after} reservation(s) still open after sweep")
             failures += _check_books(conn, users, outcomes)
+            fell_back = conn.execute("select count(*) from public.llm_request_logs where status = 200 and mode = "
+                                     "'member' and cardinality(fallback_path) > 1").fetchone()[0]
+            print(f"member requests served after falling back from a failing provider: {fell_back}")
+            if not fell_back:
+                failures.append("no member request fell back to another provider")
             streams_left = conn.execute("select count(*) from public.active_streams").fetchone()[0]
             if streams_left:
                 failures.append(f"{streams_left} stream slot(s) never released (active_streams)")

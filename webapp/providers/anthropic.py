@@ -166,6 +166,14 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
 
 
 def to_anthropic_request(body: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI chat request → an Anthropic Messages request; a field of the wrong type is a clear 400."""
+    try:
+        return _to_anthropic_request(body)
+    except (TypeError, ValueError, AttributeError, KeyError):
+        raise bad_request("The request has a field of the wrong type for this provider.") from None
+
+
+def _to_anthropic_request(body: dict[str, Any]) -> dict[str, Any]:
     """Translate an OpenAI chat request to an Anthropic Messages request (without `stream`)."""
     messages = body.get("messages")
     if not isinstance(messages, list):
@@ -199,7 +207,12 @@ def to_anthropic_request(body: dict[str, Any]) -> dict[str, Any]:
             out[name] = body[name]
     stop = body.get("stop")
     if stop:
-        out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        if isinstance(stop, str):
+            out["stop_sequences"] = [stop]
+        elif isinstance(stop, list) and all(isinstance(x, str) for x in stop):
+            out["stop_sequences"] = stop
+        else:
+            raise bad_request("`stop` must be a string or an array of strings.")
     if body.get("tools"):
         out["tools"] = _tools(body["tools"])
         choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))

@@ -36,7 +36,9 @@ def _provider(catalog: Catalog, slug: str) -> Provider:
 
 def validate_key(provider: Provider, api_key: Any, base_url: Any, settings: Settings) -> tuple[str, str | None]:
     errors = {}
-    if not isinstance(api_key, str) or not 8 <= len(api_key.strip()) <= 500 or any(c.isspace() or c == "\x00"
+    # Printable ASCII only: the key travels in an HTTP header, which cannot carry other characters (a stored
+    # non-ASCII key made every later request with it fail with UnicodeEncodeError), and Postgres refuses NUL.
+    if not isinstance(api_key, str) or not 8 <= len(api_key.strip()) <= 500 or any(not "!" <= c <= "~"
                                                                                  for c in api_key.strip()):
         errors["api_key"] = "Paste the whole key (8 to 500 characters, no spaces)."
     url = None

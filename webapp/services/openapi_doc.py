@@ -76,7 +76,7 @@ PROVIDER_SLUG_PATTERN = "^[a-z0-9][a-z0-9_-]{0,39}$"
 # Postgres text cannot hold NUL: every text field that is stored (or searched for) refuses it.
 NO_NUL = r"^[^\x00]*$"
 MODEL_PATTERN = r"^\s*[^\s\x00]{1,200}\s*$"  # trimmed, then 1 to 200 characters without whitespace
-KEY_PATTERN = r"^\s*[^\s\x00]{8,500}\s*$"
+KEY_PATTERN = r"^\s*[!-~]{8,500}\s*$"  # printable ASCII: it travels in an HTTP header
 NOT_BLANK_NO_NUL = r"^[^\x00]*[^\s\x00][^\x00]*$"
 EMPTY: Schema = {"type": "string", "maxLength": 0, "description": "Empty: the default."}
 
@@ -257,7 +257,8 @@ USER_SCHEMAS: dict[str, Schema] = {
     }, description="A stored BYOK key as its owner sees it: never the key itself."),
     "UserKeyList": obj({"keys": array(ref("UserKey"))}),
     "UserKeyPut": obj({
-        "api_key": string("The whole key: 8 to 500 characters, no whitespace.", minLength=8, maxLength=500,
+        "api_key": string("The whole key: 8 to 500 printable ASCII characters, no whitespace.", minLength=8,
+                          maxLength=500,
                           pattern=KEY_PATTERN),
         "base_url": nullable(string("http(s) URL of an OpenAI-compatible endpoint, for providers that allow "
                                     "one. Its host must resolve to public addresses only. Empty: none.",
@@ -382,7 +383,8 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
                         maxItems=500),
     }, [], description="Only the fields sent change; an unknown or read-only field is a validation error."),
     "AdminKeyCreate": obj({
-        "api_key": string("8 to 500 characters, no whitespace.", minLength=8, maxLength=500, pattern=KEY_PATTERN),
+        "api_key": string("8 to 500 printable ASCII characters, no whitespace.", minLength=8, maxLength=500,
+                          pattern=KEY_PATTERN),
         "label": {"description": "At most 80 characters (a string; null, false, 0 or any empty value: no "
                                  "label)."},
         "rotate": {"type": ["boolean", "string"],
