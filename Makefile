@@ -22,4 +22,4 @@ db-reset: ## stop and delete the private local Postgres cluster (all local data)
 
 .PHONY: fuzz
 fuzz: ## schemathesis vs /api/openapi.json, longer budget (FUZZ_EXAMPLES=500 per operation; see docs/api.md)
-	bash scripts/setup.sh && TEST_DATABASE_NAME=$${TEST_DATABASE_NAME:-switchboard_test_fuzz} TIKTOKEN_CACHE_DIR="$(CURDIR)/.local/tiktoken" FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} FUZZ_STATEFUL_EXAMPLES=$${FUZZ_STATEFUL_EXAMPLES:-300} .venv/bin/pytest tests/fuzz -q -p no:logging
+	bash scripts/setup.sh && TEST_DATABASE_NAME=$${TEST_DATABASE_NAME:-switchboard_test_fuzz} TIKTOKEN_CACHE_DIR="$(CURDIR)/.local/tiktoken" FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} FUZZ_STATEFUL_EXAMPLES=$${FUZZ_STATEFUL_EXAMPLES:-300} .venv/bin/pytest tests/fuzz -q

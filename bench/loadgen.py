@@ -46,14 +46,14 @@ def latency(job: dict[str, Any]) -> dict[str, Any]:
     sessions = [_session() for _ in targets]
     times: dict[str, list[float]] = {t["name"]: [] for t in targets}
     errors = {t["name"]: 0 for t in targets}
-    for t, s, b in zip(targets, sessions, bodies):
+    for t, s, b in zip(targets, sessions, bodies, strict=True):
         for _ in range(job.get("warmup", 20)):
             one(s, t, b)
     rounds = max(1, int(job.get("rounds", 5)))
     clock = time.perf_counter
     for r in range(rounds):
         count = job["n"] // rounds + (1 if r < job["n"] % rounds else 0)
-        for t, s, b in zip(targets, sessions, bodies):
+        for t, s, b in zip(targets, sessions, bodies, strict=True):
             for _ in range(count):
                 t0 = clock()
                 ok = one(s, t, b)

@@ -20,9 +20,11 @@ Exits 0 when the benchmark ran (whether or not the targets are met); 1 when it c
 from __future__ import annotations
 
 import argparse
-import resource
+import contextlib
 import json
 import os
+import resource
+import runpy
 import shutil
 import signal
 import socket
@@ -88,14 +90,10 @@ class Proc:
                 self.popen.wait(wait)
             except subprocess.TimeoutExpired:
                 pass
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)  # the group we made with start_new_session
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 @dataclass
@@ -106,7 +104,7 @@ class Stack:
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> Proc:
         log_path = self.workdir / f"{name}.log"
         with open(log_path, "wb") as log:
-            popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         proc = Proc(name, popen, log_path)
         self.procs.append(proc)
@@ -267,7 +265,7 @@ def warm(target: Target, stream: bool, connections: int, per_conn: int) -> int:
 
 
 def loadgen(job: dict[str, Any], timeout: float) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, str(BENCH / "loadgen.py"), json.dumps(job)], cwd=ROOT,
+    out = subprocess.run([sys.executable, str(BENCH / "loadgen.py"), json.dumps(job)], cwd=ROOT,  # noqa: S603
                          capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed: {out.stderr.decode(errors='replace')[-2000:]}")
@@ -278,7 +276,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))]
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
 WRK_LUA = """
@@ -360,8 +358,9 @@ def _throughput(target: Target, stream: bool, args: argparse.Namespace, workdir:
         script = workdir / f"wrk-{target.name}-{int(stream)}.lua"
         auths = ",".join(f'"{a}"' for a in (target.auth, *target.more_auth))
         script.write_text(WRK_LUA % {"body": target.body(stream), "auth": target.auth, "auths": auths})
-        out = subprocess.run(["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d",
-                              f"{args.duration}s", "--timeout", "10s", "-s", str(script), target.url],
+        argv = ["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", f"{args.duration}s",
+                "--timeout", "10s", "-s", str(script), target.url]
+        out = subprocess.run(argv,  # noqa: S603, S607
                              capture_output=True, timeout=args.duration + 60, stdin=subprocess.DEVNULL, text=True)
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
         if out.returncode != 0 or line is None:
@@ -376,7 +375,7 @@ def _throughput(target: Target, stream: bool, args: argparse.Namespace, workdir:
     jobs = []
     for i in range(procs):
         threads = args.connections // procs + (1 if i < args.connections % procs else 0)
-        jobs.append(subprocess.Popen(
+        jobs.append(subprocess.Popen(  # noqa: S603
             [sys.executable, str(BENCH / "loadgen.py"), json.dumps({
                 "mode": "throughput", "url": target.url, "headers": target.headers(), "body": target.body(stream),
                 "stream": stream, "threads": threads, "duration": args.duration, "start_at": start_at,
@@ -468,7 +467,7 @@ def stage_profile(fx: Fixture, target: Target, n: int) -> str:
             body = json.loads(target.body(stream))
             headers = {"Authorization": f"Bearer {target.auth}"}
 
-            def one() -> None:
+            def one(body: dict[str, Any] = body, headers: dict[str, str] = headers) -> None:
                 r = client.post("/v1/chat/completions", json=body, headers=headers)
                 data = r.get_data()
                 if r.status_code != 200:
@@ -484,7 +483,7 @@ def stage_profile(fx: Fixture, target: Target, n: int) -> str:
             wall, cpu = (time.perf_counter() - w0) * 1000 / n, (time.thread_time() - c0) * 1000 / n
             mode = "stream" if stream else "json"
             lines.append(f"  {mode}: {wall:.2f} ms wall and {cpu:.2f} ms CPU (request thread) per request; "
-                         f"{round_trips[0] / n:.1f} database round trips per request")
+                         f"{round_trips[0] / n:.1f} psycopg waits per request (one per statement sent, + 1 per unit)")
             lines.append(f"    {'wall ms':>8} {'CPU ms':>7}  stage")
             known_w = known_c = 0.0
             for _, _, label in STAGES:
@@ -538,8 +537,8 @@ def cpu_busy(seconds: float = 1.0) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer requests and shorter throughput runs (<= 30 s)")
-    ap.add_argument("--threads", type=int, default=None, help="gunicorn threads per worker (default: as "
-                    "gunicorn.conf.py, GUNICORN_THREADS or 16)")
+    ap.add_argument("--threads", type=int, default=None, help="gunicorn threads per worker (default: what "
+                    "gunicorn.conf.py says)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--requests", type=int, default=None, help="sequential requests per latency run (500; quick 150)")
     ap.add_argument("--duration", type=int, default=None, help="seconds per throughput run (10; quick 3)")
@@ -564,7 +563,7 @@ def main() -> int:
     args = ap.parse_args()
     args.requests = args.requests or (150 if args.quick else 500)
     args.duration = args.duration or (3 if args.quick else 10)
-    args.threads = args.threads or int(os.environ.get("GUNICORN_THREADS", "16"))
+    args.threads = args.threads or int(runpy.run_path(str(ROOT / "gunicorn.conf.py"))["threads"])
     if args.loadgen == "auto":
         args.loadgen = "wrk" if shutil.which("wrk") else "python"
     elif args.loadgen == "wrk" and not shutil.which("wrk"):
@@ -628,8 +627,9 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
                                      headers=targets["bare"].headers(), timeout=2).ok, bare)
 
     if args.serve:
-        info = {"upstream": targets["direct"].url, "bare": targets["bare"].url, "switchboard": targets["switchboard"].url,
-                "upstream_key": UPSTREAM_KEY, "tokens": fx.tokens, "switchboard_master_pid": sb.popen.pid,
+        info = {"upstream": targets["direct"].url, "bare": targets["bare"].url,
+                "switchboard": targets["switchboard"].url, "upstream_key": UPSTREAM_KEY, "tokens": fx.tokens,
+                "switchboard_master_pid": sb.popen.pid,
                 "bare_master_pid": bare.popen.pid, "logs": str(workdir), "env": fx.env}
         (workdir / "serve.json").write_text(json.dumps(info, indent=1))
         print(json.dumps(info, indent=1), flush=True)
@@ -744,9 +744,14 @@ def report(args: argparse.Namespace, latency: dict[tuple[str, str], dict[str, fl
           f"user{'s' if args.users > 1 else ''} ({args.loadgen}"
           + (f", {args.wrk_threads} threads" if args.loadgen == "wrk" else f", {args.loadgen_procs} processes")
           + "; p50/p99 = latency under that load, ms; CPU = cores used meanwhile by the proxy's processes, the "
-          "upstream, all of Postgres, the load generator, anything else)")
+          "upstream, all of Postgres (every database on the cluster), the load generator, anything else; ms/req = "
+          "CPU milliseconds per request)")
     print(f"{'mode':<7} {'target':<12} {'req/s':>9} {'errors':>7} {'p50':>8} {'p99':>8} {'% of bare':>10}  "
-          f"{'CPU proxy':>9} {'upstr':>6} {'pg':>5} {'loadgen':>7} {'other':>6}")
+          f"{'CPU proxy':>9} {'upstr':>6} {'pg':>5} {'loadgen':>7} {'other':>6}   {'proxy ms/req':>12} "
+          f"{'pg ms/req':>9}")
+    def per(cores: float, rps: float) -> str:  # CPU milliseconds per request
+        return f"{1000 * cores / rps:.2f}" if rps else "-"
+
     for mode in ("json", "stream"):
         bare_rps = tput[(mode, "bare")]["rps"]
         for name in ("direct", "bare", "switchboard"):
@@ -756,7 +761,7 @@ def report(args: argparse.Namespace, latency: dict[tuple[str, str], dict[str, fl
             proxy = "-" if name == "direct" else f"{c['server']:.2f}"
             print(f"{mode:<7} {name:<12} {x['rps']:>9.0f} {x['errors']:>7} {x['p50']:>8.2f} {x['p99']:>8.2f} "
                   f"{pct:>10}  {proxy:>9} {c['upstream']:>6.2f} {c['postgres']:>5.2f} {c['loadgen']:>7.2f} "
-                  f"{c['other']:>6.2f}")
+                  f"{c['other']:>6.2f}   {per(c['server'], x['rps']):>12} {per(c['postgres'], x['rps']):>9}")
     print()
     print("Targets")
     for mode in ("json", "stream"):

@@ -66,6 +66,8 @@ def init_app(app: Flask, settings: Settings) -> Services:
 
     svc.extra["catalog"] = CatalogCache(db)
     svc.extra["logs"] = LogWriter(db)
+    # Registered after db.close, so it runs first at exit: queued receipts are written before the pool closes.
+    atexit.register(svc.extra["logs"].flush, 10.0)
     svc.extra["gateway"] = Gateway(settings, db, svc.keyring, svc.extra["catalog"], svc.extra["logs"])
     app.extensions["switchboard"] = svc
     csrf.init_app(app)

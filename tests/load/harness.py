@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ CANARY = {
 }
 RATE_IN, RATE_OUT = 1_000_000, 2_000_000  # micro-credits per 1K tokens
 FAULT_MODELS = ("echo-1@cut:3", "echo-1@stall:2", "echo-1@error_event:2", "echo-1@hang", "echo-1@500",
-                "echo-1@drip:0.2")
+                "echo-1@drip:0.2", "echo-1@drip:0.1")
 PROMPT = [{"role": "user", "content": "Please say the pangram about the fox"}]
 MAX_TOKENS = 50
 
@@ -207,6 +207,10 @@ def kinds() -> list[Kind]:
         Kind("byok_header_flaky", "byok_header", "echo-1", None, 6, FLAKY_OUTCOMES, byok_target="bflaky"),
         Kind("byok_stored", "byok_stored", "lt-byok/echo-1", None, 10, frozenset({OK})),
         Kind("byok_stored_flaky", "byok_stored", "lt-bflaky/echo-1", None, 4, FLAKY_OUTCOMES),
+        # weight 0: never drawn at random; sent on purpose while Postgres restarts (see the test)
+        Kind("restart_probe_admission", "member", "lt-ok/echo-1", False, 0, frozenset({OK})),
+        Kind("restart_probe_reserve", "member", "lt-ok/echo-1", False, 0, frozenset({OK})),
+        Kind("restart_probe_stream_end", "member", "lt-ok/echo-1@drip:0.1", True, 0, frozenset({OK})),
     ]
 
 
@@ -246,7 +250,8 @@ def _request_body(model: str, stream: bool) -> dict[str, Any]:
 
 
 def do_stream(session: requests.Session, url: str, headers: dict[str, str], model: str,
-              abort_after: int | None) -> tuple[str, str | None, str, str | None]:
+              abort_after: int | None, first_byte: threading.Event | None = None
+              ) -> tuple[str, str | None, str, str | None]:
     """(outcome, request id, detail, credits) for one streamed request sent with requests, SSE read by hand."""
     with session.post(url + "/v1/chat/completions", json=_request_body(model, True), headers=headers, stream=True,
                       timeout=(5, 20)) as resp:
@@ -281,6 +286,8 @@ def do_stream(session: requests.Session, url: str, headers: dict[str, str], mode
                     code, shaped = _error_code(chunk)
                     error = code if shaped else "unshaped"
                     continue
+                if first_byte is not None:
+                    first_byte.set()
                 if chunk.get("switchboard"):
                     receipt = chunk["switchboard"]
                 for choice in chunk.get("choices") or []:
@@ -345,7 +352,27 @@ class Timeline:
 PHASES = (None, "500", "hang", "429", "refuse", "drip:0.15", "cut:4", None, "stall:2", "503", "hang", None)
 
 
-def run_load(url: str, users: dict[str, list[User]], upstreams: dict[str, FakeUpstream], restart_db: Callable[[], None],
+def probe(url: str, user: User, kind: str, timeline: Timeline, first_byte: threading.Event | None = None
+          ) -> Outcome:
+    """One request of a restart_probe_* kind, sent by the restart itself; `first_byte` is set when a streamed
+    probe's first chunk arrived (its stream slot row exists by then)."""
+    k = next(k for k in kinds() if k.name == kind)
+    started = timeline.at()
+    try:
+        if k.stream:
+            with requests.Session() as session:
+                result = do_stream(session, url, {"Authorization": f"Bearer {user.token}"}, k.model, None,
+                                   first_byte)
+        else:
+            with openai.OpenAI(base_url=url + "/v1", api_key=user.token, max_retries=0, timeout=20) as client:
+                result = do_json(client, {}, k.model)
+    except Exception as exc:
+        result = (f"client_error:{type(exc).__name__}", None, str(exc)[:200], None)
+    return Outcome(kind, user.name, user.group, bool(k.stream), started, timeline.at(), *result)
+
+
+def run_load(url: str, users: dict[str, list[User]], upstreams: dict[str, FakeUpstream],
+             restart_db: Callable[[Timeline], list[Outcome]],
              *, threads: int = 16, max_requests: int = 400, max_seconds: float = 40.0, phase_seconds: float = 1.2,
              restart_after: float = 12.0, restart_at_count: int = 160, seed: int = 6) -> tuple[list[Outcome],
                                                                                                Timeline, list[str]]:
@@ -383,10 +410,13 @@ def run_load(url: str, users: dict[str, list[User]], upstreams: dict[str, FakeUp
             if timeline.restart is None and (now >= restart_after or sent[0] >= restart_at_count):
                 start = timeline.at()
                 try:
-                    restart_db()
+                    probes = restart_db(timeline)
                 except Exception as exc:  # reported by the test
                     timeline.restart_error = repr(exc)
+                    probes = []
                 timeline.restart = (start, timeline.at())
+                with lock:
+                    outcomes.extend(probes)
             stop.wait(0.05)
         for up in flaky:
             up.behaviour = None
@@ -450,13 +480,3 @@ def in_window(o: Outcome, timeline: Timeline, margin: float = 3.0) -> bool:
         return False
     start, end = timeline.restart
     return o.started <= end + margin and o.ended >= start
-
-
-@contextlib.contextmanager
-def stopped(*things: Any) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for thing in things:
-            with contextlib.suppress(Exception):
-                thing.stop()

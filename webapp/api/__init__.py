@@ -25,10 +25,13 @@ def _encodable(value: Any) -> bool:
     return True
 
 
+API_BLUEPRINTS: set[str] = set()
+
+
 def refuse_lone_surrogates() -> None:
     """JSON may escape a lone UTF-16 surrogate ("\\ud800"): Python then holds a string that neither Postgres nor an
     upstream request can encode, and the save or forward failed with a 500. Such a body is refused up front."""
-    if request.method not in ("POST", "PUT", "PATCH"):
+    if request.blueprint not in API_BLUEPRINTS or request.method not in ("POST", "PUT", "PATCH"):
         return
     body = request.get_json(silent=True)  # cached: the view's own get_json(silent=True) reuses it
     if body is None or _encodable(body):
@@ -44,5 +47,6 @@ def register_api(app: Flask) -> None:
 
     for bp in (v1.bp, user.bp, pricing.bp, admin.bp, openapi.bp):
         csrf.exempt(bp)
-        bp.before_request(refuse_lone_surrogates)
+        API_BLUEPRINTS.add(bp.name)
         app.register_blueprint(bp)
+    app.before_request(refuse_lone_surrogates)

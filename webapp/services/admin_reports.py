@@ -42,10 +42,14 @@ def _date(args: Mapping[str, Any], name: str, errors: dict[str, str]) -> date | 
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
+        parsed = date.fromisoformat(raw)
     except ValueError:
+        parsed = None
+    # A date at the very ends of the calendar would overflow the ranges built from it (to + 1 day, to - 29 days).
+    if parsed is None or not date.min + timedelta(days=366) <= parsed < date.max:
         errors[name] = "A date like 2026-11-23."
         return None
+    return parsed
 
 
 @dataclass(frozen=True)

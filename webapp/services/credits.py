@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from decimal import ROUND_CEILING, Decimal
+from typing import TypeVar
 
 import psycopg
 
@@ -28,10 +29,15 @@ def format_credits(micro: int) -> str:
 
 
 def reserve(db: Database, user_id: str, request_id: str, amount: int, cap: int | None) -> int:
-    """Reserve `amount` or raise PaymentRequired (balance short or monthly cap reached). Returns the balance."""
-    try:
+    """Reserve `amount` or raise PaymentRequired (balance short or monthly cap reached). Returns the balance.
+    Idempotent by request id, so retried like settle and refund when the connection dies mid-call."""
+
+    def run() -> int:
         with db.as_service() as conn:
             return credits_repo.reserve(conn, user_id, request_id, amount, cap)
+
+    try:
+        return retry(run)
     except psycopg.Error as exc:
         state = getattr(exc, "sqlstate", None)
         if state == credits_repo.INSUFFICIENT:
@@ -46,9 +52,13 @@ def reserve(db: Database, user_id: str, request_id: str, amount: int, cap: int |
         raise
 
 
-def _retry(fn: Callable[[], int]) -> int:
-    """Settle and refund are idempotent by request id, so a call whose outcome is unknown (connection lost) is
-    simply made again; a reservation left open anyway is closed by `flask credits sweep`."""
+T = TypeVar("T")
+
+
+def retry(fn: Callable[[], T]) -> T:
+    """Reserve, settle and refund (and the gateway's admission and stream-slot release) are idempotent by request
+    id, so a call whose outcome is unknown (connection lost) is simply made again; a reservation left open anyway
+    is closed by `flask credits sweep`."""
     for attempt in range(RETRIES):
         try:
             return fn()
@@ -64,7 +74,7 @@ def settle(db: Database, request_id: str, actual: int) -> int:
         with db.as_service() as conn:
             return credits_repo.settle(conn, request_id, actual)
 
-    return _retry(run)
+    return retry(run)
 
 
 def refund(db: Database, request_id: str) -> int:
@@ -72,7 +82,7 @@ def refund(db: Database, request_id: str) -> int:
         with db.as_service() as conn:
             return credits_repo.refund(conn, request_id)
 
-    return _retry(run)
+    return retry(run)
 
 
 def sweep(db: Database, older_than_seconds: int) -> int:

@@ -6,12 +6,15 @@ forwarding and settles on the actual usage; BYOK never touches credits. A receip
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+
+import psycopg
 
 from webapp.config import Settings
 from webapp.crypto import KeyRing
@@ -108,8 +111,13 @@ class Gateway:
     # -- context -----------------------------------------------------------------------------------------
     def context(self, user_id: str,
                 admission: context_repo.Admission | None = None) -> tuple[context_repo.UserContext, Any]:
-        with self.db.as_service() as conn:
-            ctx = context_repo.load(conn, user_id, admission)
+        def run() -> context_repo.UserContext:
+            with self.db.as_service() as conn:
+                return context_repo.load(conn, user_id, admission)
+
+        # Safe to repeat when the outcome is unknown (connection killed mid-transaction): a read, plus
+        # gateway_admit, whose stream-slot insert tolerates its own request id.
+        ctx = credits.retry(run)
         return ctx, self.catalog.get(ctx.catalog_version)
 
     def _admit(self, user_id: str, request_id: str, stream: bool) -> tuple[context_repo.UserContext, Any]:
@@ -128,9 +136,12 @@ class Gateway:
         return ctx, catalog
 
     def _release_stream(self, request_id: str) -> None:
-        try:
+        def run() -> None:
             with self.db.as_service() as conn:
                 context_repo.release_stream(conn, request_id)
+
+        try:
+            credits.retry(run)  # an idempotent delete: retried like settle and refund
         except Exception as exc:  # a stale slot expires by itself after stream_stale_seconds
             log.error("releasing stream slot %s failed: %s", request_id, type(exc).__name__)
 
@@ -380,9 +391,10 @@ class Gateway:
                 credits.refund(self.db, receipt.request_id)
             except Exception as err:
                 log.error("refund of %s failed: %s", receipt.request_id, type(err).__name__)
-        status = exc.status if exc else 500
-        self._log(user_id, req, receipt, started, status, exc.code if exc else "internal_error", None,
-                  plan.routes[0])
+        status, code = (exc.status, exc.code) if exc else (500, "internal_error")
+        if exc is None and isinstance(sys.exc_info()[1], psycopg.OperationalError):
+            status, code = 503, "database_unavailable"  # what the error handler answers for it
+        self._log(user_id, req, receipt, started, status, code, None, plan.routes[0])
 
     def _log(self, user_id: str, req: chat_request.ChatRequest, receipt: Receipt, started: float, status: int,
              error_code: str | None, route: router.Route | None, planned: router.Route | None = None) -> None:

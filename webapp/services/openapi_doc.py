@@ -86,6 +86,15 @@ def or_empty(schema: Schema) -> Schema:
     return {"anyOf": [schema, EMPTY]}
 
 
+def filter_param(core: str, description: str) -> Schema:
+    """An admin report filter: trimmed, then empty (no filter) or matching `core`."""
+    return string(description + " Surrounding whitespace is ignored; empty means no filter.",
+                  pattern=rf"^\s*({core})?\s*$")
+
+
+DATE_CORE = "[0-9]{4}-[0-9]{2}-[0-9]{2}"
+
+
 def passed(what: str) -> Schema:
     """A field Switchboard forwards without checking it: documented, but with no type to enforce."""
     return {"description": f"{what} Passed through to the provider unchecked."}
@@ -517,8 +526,8 @@ RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying (
 
 def _param(name: str, where: str, schema: Schema, description: str, *, required: bool = False,
            **extra: Any) -> Schema:
-    return {"name": name, "in": where, "required": required or where == "path", "description": description,
-            "schema": schema, **extra}
+    return {"name": name, "in": where, "required": required or where == "path",
+            "description": description or schema.get("description", ""), "schema": schema, **extra}
 
 
 PAGING = [
@@ -809,15 +818,17 @@ def _admin_paths() -> dict[str, Schema]:
                                        "parameters": {"request_id": "$response.body#/logs/0/request_id"}}}},
                         **_errors(*admin_errors, "422")},
                        parameters=[
-                           _param("user", "query", string(maxLength=200, pattern=NO_NUL),
-                                  "A user id, or part of an email."),
-                           _param("provider", "query", or_empty(string(pattern=PROVIDER_SLUG_PATTERN)),
-                                  "A provider slug."),
-                           _param("mode", "query", or_empty(string(enum=["member", "byok"])), "member or byok."),
-                           _param("status", "query", or_empty(string(pattern=r"^(ok|error|[1-5][0-9][0-9])$")),
-                                  "ok (< 400), error (>= 400) or an HTTP status."),
-                           _param("from", "query", or_empty(DATE), "First day (inclusive)."),
-                           _param("to", "query", or_empty(DATE), "Last day (inclusive)."),
+                           _param("user", "query", filter_param(r"[^\x00]{0,200}", "A user id, or part of an "
+                                                                "email (at most 200 characters)."), ""),
+                           _param("provider", "query", filter_param(PROVIDER_SLUG_PATTERN[1:-1], "A provider slug."),
+                                  ""),
+                           _param("mode", "query", filter_param("member|byok", "member or byok."), ""),
+                           _param("status", "query", filter_param("ok|error|[1-5][0-9][0-9]",
+                                                                  "ok (< 400), error (>= 400) or an HTTP status."),
+                                  ""),
+                           _param("from", "query", filter_param(DATE_CORE, "First day (inclusive), such as "
+                                                                           "2026-11-23."), ""),
+                           _param("to", "query", filter_param(DATE_CORE, "Last day (inclusive)."), ""),
                            *PAGING,
                        ]),
         },
@@ -834,15 +845,17 @@ def _admin_paths() -> dict[str, Schema]:
                        "codes over a date range (inclusive, UTC, at most 366 days; the last 30 by default).",
                        "admin",
                        {"200": _json(ref("Analytics"), "The analytics."), **_errors(*admin_errors, "422")},
-                       parameters=[_param("from", "query", or_empty(DATE), "First day."),
-                                   _param("to", "query", or_empty(DATE), "Last day.")]),
+                       parameters=[_param("from", "query", filter_param(DATE_CORE, "First day, such as "
+                                                                                   "2026-11-23."), ""),
+                                   _param("to", "query", filter_param(DATE_CORE, "Last day."), "")]),
         },
         "/api/admin/audit": {
             "get": _op("adminAudit", reports, "The audit log", "Every admin change, newest first.", "admin",
                        {"200": _json(ref("AuditPage"), "One page of entries."), **_errors(*admin_errors, "422")},
                        parameters=[
-                           _param("action", "query", string(pattern=r"^[a-z_.]{0,80}$"),
-                                  "An action or its prefix, such as `provider` or `key.revoke`."),
+                           _param("action", "query", filter_param("[a-z_.]{0,80}", "An action or its prefix, "
+                                                                                   "such as `provider` or "
+                                                                                   "`key.revoke`."), ""),
                            *PAGING,
                        ]),
         },

@@ -17,7 +17,8 @@ def parse_range(start: str | None, end: str | None) -> tuple[date, date]:
     try:
         end_d = date.fromisoformat(end) if end else datetime.now(UTC).date()
         start_d = date.fromisoformat(start) if start else end_d - timedelta(days=29)
-    except ValueError:
+        end_d + timedelta(days=1)  # the exclusive end summary() queries with
+    except (ValueError, OverflowError):  # OverflowError: a date at the very ends of the calendar
         raise ValidationError({"from": "Dates look like 2026-11-23."}) from None
     if start_d > end_d:
         raise ValidationError({"from": "The start must not be after the end."})

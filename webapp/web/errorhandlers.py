@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, SecurityError
@@ -61,6 +62,14 @@ def init_app(app: Flask) -> None:
             return Response("Bad request: untrusted host.", status=400, mimetype="text/plain")
         status = exc.code or 500
         return error_response(status, _HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
+
+    @app.errorhandler(psycopg.OperationalError)
+    def _database(exc: psycopg.OperationalError) -> Response:
+        # Connection lost mid-transaction, server restarting, pool exhausted (PoolTimeout is one): transient, so a
+        # clear, retryable 503 rather than a 500 internal_error.
+        log.error("database unavailable on %s %s: %s", request.method, request.path, type(exc).__name__)
+        return error_response(503, "database_unavailable", "The database is unavailable for a moment. Try again.",
+                              headers={"Retry-After": "1"})
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
