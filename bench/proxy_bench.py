@@ -1,19 +1,25 @@
 """Proxy overhead benchmark: direct-to-upstream vs a bare Flask pass-through vs Switchboard, all on loopback.
 
-    .venv/bin/python bench/proxy_bench.py [--quick] [--threads N] [--loadgen auto|wrk|python] [--profile]
+    .venv/bin/python bench/proxy_bench.py [--quick] [--profile] [--threads N] [--users K]
+                                          [--loadgen auto|wrk|python] [--wait-quiet S] [--serve]
 
-One run:
+One run (about 90 s; --quick about 30 s):
   1. starts bench/fast_upstream.py (asyncio, answers at once) in its own process,
   2. recreates the database `switchboard_bench` (migrations + seed), registers provider `bench` pointing at the
      fast upstream with an encrypted admin key and model rates, and a member-mode user with plenty of credits,
-     then serves Switchboard under gunicorn (gunicorn.conf.py, 2 workers x N gthread threads, LOG_LEVEL=WARNING):
-     every request does the full accounting (context read, credits reserve, settle, async log row),
+     then serves Switchboard under gunicorn (gunicorn.conf.py, 2 workers x N gthread threads, LOG_LEVEL=WARNING;
+     the per-user rate and stream limits raised out of reach but still evaluated): every request does the full
+     accounting (context + admission read, credits reserve, settle, async log row),
   3. serves bench/bare_proxy.py under gunicorn with the same settings,
   4. measures from separate processes: (a) latency at 1 connection, N sequential requests per target, json and
-     streaming (time to the end of the stream); (b) throughput at 20 connections for D seconds (wrk when installed,
-     else a threaded Python load generator),
+     streaming (time to the end of the stream), the three targets taking turns; (b) throughput at 20 connections
+     for D seconds (wrk when installed, `apt-get install wrk`, else a threaded Python load generator), with the
+     CPU each party used meanwhile,
   5. prints a table and whether the targets are met (p50 added latency <= 3 ms; Switchboard throughput >= 50 % of
      the bare pass-through's), checks the log rows / ledger, and stops every process it started.
+--profile adds where one Switchboard request's time goes, stage by stage (in process, same database/upstream).
+--switchboard-app MODULE:APP (+ --switchboard-pythonpath DIR) measures a candidate change without editing webapp/.
+The machine is shared: a WARNING line and the "other" CPU columns say when other processes disturbed a run.
 Exits 0 when the benchmark ran (whether or not the targets are met); 1 when it could not run.
 """
 
@@ -302,10 +308,20 @@ end
 """
 
 
+def steal_seconds() -> float:
+    """CPU time the hypervisor gave to other guests so far (the 'steal' column of /proc/stat), in seconds."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+    except (OSError, ValueError):
+        return 0.0
+
+
 def proc_cpu() -> dict[int, tuple[float, str, int]]:
-    """pid -> (CPU seconds used so far, command name, parent pid), from /proc."""
+    """pid -> (CPU seconds used so far, command name, parent pid), from /proc; key -1 holds the steal time."""
     tick = os.sysconf("SC_CLK_TCK")
-    out = {}
+    out: dict[int, tuple[float, str, int]] = {-1: (steal_seconds(), "steal", 0)}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -323,11 +339,13 @@ def proc_cpu() -> dict[int, tuple[float, str, int]]:
 def cpu_split(before: dict[int, tuple[float, str, int]], after: dict[int, tuple[float, str, int]],
               server_pids: set[int], upstream_pid: int, wall: float, children_cpu: float) -> dict[str, float]:
     """Cores used during one run by: the proxy's processes, the upstream, Postgres (every backend of the shared
-    cluster), the load generator (our waited-for children) and everything else."""
-    split = {"server": 0.0, "upstream": 0.0, "postgres": 0.0, "other": 0.0}
+    cluster), the load generator (our waited-for children), everything else, and the hypervisor (steal)."""
+    split = {"server": 0.0, "upstream": 0.0, "postgres": 0.0, "other": 0.0, "steal": 0.0}
     for pid, (cpu, comm, ppid) in after.items():
         used = cpu - before.get(pid, (0.0, "", 0))[0]
-        if pid == upstream_pid:
+        if pid == -1:
+            split["steal"] += used
+        elif pid == upstream_pid:
             split["upstream"] += used
         elif pid in server_pids or ppid in server_pids:
             split["server"] += used
@@ -358,9 +376,9 @@ def _throughput(target: Target, stream: bool, args: argparse.Namespace, workdir:
         script = workdir / f"wrk-{target.name}-{int(stream)}.lua"
         auths = ",".join(f'"{a}"' for a in (target.auth, *target.more_auth))
         script.write_text(WRK_LUA % {"body": target.body(stream), "auth": target.auth, "auths": auths})
-        argv = ["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", f"{args.duration}s",
-                "--timeout", "10s", "-s", str(script), target.url]
-        out = subprocess.run(argv,  # noqa: S603, S607
+        argv = [shutil.which("wrk") or "wrk", "-t", str(args.wrk_threads), "-c", str(args.connections),
+                "-d", f"{args.duration}s", "--timeout", "10s", "-s", str(script), target.url]
+        out = subprocess.run(argv,  # noqa: S603
                              capture_output=True, timeout=args.duration + 60, stdin=subprocess.DEVNULL, text=True)
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
         if out.returncode != 0 or line is None:
@@ -540,8 +558,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="gunicorn threads per worker (default: what "
                     "gunicorn.conf.py says)")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--requests", type=int, default=None, help="sequential requests per latency run (500; quick 150)")
-    ap.add_argument("--duration", type=int, default=None, help="seconds per throughput run (10; quick 3)")
+    ap.add_argument("--requests", type=int, default=None, help="sequential requests per latency run (500; quick 100)")
+    ap.add_argument("--duration", type=int, default=None, help="seconds per throughput run (10; quick 2)")
     ap.add_argument("--connections", type=int, default=20)
     ap.add_argument("--users", type=int, default=1, help="Switchboard users the throughput runs take turns with "
                     "(default 1: every request is the same user's, so that user's rows serialise them)")
@@ -561,8 +579,8 @@ def main() -> int:
                     "--switchboard-app")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder with logs and profiles")
     args = ap.parse_args()
-    args.requests = args.requests or (150 if args.quick else 500)
-    args.duration = args.duration or (3 if args.quick else 10)
+    args.requests = args.requests or (100 if args.quick else 500)
+    args.duration = args.duration or (2 if args.quick else 10)
     args.threads = args.threads or int(runpy.run_path(str(ROOT / "gunicorn.conf.py"))["threads"])
     if args.loadgen == "auto":
         args.loadgen = "wrk" if shutil.which("wrk") else "python"
@@ -605,16 +623,18 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
         print(f"  WARNING: {100 * busy:.0f}% of the CPUs were busy before the benchmark started (other processes); "
               "the numbers below are disturbed by that load", flush=True)
     upstream = start_upstream(stack)
+    bare_port = free_port()
+    bare_env = {**os.environ, "WEB_CONCURRENCY": str(args.workers), "GUNICORN_THREADS": str(args.threads),
+                "BARE_UPSTREAM": upstream + "/v1"}
+    # The bare proxy needs no database: it boots while the database is made.
+    bare = stack.start("bare", gunicorn_argv(bare_port, "bare_proxy:app", "--pythonpath", str(BENCH)), bare_env)
     fx = prepare_database(upstream, args.users)
     print(f"  set-up: upstream {upstream}, database {DB_NAME} ready ({time.monotonic() - t_start:.1f} s)", flush=True)
 
     env = {**os.environ, **fx.env, "WEB_CONCURRENCY": str(args.workers), "GUNICORN_THREADS": str(args.threads)}
-    sb_port, bare_port = free_port(), free_port()
+    sb_port = free_port()
     extra = ["--pythonpath", args.switchboard_pythonpath] if args.switchboard_pythonpath else []
     sb = stack.start("switchboard", gunicorn_argv(sb_port, args.switchboard_app, *extra), env)
-    bare_env = {**os.environ, "WEB_CONCURRENCY": str(args.workers), "GUNICORN_THREADS": str(args.threads),
-                "BARE_UPSTREAM": upstream + "/v1"}
-    bare = stack.start("bare", gunicorn_argv(bare_port, "bare_proxy:app", "--pythonpath", str(BENCH)), bare_env)
 
     targets = {
         "direct": Target("direct", upstream + "/v1/chat/completions", UPSTREAM_KEY, "echo-1"),
@@ -651,7 +671,7 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
         raise RuntimeError(f"Switchboard did not serve in member mode with credits: {dict(r.headers)}")
     for stream in (False, True):
         for name in ("bare", "switchboard"):
-            n = warm(targets[name], stream, args.connections, 5 if args.quick else 10)
+            n = warm(targets[name], stream, args.connections, 3 if args.quick else 10)
             served += n if name == "switchboard" else 0
     print(f"  servers ready and warmed ({time.monotonic() - t_start:.1f} s); load generator: latency = Python "
           f"requests.Session, throughput = {args.loadgen}", flush=True)
@@ -687,7 +707,7 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
                 tput.setdefault((mode, name), []).append(res)
                 if name == "switchboard":
                     served += int(res["rps"] * per_round.duration)
-                time.sleep(0.3)
+                time.sleep(0.2)
         for name in targets:
             parts = tput[(mode, name)]
             tput[(mode, name)] = {  # type: ignore[assignment]
@@ -726,7 +746,8 @@ def report(args: argparse.Namespace, latency: dict[tuple[str, str], dict[str, fl
     print()
     print(f"Latency at 1 connection: {args.requests} sequential requests per row, the three targets taking turns "
           f"(ms; stream = time to the end of the stream). Meanwhile Postgres (every database) used "
-          f"{lat_cpu['postgres']:.2f} cores and processes not ours {lat_cpu['other']:.2f}")
+          f"{lat_cpu['postgres']:.2f} cores, processes not ours {lat_cpu['other']:.2f}, the hypervisor stole "
+          f"{lat_cpu['steal']:.2f}")
     print(f"{'mode':<7} {'target':<12} {'p50':>8} {'p99':>8} {'mean':>8} {'added p50':>10} {'added p99':>10} "
           f"{'vs bare p50':>12}")
     for mode in ("json", "stream"):
@@ -744,13 +765,13 @@ def report(args: argparse.Namespace, latency: dict[tuple[str, str], dict[str, fl
           f"user{'s' if args.users > 1 else ''} ({args.loadgen}"
           + (f", {args.wrk_threads} threads" if args.loadgen == "wrk" else f", {args.loadgen_procs} processes")
           + "; p50/p99 = latency under that load, ms; CPU = cores used meanwhile by the proxy's processes, the "
-          "upstream, all of Postgres (every database on the cluster), the load generator, anything else; ms/req = "
-          "CPU milliseconds per request)")
+          "upstream, all of Postgres (every database on the cluster), the load generator, anything else, stolen by "
+          "the hypervisor; ms/req = CPU milliseconds per request)")
     print(f"{'mode':<7} {'target':<12} {'req/s':>9} {'errors':>7} {'p50':>8} {'p99':>8} {'% of bare':>10}  "
-          f"{'CPU proxy':>9} {'upstr':>6} {'pg':>5} {'loadgen':>7} {'other':>6}   {'proxy ms/req':>12} "
+          f"{'CPU proxy':>9} {'upstr':>6} {'pg':>5} {'loadgen':>7} {'other':>6} {'steal':>6}   {'proxy ms/req':>12} "
           f"{'pg ms/req':>9}")
-    def per(cores: float, rps: float) -> str:  # CPU milliseconds per request
-        return f"{1000 * cores / rps:.2f}" if rps else "-"
+    def per(cores: float, rps: float, name: str) -> str:  # CPU milliseconds per request
+        return f"{1000 * cores / rps:.2f}" if rps and name != "direct" else "-"
 
     for mode in ("json", "stream"):
         bare_rps = tput[(mode, "bare")]["rps"]
@@ -761,7 +782,8 @@ def report(args: argparse.Namespace, latency: dict[tuple[str, str], dict[str, fl
             proxy = "-" if name == "direct" else f"{c['server']:.2f}"
             print(f"{mode:<7} {name:<12} {x['rps']:>9.0f} {x['errors']:>7} {x['p50']:>8.2f} {x['p99']:>8.2f} "
                   f"{pct:>10}  {proxy:>9} {c['upstream']:>6.2f} {c['postgres']:>5.2f} {c['loadgen']:>7.2f} "
-                  f"{c['other']:>6.2f}   {per(c['server'], x['rps']):>12} {per(c['postgres'], x['rps']):>9}")
+                  f"{c['other']:>6.2f} {c['steal']:>6.2f}   {per(c['server'], x['rps'], name):>12} "
+                  f"{per(c['postgres'], x['rps'], name):>9}")
     print()
     print("Targets")
     for mode in ("json", "stream"):

@@ -3,6 +3,7 @@ server-side from that same document (GET /api/docs): no CDN and no script, so it
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -61,6 +62,10 @@ def _type_label(schema: dict[str, Any]) -> Markup:
         return Markup('<a href="#schema-{0}">{0}</a>').format(name)
     if schema.get("type") == "string" and schema.get("maxLength") == 0:
         return Markup("empty")
+    if "const" in schema:
+        return Markup("<code>{}</code>").format(json.dumps(schema["const"]))
+    if isinstance(schema.get("contentSchema"), dict):
+        return Markup("string holding JSON: ") + _type_label(schema["contentSchema"])
     if "anyOf" in schema:
         return Markup(" | ").join(_type_label(s) for s in schema["anyOf"])
     kind = schema.get("type")

@@ -206,6 +206,34 @@ V1_SCHEMAS: dict[str, Schema] = {
     }, ["choices"], extra=True,
         description="The provider's chat.completion object, passed through as the provider sent it (an Anthropic "
                     "answer is translated to this shape)."),
+    "ChatCompletionChunk": obj({
+        "id": string(),
+        "object": string(examples=["chat.completion.chunk"]),
+        "created": integer(),
+        "model": string(),
+        "choices": array({"type": "object"}, "Deltas; empty in the final usage chunk."),
+        "usage": nullable({"type": "object"}),
+        "switchboard": ref("StreamReceipt"),
+    }, [], extra=True, description="One streamed chunk, as the provider sent it (an Anthropic stream is translated "
+                                   "to this shape). The last one, with stream_options.include_usage, holds `usage` "
+                                   "and the `switchboard` receipt."),
+    "StreamReceipt": obj({
+        "request_id": UUID, "mode": string(enum=["member", "byok"]), "provider": SLUG, "model": string(),
+        "credits": CREDITS, "multiplier": MULTIPLIER, "usage": string(enum=["measured", "estimated"]),
+        "fallback_path": array(string(), "provider:outcome per attempt."),
+    }, description="What the X-Switchboard-* headers of a JSON answer say, for a stream (whose headers left "
+                   "before the cost was known)."),
+    "ChatCompletionEvent": obj({
+        "data": {"anyOf": [
+            {"const": "[DONE]", "description": "The last event."},
+            {"type": "string", "contentMediaType": "application/json",
+             "contentSchema": {"anyOf": [ref("ChatCompletionChunk"), ref("OpenAIError")]},
+             "description": "A chunk as JSON text; an upstream failure mid-stream arrives as an OpenAIError "
+                            "(code `upstream_stream_interrupted`) just before [DONE]."},
+        ]},
+        "event": string(), "id": string(), "retry": integer(),
+    }, ["data"], extra=True, description="One server-sent event of a streamed chat completion (`data: ...` and a "
+                                         "blank line)."),
     "Model": obj({
         "id": string("`provider/model`, usable as `model` in a chat completion."),
         "object": string(enum=["model"]),
@@ -610,9 +638,7 @@ def _v1_paths() -> dict[str, Schema]:
                 "headers": RECEIPT_HEADERS,
                 "content": {
                     "application/json": {"schema": ref("ChatCompletion")},
-                    "text/event-stream": {"schema": string("Server-sent events: `data: <chunk JSON>` lines; "
-                                                           "an upstream failure mid-stream arrives as a chunk "
-                                                           "with an `error` object before `data: [DONE]`.")},
+                    "text/event-stream": {"schema": ref("ChatCompletionEvent")},
                 },
             },
             "400": v1_error("The body is not JSON or not a valid chat request (`invalid_json`, `invalid_value`), a "
