@@ -18,6 +18,35 @@ _SET_CONTEXT = (
 )
 
 
+_PREFIX = ("select set_config('role', {r}, true), set_config('request.jwt.claims', {c}, true),"
+           " set_config('statement_timeout', {t}, true); ")
+_PREFIX_POSITIONAL = _PREFIX.format(r="%s", c="%s", t="%s")
+_PREFIX_NAMED = _PREFIX.format(r="%(_sb_role)s", c="%(_sb_claims)s", t="%(_sb_timeout)s")
+
+
+class OneShot:
+    """A stand-in connection for a unit of work that is exactly one statement (the gateway's hot path): the
+    role/claims `set_config` and the statement travel together as one simple query, which Postgres runs as one
+    implicit transaction — the same context as `_as`, in one round trip instead of four."""
+
+    def __init__(self, conn: psycopg.Connection, role: str, claims: str, timeout: str) -> None:
+        self._conn, self._context, self._used = conn, (role, claims, timeout), False
+
+    def execute(self, query: str, params: Any = None) -> psycopg.ClientCursor[Any]:
+        if self._used:
+            raise RuntimeError("a one-shot unit of work runs exactly one statement")
+        self._used = True
+        cur = psycopg.ClientCursor(self._conn)
+        role, claims, timeout = self._context
+        if isinstance(params, Mapping):
+            cur.execute(_PREFIX_NAMED + query,
+                        {**params, "_sb_role": role, "_sb_claims": claims, "_sb_timeout": timeout})
+        else:
+            cur.execute(_PREFIX_POSITIONAL + query, [role, claims, timeout, *(params or [])])
+        cur.nextset()
+        return cur
+
+
 class Database:
     """A psycopg 3 pool whose connections are only ever used inside as_user/as_service/as_anon transactions."""
 
@@ -66,6 +95,17 @@ class Database:
         if not claims.get("sub"):
             raise ValueError("as_user needs verified claims with a sub")
         return self._as("authenticated", {**claims, "role": "authenticated"})
+
+    @contextmanager
+    def service_statement(self) -> Iterator[OneShot]:
+        """One statement as `service_role` in one round trip (see OneShot). Callers retry on OperationalError
+        only where the statement is idempotent."""
+        try:
+            with self.pool.connection() as conn:
+                yield OneShot(conn, "service_role", json.dumps({"role": "service_role"}), self.statement_timeout)
+        except psycopg.OperationalError:
+            self.pool.check()  # drop the pool's other dead connections before the caller retries
+            raise
 
     def as_service(self) -> Any:
         """A transaction as `service_role` (bypasses RLS): system work only, never on a user's behalf by default."""

@@ -50,3 +50,26 @@ def test_sweep_refunds_only_stale_open_reservations(db: Database, make_user: Any
         assert credits_repo.balance(conn, user.id) == 800
         total = conn.execute("select sum(delta) from public.credit_ledger where user_id = %s", [user.id]).fetchone()
         assert total == (800,)
+
+
+def test_one_shot_statement_runs_as_the_role_and_leaves_no_trace(database_urls: tuple[str, str]) -> None:
+    database = Database(database_urls[1], min_size=1, max_size=1)
+    database.open()
+    try:
+        with database.service_statement() as conn:
+            row = conn.execute("select current_user, current_setting('request.jwt.claims', true)").fetchone()
+            assert row == ("service_role", '{"role": "service_role"}')
+            try:
+                conn.execute("select 1")
+            except RuntimeError as exc:
+                assert "exactly one statement" in str(exc)
+            else:
+                raise AssertionError("a second statement in a one-shot unit of work must be refused")
+        with database.service_statement() as conn:
+            assert conn.execute("select %(x)s::int + 1", {"x": 41}).fetchone() == (42,)
+        with database.pool.connection() as raw:
+            after = raw.execute("select current_user, current_setting('request.jwt.claims', true)").fetchone()
+        login = psycopg.conninfo.conninfo_to_dict(database_urls[1])["user"]
+        assert after == (login, "")
+    finally:
+        database.close()

@@ -389,6 +389,70 @@ OUR_CHECKS = [no_server_error, no_stack_trace, no_secret]
 EXCLUDED_CHECKS = [positive_data_acceptance]
 
 
+# -- what the fuzzer found, pinned: each was a 500 (or worse) before its fix ----------------------------------------
+# Plain requests on their own app, run before the fuzzing changes any preset.
+
+NUL, LONE_SURROGATE = "\u0000", "\\ud800"  # the second is JSON text: a \ud800 escape with no low surrogate
+FINDINGS = [
+    # (method, path template, as admin, raw JSON body or None, expected status)
+    ("GET", "/api/admin/audit?page=200000000000000000", True, None, 422),  # OFFSET past bigint
+    ("GET", "/api/admin/logs?page=%C2%B2", True, None, 422),  # '²'.isdigit() but int('²') fails
+    ("GET", "/api/admin/logs?per_page=%C2%B9", True, None, 422),
+    ("GET", "/api/admin/logs?to=9999-12-31", True, None, 422),  # to + 1 day overflows
+    ("GET", "/api/admin/usage?to=0001-01-01", True, None, 422),  # to - 29 days overflows
+    ("GET", "/api/user/llm/usage?to=0001-01-01", False, None, 422),
+    ("GET", "/api/user/llm/usage?to=9999-12-31", False, None, 422),
+    ("GET", "/api/admin/users?q=a%00", True, None, 422),  # Postgres text cannot hold NUL
+    ("GET", "/api/admin/logs?user=a%00", True, None, 422),
+    ("PUT", "/api/user/settings", False, {"first_name": "a" + NUL}, 422),
+    ("PUT", "/api/user/settings", False, {"task_overrides": {"t": {"provider": "lmstudio", "model": "m" + NUL}}},
+     422),
+    ("PUT", "/api/user/llm/keys/lmstudio", False, {"api_key": "abcdefghij" + NUL}, 422),
+    ("PUT", "/api/user/llm/keys/lmstudio", False, {"api_key": "sk-clé-non-ascii"}, 422),  # HTTP header: latin-1
+    ("PUT", "/api/admin/llm/providers/{lm}", True, {"name": "n" + NUL}, 422),
+    ("PUT", "/api/admin/llm/providers/{lm}", True, {"default_model": "m" + NUL}, 422),
+    ("PUT", "/api/admin/llm/providers/{lm}", True, {"base_url": "http://127.0.0.1:1234/v1" + NUL}, 422),
+    ("PUT", "/api/admin/llm/providers/{lm}", True, {"models": [{"model": "m" + NUL, "input_rate": 1,
+                                                                 "output_rate": 1}]}, 422),
+    ("POST", "/api/admin/llm/providers/{lm}/keys", True, {"api_key": "abcdefghij", "label": "l" + NUL}, 422),
+    ("POST", "/api/admin/llm/providers/{lm}/keys", True, {"api_key": "sk-\u4e2d\u6587-key-123"}, 422),
+    ("POST", "/api/admin/users/{user}/credits", True, {"amount": 1, "reason": "r" + NUL}, 422),
+    ("POST", "/api/admin/users/{user}/credits", True, {"amount": "NaN", "reason": "r", "direction": "grant"}, 422),
+    ("POST", "/api/admin/users/{user}/credits", True, {"amount": "1E+999999999", "reason": "r"}, 422),
+    ("POST", "/api/admin/users/{user}/credits", True, {"amount": "1E-999999999", "reason": "r"}, 422),
+    ("PUT", "/api/user/settings", False, '{"first_name": "a' + LONE_SURROGATE + '"}', 422),
+    ("POST", "/api/admin/users/{user}/credits", True, '{"amount": 1, "reason": "r' + LONE_SURROGATE + '"}', 422),
+    ("POST", "/v1/chat/completions", False, '{"model": "lmstudio/local-model", "messages": [{"role": "user", '
+                                            '"content": "a' + LONE_SURROGATE + '"}]}', 400),
+    # A NUL in the model or task reached the request log, and that one row made the log writer's whole batch fail.
+    ("POST", "/v1/chat/completions", False, {"model": "lmstudio/local-model" + NUL,
+                                             "messages": [{"role": "user", "content": "x"}]}, 400),
+    ("POST", "/v1/chat/completions", False, {"model": "lmstudio/local-model", "metadata": {"task": "t" + NUL},
+                                             "messages": [{"role": "user", "content": "x"}]}, 400),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "as_admin", "body", "expected"), FINDINGS,
+                         ids=[f"{m} {p} {str(b)[:40]!r}" for m, p, _, b, _ in FINDINGS])
+def test_findings_stay_fixed(client: Any, make_user: Any, method: str, path: str, as_admin: bool, body: Any,
+                             expected: int) -> None:
+    user, admin = make_user(), make_user(admin=True)
+    if "{lm}" in path:
+        providers = client.get("/api/admin/llm/providers", headers=admin.headers).get_json()["providers"]
+        path = path.replace("{lm}", next(p["id"] for p in providers if p["slug"] == "lmstudio"))
+    path = path.replace("{user}", user.id)
+    headers = {**(admin if as_admin else user).headers, "Content-Type": "application/json"}
+    data = None if body is None else body if isinstance(body, str) else json.dumps(body)
+    resp = client.open(path, method=method, headers=headers, data=data)
+    assert resp.status_code == expected, resp.get_data(as_text=True)
+    error = resp.get_json()["error"]
+    name = "OpenAIError" if path.startswith("/v1/") else "ApiValidationError"
+    doc = openapi_doc.document()
+    jsonschema_rs.validate({**doc["components"]["schemas"][name], "components": doc["components"]},
+                           resp.get_json())
+    assert "internal_error" not in str(error)
+
+
 # -- every operation --------------------------------------------------------------------------------------------------
 # One pytest test per documented operation, each a Hypothesis test over schemathesis's positive (valid per the
 # document) and negative (invalid) cases. (schemathesis.pytest's lazy `parametrize` relies on pytest's private
@@ -572,69 +636,6 @@ def test_stateful_links(fuzz_schema: Any, fuzz_env: FuzzEnv) -> None:
             # (the server changed in between). Schemathesis's own runner treats that as noise, and so do we, unless
             # a check failed on the way.
             assert not failures, "\n\n".join(failures)
-
-
-# -- what the fuzzer found, pinned: each was a 500 (or worse) before its fix ----------------------------------------
-
-NUL, LONE_SURROGATE = "\u0000", "\\ud800"  # the second is JSON text: a \ud800 escape with no low surrogate
-FINDINGS = [
-    # (method, path template, as admin, raw JSON body or None, expected status)
-    ("GET", "/api/admin/audit?page=200000000000000000", True, None, 422),  # OFFSET past bigint
-    ("GET", "/api/admin/logs?page=%C2%B2", True, None, 422),  # '²'.isdigit() but int('²') fails
-    ("GET", "/api/admin/logs?per_page=%C2%B9", True, None, 422),
-    ("GET", "/api/admin/logs?to=9999-12-31", True, None, 422),  # to + 1 day overflows
-    ("GET", "/api/admin/usage?to=0001-01-01", True, None, 422),  # to - 29 days overflows
-    ("GET", "/api/user/llm/usage?to=0001-01-01", False, None, 422),
-    ("GET", "/api/user/llm/usage?to=9999-12-31", False, None, 422),
-    ("GET", "/api/admin/users?q=a%00", True, None, 422),  # Postgres text cannot hold NUL
-    ("GET", "/api/admin/logs?user=a%00", True, None, 422),
-    ("PUT", "/api/user/settings", False, {"first_name": "a" + NUL}, 422),
-    ("PUT", "/api/user/settings", False, {"task_overrides": {"t": {"provider": "lmstudio", "model": "m" + NUL}}},
-     422),
-    ("PUT", "/api/user/llm/keys/lmstudio", False, {"api_key": "abcdefghij" + NUL}, 422),
-    ("PUT", "/api/user/llm/keys/lmstudio", False, {"api_key": "sk-clé-non-ascii"}, 422),  # HTTP header: latin-1
-    ("PUT", "/api/admin/llm/providers/{lm}", True, {"name": "n" + NUL}, 422),
-    ("PUT", "/api/admin/llm/providers/{lm}", True, {"default_model": "m" + NUL}, 422),
-    ("PUT", "/api/admin/llm/providers/{lm}", True, {"base_url": "http://127.0.0.1:1234/v1" + NUL}, 422),
-    ("PUT", "/api/admin/llm/providers/{lm}", True, {"models": [{"model": "m" + NUL, "input_rate": 1,
-                                                                 "output_rate": 1}]}, 422),
-    ("POST", "/api/admin/llm/providers/{lm}/keys", True, {"api_key": "abcdefghij", "label": "l" + NUL}, 422),
-    ("POST", "/api/admin/llm/providers/{lm}/keys", True, {"api_key": "sk-\u4e2d\u6587-key-123"}, 422),
-    ("POST", "/api/admin/users/{user}/credits", True, {"amount": 1, "reason": "r" + NUL}, 422),
-    ("POST", "/api/admin/users/{user}/credits", True, {"amount": "NaN", "reason": "r", "direction": "grant"}, 422),
-    ("POST", "/api/admin/users/{user}/credits", True, {"amount": "1E+999999999", "reason": "r"}, 422),
-    ("POST", "/api/admin/users/{user}/credits", True, {"amount": "1E-999999999", "reason": "r"}, 422),
-    ("PUT", "/api/user/settings", False, '{"first_name": "a' + LONE_SURROGATE + '"}', 422),
-    ("POST", "/api/admin/users/{user}/credits", True, '{"amount": 1, "reason": "r' + LONE_SURROGATE + '"}', 422),
-    ("POST", "/v1/chat/completions", False, '{"model": "lmstudio/local-model", "messages": [{"role": "user", '
-                                            '"content": "a' + LONE_SURROGATE + '"}]}', 400),
-    # A NUL in the model or task reached the request log, and that one row made the log writer's whole batch fail.
-    ("POST", "/v1/chat/completions", False, {"model": "lmstudio/local-model" + NUL,
-                                             "messages": [{"role": "user", "content": "x"}]}, 400),
-    ("POST", "/v1/chat/completions", False, {"model": "lmstudio/local-model", "metadata": {"task": "t" + NUL},
-                                             "messages": [{"role": "user", "content": "x"}]}, 400),
-]
-
-
-@pytest.mark.parametrize(("method", "path", "as_admin", "body", "expected"), FINDINGS,
-                         ids=[f"{m} {p} {str(b)[:40]!r}" for m, p, _, b, _ in FINDINGS])
-def test_findings_stay_fixed(client: Any, make_user: Any, method: str, path: str, as_admin: bool, body: Any,
-                             expected: int) -> None:
-    user, admin = make_user(), make_user(admin=True)
-    if "{lm}" in path:
-        providers = client.get("/api/admin/llm/providers", headers=admin.headers).get_json()["providers"]
-        path = path.replace("{lm}", next(p["id"] for p in providers if p["slug"] == "lmstudio"))
-    path = path.replace("{user}", user.id)
-    headers = {**(admin if as_admin else user).headers, "Content-Type": "application/json"}
-    data = None if body is None else body if isinstance(body, str) else json.dumps(body)
-    resp = client.open(path, method=method, headers=headers, data=data)
-    assert resp.status_code == expected, resp.get_data(as_text=True)
-    error = resp.get_json()["error"]
-    name = "OpenAIError" if path.startswith("/v1/") else "ApiValidationError"
-    doc = openapi_doc.document()
-    jsonschema_rs.validate({**doc["components"]["schemas"][name], "components": doc["components"]},
-                           resp.get_json())
-    assert "internal_error" not in str(error)
 
 
 def test_zz_the_run_stayed_on_this_machine_and_reached_real_code(fuzz_env: FuzzEnv) -> None:

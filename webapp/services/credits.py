@@ -33,7 +33,7 @@ def reserve(db: Database, user_id: str, request_id: str, amount: int, cap: int |
     Idempotent by request id, so retried like settle and refund when the connection dies mid-call."""
 
     def run() -> int:
-        with db.as_service() as conn:
+        with db.service_statement() as conn:
             return credits_repo.reserve(conn, user_id, request_id, amount, cap)
 
     try:
@@ -71,7 +71,7 @@ def retry(fn: Callable[[], T]) -> T:
 
 def settle(db: Database, request_id: str, actual: int) -> int:
     def run() -> int:
-        with db.as_service() as conn:
+        with db.service_statement() as conn:
             return credits_repo.settle(conn, request_id, actual)
 
     return retry(run)
@@ -79,7 +79,7 @@ def settle(db: Database, request_id: str, actual: int) -> int:
 
 def refund(db: Database, request_id: str) -> int:
     def run() -> int:
-        with db.as_service() as conn:
+        with db.service_statement() as conn:
             return credits_repo.refund(conn, request_id)
 
     return retry(run)

@@ -112,8 +112,8 @@ class Gateway:
     def context(self, user_id: str,
                 admission: context_repo.Admission | None = None) -> tuple[context_repo.UserContext, Any]:
         def run() -> context_repo.UserContext:
-            with self.db.as_service() as conn:
-                return context_repo.load(conn, user_id, admission)
+            with self.db.service_statement() as conn:
+                return context_repo.load(conn, user_id, admission)  # type: ignore[arg-type]
 
         # Safe to repeat when the outcome is unknown (connection killed mid-transaction): a read, plus
         # gateway_admit, whose stream-slot insert tolerates its own request id.
@@ -137,8 +137,8 @@ class Gateway:
 
     def _release_stream(self, request_id: str) -> None:
         def run() -> None:
-            with self.db.as_service() as conn:
-                context_repo.release_stream(conn, request_id)
+            with self.db.service_statement() as conn:
+                context_repo.release_stream(conn, request_id)  # type: ignore[arg-type]
 
         try:
             credits.retry(run)  # an idempotent delete: retried like settle and refund
