@@ -58,4 +58,6 @@ def models() -> Any:
 
 @bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
 def unknown(rest: str) -> Response:
+    if rest.rstrip("/") in ("chat/completions", "models"):
+        raise AppError(f"/v1/{rest} does not accept {request.method}.", code="method_not_allowed", status=405)
     raise AppError(f"Unknown endpoint /v1/{rest}.", code="unknown_url", status=404)

@@ -266,7 +266,7 @@ def _validate_models(value: Any, errors: dict[str, str]) -> list[tuple[str, int,
 # -- writing ------------------------------------------------------------------------------------------------------
 
 def _provider_state(p: Provider) -> dict[str, Any]:
-    return {c: (str(getattr(p, c).normalize()) if c == "credit_multiplier" else getattr(p, c))
+    return {c: (format(getattr(p, c).normalize(), "f") if c == "credit_multiplier" else getattr(p, c))
             for c in admin_repo.PROVIDER_EDITABLE}
 
 
@@ -433,7 +433,7 @@ def provider_dict(v: ProviderView, *, with_keys: bool = False) -> dict[str, Any]
     out: dict[str, Any] = {
         "id": p.id, "slug": p.slug, "name": p.name, "api_style": p.api_style, "base_url": p.base_url,
         "default_model": p.default_model, "enabled": p.enabled,
-        "credit_multiplier": str(p.credit_multiplier.normalize()), "byok_allowed": p.byok_allowed,
+        "credit_multiplier": format(p.credit_multiplier.normalize(), "f"), "byok_allowed": p.byok_allowed,
         "custom_base_url_allowed": p.custom_base_url_allowed, "sort_order": p.sort_order,
         "models": [{"id": r.id, "model": r.model, "input_rate": r.input_rate, "output_rate": r.output_rate,
                     "input_per_1k": format_credits(r.input_rate), "output_per_1k": format_credits(r.output_rate),

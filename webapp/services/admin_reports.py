@@ -152,7 +152,7 @@ def log_dict(e: admin_repo.LogEntry) -> dict[str, Any]:
                           if e.admin_key_id else None),
             "tokens_in": e.tokens_in, "tokens_out": e.tokens_out, "usage": e.usage_source,
             "credits": format_credits(e.credits), "credits_micro": e.credits,
-            "multiplier": str(e.multiplier.normalize()) if e.multiplier is not None else None,
+            "multiplier": format(e.multiplier.normalize(), "f") if e.multiplier is not None else None,
             "fallback_path": list(e.fallback_path), "stream": e.stream, "status": e.status,
             "error_code": e.error_code, "latency_ms": e.latency_ms, "created_at": e.created_at.isoformat()}
 

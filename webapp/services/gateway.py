@@ -59,7 +59,7 @@ class Receipt:
             "X-Switchboard-Provider": self.provider,
             "X-Switchboard-Model": self.model,
             "X-Switchboard-Key-Source": self.key_source,
-            "X-Switchboard-Multiplier": f"{self.multiplier.normalize()}",
+            "X-Switchboard-Multiplier": format(self.multiplier.normalize(), "f"),
             "X-Switchboard-Fallback": " > ".join(self.fallback_path),
         }
         if final:
@@ -71,7 +71,8 @@ class Receipt:
 
     def as_dict(self) -> dict[str, Any]:
         return {"request_id": self.request_id, "mode": self.mode, "provider": self.provider, "model": self.model,
-                "credits": credits.format_credits(self.credits), "multiplier": str(self.multiplier.normalize()),
+                "credits": credits.format_credits(self.credits),
+                "multiplier": format(self.multiplier.normalize(), "f"),
                 "usage": self.usage_source, "fallback_path": self.fallback_path}
 
 

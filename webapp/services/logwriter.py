@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Any
 
+import psycopg
+
 from webapp.db import Database
 from webapp.repos import request_logs
 from webapp.repos import user_keys as keys_repo
@@ -60,6 +62,13 @@ class LogWriter:
                     request_logs.insert_many(conn, [r for r, _ in rows])
                     for key_id in {k for _, k in rows if k}:
                         keys_repo.touch_last_used(conn, key_id)
+                return
+            except psycopg.DataError:
+                if len(rows) > 1:  # one bad row must not take its batch with it: write them one by one
+                    for row in rows:
+                        self._write([row])
+                else:
+                    log.error("request log row %s refused by the database", rows[0][0].request_id)
                 return
             except Exception as exc:  # the gateway keeps serving; the receipt headers already went out
                 log.warning("writing %d request log rows failed (attempt %d): %s", len(rows), attempt + 1,

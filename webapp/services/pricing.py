@@ -19,6 +19,6 @@ def public_providers(db: Database) -> list[dict[str, Any]]:
                    "output_per_1k": format_credits(r.output_rate), "context_window": r.context_window}
                   for r in rates if r.provider_id == p.id]
         out.append({"slug": p.slug, "name": p.name, "api_style": p.api_style,
-                    "multiplier": str(p.credit_multiplier.normalize()), "byok_allowed": p.byok_allowed,
+                    "multiplier": format(p.credit_multiplier.normalize(), "f"), "byok_allowed": p.byok_allowed,
                     "default_model": p.default_model, "models": models})
     return out

@@ -34,7 +34,7 @@ def quote(payload: Any, ctx: UserContext, catalog: Catalog, member_ready: Any) -
             micro = cost(prompt_tokens, max_tokens, rate.input_rate, rate.output_rate, provider.credit_multiplier)
             routes.append({"mode": "member", "provider": slug, "model": model, "prompt_tokens": prompt_tokens,
                            "max_credits": format_credits(micro), "max_credits_micro": micro,
-                           "multiplier": str(provider.credit_multiplier.normalize()),
+                           "multiplier": format(provider.credit_multiplier.normalize(), "f"),
                            "context_window": rate.context_window, "fits": fits})
         if slug in key_slugs and provider.byok_allowed:
             routes.append({"mode": "byok", "provider": slug, "model": model, "prompt_tokens": prompt_tokens,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from flask import Flask
 
 # htmx works under a strict script policy: no inline scripts, no hx-on, no eval (htmx-config disables it).
@@ -24,6 +26,10 @@ def register_web(app: Flask) -> None:
 
     for bp in (auth.bp, pages.bp, settings_page.bp, admin.bp):
         app.register_blueprint(bp)
+
+    @app.template_filter("multiplier")
+    def _multiplier(value: Decimal) -> str:
+        return format(value.normalize(), "f")  # 10, not Decimal's "1E+1"
 
     @app.after_request
     def _headers(resp):  # type: ignore[no-untyped-def]
