@@ -385,6 +385,16 @@ def test_gotrue_server_errors_are_503(sb_client: FlaskClient, gotrue: FakeGoTrue
     assert "sign-in service is unavailable" in resp.get_data(as_text=True)
 
 
+def test_gotrue_rate_limit_is_a_429_with_the_message_beside_the_form(sb_client: FlaskClient,
+                                                                       gotrue: FakeGoTrue) -> None:
+    user = gotrue.add_user(new_email(), PASSWORD)
+    gotrue.fail_status = 429
+    resp = sign_in(sb_client, user.email, PASSWORD)
+    assert resp.status_code == 429
+    assert "Too many sign-in attempts" in resp.get_data(as_text=True)
+    assert "sb" not in web_session(sb_client)
+
+
 def test_refresh_with_gotrue_down_signs_out_cleanly(sb_client: FlaskClient, gotrue: FakeGoTrue) -> None:
     user = gotrue.add_user(new_email(), PASSWORD)
     assert sign_in(sb_client, user.email, PASSWORD).status_code == 302

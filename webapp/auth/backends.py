@@ -14,7 +14,7 @@ import psycopg
 from webapp.auth.tokens import mint_access_token
 from webapp.config import Settings
 from webapp.db import Database
-from webapp.errors import AppError, Conflict, Unauthorized, ValidationError
+from webapp.errors import AppError, Conflict, RateLimited, Unauthorized, ValidationError
 from webapp.repos import users as users_repo
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
@@ -133,6 +133,9 @@ class SupabaseBackend:
             if getattr(exc, "code", None) in ("user_already_exists", "email_exists"):
                 raise Conflict("An account with this email already exists.", code="email_taken",
                                field="email") from None
+            if status == 429:
+                raise RateLimited("Too many sign-in attempts. Wait a minute and try again.",
+                                  code="auth_rate_limited", headers={"Retry-After": "60"}) from None
             if status in (400, 401, 403, 422):
                 raise Unauthorized(exc.message or "Sign-in refused.", code=getattr(exc, "code", None)
                                    or "invalid_credentials") from None

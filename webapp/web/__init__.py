@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from flask import Flask
+from flask import Flask, request
 
 # htmx works under a strict script policy: no inline scripts, no hx-on, no eval (htmx-config disables it).
 # Inline style attributes stay allowed for htmx's swap transitions and the SVG charts.
@@ -35,6 +35,8 @@ def register_web(app: Flask) -> None:
     def _headers(resp):  # type: ignore[no-untyped-def]
         if not resp.headers.get("Vary", "").count("HX-Request"):
             resp.vary.add("HX-Request")
+        if request.path.startswith(("/api/", "/v1/")):
+            resp.vary.add("Origin")  # CORS answers differ by origin: never let a shared cache mix them
         for name, value in SECURITY_HEADERS.items():
             resp.headers.setdefault(name, value)
         if app.config["SESSION_COOKIE_SECURE"]:
