@@ -110,7 +110,7 @@ class Stack:
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> Proc:
         log_path = self.workdir / f"{name}.log"
         with open(log_path, "wb") as log:
-            popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
+            popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         proc = Proc(name, popen, log_path)
         self.procs.append(proc)
@@ -271,7 +271,7 @@ def warm(target: Target, stream: bool, connections: int, per_conn: int) -> int:
 
 
 def loadgen(job: dict[str, Any], timeout: float) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, str(BENCH / "loadgen.py"), json.dumps(job)], cwd=ROOT,  # noqa: S603
+    out = subprocess.run([sys.executable, str(BENCH / "loadgen.py"), json.dumps(job)], cwd=ROOT,
                          capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed: {out.stderr.decode(errors='replace')[-2000:]}")
@@ -378,7 +378,7 @@ def _throughput(target: Target, stream: bool, args: argparse.Namespace, workdir:
         script.write_text(WRK_LUA % {"body": target.body(stream), "auth": target.auth, "auths": auths})
         argv = [shutil.which("wrk") or "wrk", "-t", str(args.wrk_threads), "-c", str(args.connections),
                 "-d", f"{args.duration}s", "--timeout", "10s", "-s", str(script), target.url]
-        out = subprocess.run(argv,  # noqa: S603
+        out = subprocess.run(argv,
                              capture_output=True, timeout=args.duration + 60, stdin=subprocess.DEVNULL, text=True)
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
         if out.returncode != 0 or line is None:
@@ -393,7 +393,7 @@ def _throughput(target: Target, stream: bool, args: argparse.Namespace, workdir:
     jobs = []
     for i in range(procs):
         threads = args.connections // procs + (1 if i < args.connections % procs else 0)
-        jobs.append(subprocess.Popen(  # noqa: S603
+        jobs.append(subprocess.Popen(
             [sys.executable, str(BENCH / "loadgen.py"), json.dumps({
                 "mode": "throughput", "url": target.url, "headers": target.headers(), "body": target.body(stream),
                 "stream": stream, "threads": threads, "duration": args.duration, "start_at": start_at,

@@ -187,7 +187,7 @@ def start_gunicorn(config: str, env: dict[str, str], port: int, log: Path) -> Se
         raise ValueError(f"unknown worker configuration {config!r} (gthread:N or gevent:N)")
     gunicorn = Path(sys.executable).parent / "gunicorn"
     with log.open("wb") as out:
-        popen = subprocess.Popen(  # noqa: S603 - fixed command line
+        popen = subprocess.Popen(
             [str(gunicorn), "-c", str(ROOT / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}",
              *extra, "wsgi:app"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -433,7 +433,7 @@ def gevent_check() -> str:
     code = ("from gevent import monkey; monkey.patch_all()\n"
             "import psycopg.waiting, requests, urllib3, socket\n"
             "print(psycopg.waiting.wait.__name__, monkey.is_module_patched('socket'))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)  # noqa: S603
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     if out.returncode != 0:
         return "gevent not usable: " + out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "?"
     wait, patched = out.stdout.split()
@@ -480,7 +480,7 @@ def main() -> int:
     rows = []
     try:
         up_port = free_port()
-        upstream = subprocess.Popen(  # noqa: S603 - this very script
+        upstream = subprocess.Popen(
             [sys.executable, __file__, "--upstream", str(up_port), "--seconds", str(args.seconds),
              "--interval", str(args.interval)], stdout=subprocess.PIPE, start_new_session=True)
         assert upstream.stdout is not None

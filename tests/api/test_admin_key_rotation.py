@@ -23,8 +23,8 @@ from webapp.crypto import KeyRing, admin_aad, byok_aad
 from webapp.db import Database
 from webapp.repos import credits as credits_repo
 
-ADMIN_SECRET = "sk-rotation-admin-3c4d5e6f7a8b"  # noqa: S105  (a canary, not a credential)
-BYOK_SECRET = "sk-rotation-byok-9e8d7c6b5a4f"  # noqa: S105
+ADMIN_SECRET = "sk-rotation-admin-3c4d5e6f7a8b"
+BYOK_SECRET = "sk-rotation-byok-9e8d7c6b5a4f"
 NEW_KEY = "k2:" + base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 

@@ -206,7 +206,7 @@ def test_keys_page_revoke(client: FlaskClient, admin: Any, prov: tuple[str, str]
 
 def test_keys_page_shows_environment_keys_masked(settings: Settings, admin: Any, make_user: Any,
                                                  admin_conn: psycopg.Connection) -> None:
-    secret = "sk-env-groq-never-shown-4k2j"  # noqa: S105  (a canary)
+    secret = "sk-env-groq-never-shown-4k2j"
     app = create_app(settings.with_overrides(admin_env_keys={"groq": secret}))
     try:
         client = app.test_client()

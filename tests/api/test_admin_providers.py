@@ -263,7 +263,7 @@ def test_multiplier_bounds_come_from_configuration(settings: Settings, admin: An
 
 
 def test_settings_providers_shows_environment_keys_masked(settings: Settings, admin: Any) -> None:
-    secret = "sk-env-key-never-shown-9z8y"  # noqa: S105  (a canary)
+    secret = "sk-env-key-never-shown-9z8y"
     app = create_app(settings.with_overrides(admin_env_keys={"openai": secret}))
     try:
         resp = app.test_client().get("/api/admin/settings/providers", headers=admin.headers)

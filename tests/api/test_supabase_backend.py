@@ -24,7 +24,7 @@ from webapp.auth.backends import SupabaseBackend
 from webapp.config import load_settings
 
 ANON_KEY = "anon-test-key"
-PASSWORD = "correct horse battery"  # noqa: S105 - a test user's password
+PASSWORD = "correct horse battery"
 
 
 def _mirror_into_auth_users(admin_url: str) -> Any:

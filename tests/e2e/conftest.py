@@ -60,7 +60,8 @@ def _provider(conn: psycopg.Connection, slug: str, style: str, base: str, mult: 
         """insert into public.llm_providers (slug, name, api_style, base_url, default_model, enabled,
                credit_multiplier, byok_allowed, custom_base_url_allowed, sort_order)
            values (%s, %s, %s, %s, 'echo-1', true, %s, true, true, %s)
-           on conflict (slug) do update set base_url = excluded.base_url, credit_multiplier = excluded.credit_multiplier,
+           on conflict (slug) do update set base_url = excluded.base_url,
+               credit_multiplier = excluded.credit_multiplier,
                enabled = true
            returning id::text""",
         [slug, slug.upper(), style, base, mult, order]).fetchone()

@@ -6,9 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
-import shutil
 import subprocess
 import tempfile
 import time
@@ -48,7 +48,7 @@ def test_make_run_from_a_clean_clone_serves_sign_in_and_the_printed_admin_signs_
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "TIKTOKEN_CACHE_DIR", "VIRTUAL_ENV"}}
     env.update(PORT=str(port), ADMIN_EMAIL="first-admin@example.test")
-    log = (tmp_path / "run.log").open("w+")  # noqa: SIM115 (closed in finally)
+    log = (tmp_path / "run.log").open("w+")
     proc = subprocess.Popen(["make", "run"], cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:

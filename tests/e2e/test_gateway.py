@@ -375,3 +375,15 @@ def test_zz_canary_keys_never_appear_in_logs_rows_or_responses(gw: Gateway, db: 
     for secret in CANARY.values():
         for where, text in haystacks.items():
             assert secret not in text, f"a key leaked into {where}"
+
+
+def test_every_v1_answer_carries_a_request_id(gw: Gateway, member: Any, make_user: Any) -> None:
+    ok = requests.post(gw.url + "/v1/chat/completions", headers=member.headers, timeout=10,
+                       json={"model": "echo-1", "messages": MSG})
+    poor = make_user()
+    short = requests.post(gw.url + "/v1/chat/completions", headers=poor.headers, timeout=10,
+                          json={"model": "echo-1", "messages": MSG})
+    anonymous = requests.get(gw.url + "/v1/models", timeout=10)
+    assert (ok.status_code, short.status_code, anonymous.status_code) == (200, 402, 401)
+    for resp in (ok, short, anonymous):
+        assert len(resp.headers["X-Request-Id"]) == 36

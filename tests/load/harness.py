@@ -62,7 +62,7 @@ class GunicornServer:
         gunicorn = Path(sys.executable).parent / "gunicorn"
         self._log = self.log_path.open("wb")
         config = Path(__file__).with_name("gunicorn_load.conf.py")
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed command line
+        self.proc = subprocess.Popen(
             [str(gunicorn), "-c", str(config), "--bind", f"127.0.0.1:{self.port}", "wsgi:app"],
             cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout

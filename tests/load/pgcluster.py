@@ -78,7 +78,7 @@ class PrivateCluster:
         return cluster
 
     def _run(self, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603 - PostgreSQL's own tools, fixed arguments
+        return subprocess.run(
             _as_postgres(args), cwd="/", check=True, capture_output=True, text=True, timeout=timeout)
 
     def _initdb(self) -> None:

@@ -146,7 +146,7 @@ def llama_server(
     with tempfile.TemporaryDirectory(prefix="llama-server-") as tmp:
         log_path = Path(tmp) / "server.log"
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(  # noqa: S603 - fixed command line
+            process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
         try:

@@ -15,7 +15,7 @@ KEY1 = base64.urlsafe_b64encode(b"\x01" * 32).decode()
 KEY2 = base64.urlsafe_b64encode(b"\x02" * 32).decode()
 SECRET_KEY = "s3cret-" + "k" * 40
 JWT_SECRET = "jwt-secret-" + "j" * 40
-DB_PASSWORD = "db-pass-word-123"  # noqa: S105 - a fake, asserted to stay hidden
+DB_PASSWORD = "db-pass-word-123"
 ANON_KEY = "anon-key-value-0123456789"
 OPENAI_KEY = "sk-proj-" + "o" * 40
 

@@ -86,7 +86,7 @@ def test_jwts_are_redacted_anywhere() -> None:
 
 
 def test_explicit_secrets_are_redacted() -> None:
-    secret = "my-lmstudio-key+/=="  # noqa: S105 - not shaped like any known key
+    secret = "my-lmstudio-key+/=="
     out = redact(f"POST failed with key {secret} and again {secret}", secret, None, "")
     assert secret not in out and out.count("[redacted]") == 2
 

@@ -162,7 +162,7 @@ def _corrupt_source(tmp_path: Path) -> Path:
 def test_script_fails_on_hash_mismatch(tmp_path: Path) -> None:
     source = _corrupt_source(tmp_path)
     dest = tmp_path / "cache"
-    result = subprocess.run(  # noqa: S603 - our own script, fixed arguments
+    result = subprocess.run(
         [sys.executable, str(SCRIPT), str(dest), "--source-dir", str(source)],
         capture_output=True,
         text=True,
@@ -177,7 +177,7 @@ def test_script_fails_on_hash_mismatch(tmp_path: Path) -> None:
 
 
 def test_script_cli_fills_the_cache(tmp_path: Path) -> None:
-    result = subprocess.run(  # noqa: S603 - our own script, fixed arguments
+    result = subprocess.run(
         [sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -30,6 +31,13 @@ def _byok_headers() -> ByokHeaders | None:
                        field="X-BYOK-Base-URL")
     return ByokHeaders(api_key=key, provider=request.headers.get("X-BYOK-Provider", "").strip() or None,
                        base_url=base_url)
+
+
+@bp.after_request
+def _request_id(resp: Response) -> Response:
+    # Answers that never reached the gateway (401, 404, 413) get an id as well.
+    resp.headers.setdefault("X-Request-Id", str(uuid.uuid4()))
+    return resp
 
 
 @bp.post("/chat/completions")

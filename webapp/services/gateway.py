@@ -170,9 +170,17 @@ class Gateway:
     # -- chat --------------------------------------------------------------------------------------------
     def chat(self, claims: dict[str, Any], body: Any, task_header: str | None,
              byok: router.ByokHeaders | None) -> ChatResult:
+        request_id = str(uuid.uuid4())
+        try:
+            return self._chat(request_id, claims, body, task_header, byok)
+        except AppError as exc:  # errors carry their request id too, so a user can quote it
+            exc.headers.setdefault("X-Request-Id", request_id)
+            raise
+
+    def _chat(self, request_id: str, claims: dict[str, Any], body: Any, task_header: str | None,
+              byok: router.ByokHeaders | None) -> ChatResult:
         started = time.monotonic()
         user_id = str(claims["sub"])
-        request_id = str(uuid.uuid4())
         req = chat_request.parse(body, task_header, max_messages=self.settings.max_messages,
                                  max_tokens_ceiling=self.settings.max_tokens_ceiling)
         ctx, catalog = self._admit(user_id, request_id, req.stream)
