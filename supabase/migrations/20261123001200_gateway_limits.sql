@@ -21,7 +21,9 @@ grant select, insert, update, delete on public.rate_limit_windows, public.active
 
 -- Admit one request or say why not. The upsert on the user's window row locks it for the rest of the
 -- transaction, so concurrent requests of one user are counted one after another (each statement below takes a
--- fresh snapshot). Streams older than p_stale_seconds are presumed abandoned by a crashed worker.
+-- fresh snapshot). Streams older than p_stale_seconds are presumed abandoned by a crashed worker. Safe to call
+-- again for the same request when the first call's outcome is unknown (connection lost at commit): the stream slot
+-- insert then finds its own row.
 create or replace function public.gateway_admit(
   p_user uuid, p_per_minute integer, p_stream_request uuid, p_max_streams integer, p_stale_seconds integer
 ) returns jsonb
@@ -44,13 +46,17 @@ begin
       'retry_after', greatest(1, ceil(extract(epoch from (v_start + interval '1 minute' - now())))::int));
   end if;
   if p_stream_request is not null then
+    if exists (select 1 from public.active_streams where request_id = p_stream_request) then
+      return jsonb_build_object('ok', true);
+    end if;
     delete from public.active_streams
       where user_id = p_user and started_at < now() - make_interval(secs => p_stale_seconds);
     select count(*) into v_streams from public.active_streams where user_id = p_user;
     if p_max_streams > 0 and v_streams >= p_max_streams then
       return jsonb_build_object('ok', false, 'reason', 'streams', 'retry_after', 1);
     end if;
-    insert into public.active_streams (request_id, user_id) values (p_stream_request, p_user);
+    insert into public.active_streams (request_id, user_id) values (p_stream_request, p_user)
+      on conflict (request_id) do nothing;
   end if;
   return jsonb_build_object('ok', true);
 end
