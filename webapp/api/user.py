@@ -20,8 +20,11 @@ def _svc() -> Any:
 
 
 def _catalog() -> Any:
-    # Version-checked against the database, so an admin change made through another worker is seen here too.
-    return _svc().gateway.context(str(g.claims["sub"]))[1]
+    # Version-checked against the database (once per request), so an admin change made through another worker
+    # is seen here too.
+    if "catalog" not in g:
+        g.catalog = _svc().gateway.context(str(g.claims["sub"]))[1]
+    return g.catalog
 
 
 @bp.get("/settings")
