@@ -82,8 +82,9 @@ EMPTY: Schema = {"type": "string", "maxLength": 0, "description": "Empty: the de
 
 
 def or_empty(schema: Schema) -> Schema:
-    """A query parameter that may also be sent empty (`?page=`), which means its default, as HTML forms send it."""
-    return {"anyOf": [schema, EMPTY]}
+    """A query parameter that may also be sent empty (`?page=`), which means its default, as HTML forms send it.
+    `null` is listed too: on the wire a null query value is that same empty string."""
+    return {"anyOf": [schema, EMPTY, {"type": "null"}]}
 
 
 def filter_param(core: str, description: str) -> Schema:
@@ -713,7 +714,8 @@ def _user_paths() -> dict[str, Schema]:
                        parameters=[
                            _param("from", "query", or_empty(DATE), "First day (default: 29 days before `to`)."),
                            _param("to", "query", or_empty(DATE), "Last day (default: today, UTC)."),
-                           _param("group_by", "query", array(string(enum=["day", "provider", "model", "mode", ""])),
+                           _param("group_by", "query",
+                                  or_empty(array(string(enum=["day", "provider", "model", "mode", ""]))),
                                   "Comma-separated groups (default: day,provider); empty items are ignored.",
                                   style="form", explode=False),
                        ]),
