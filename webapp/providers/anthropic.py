@@ -12,10 +12,9 @@ from webapp.providers.base import Adapter, Target, UpstreamFailure, UpstreamStre
 from webapp.providers.openai_compat import model_ids
 from webapp.providers.sse import SSEEvent
 from webapp.providers.transport import (
-    ResponseStream,
-    ensure_event_stream,
     error_body,
     join_url,
+    open_event_stream,
     protocol_error,
     read_json,
     send,
@@ -383,13 +382,7 @@ class AnthropicAdapter(Adapter):
     def open_stream(self, target: Target, body: dict[str, Any]) -> UpstreamStream:
         url = join_url(target.base_url, "messages")
         request = {**to_anthropic_request(body), "stream": True}
-        resp = send(target, "POST", url, headers=_headers(target, stream=True), json_body=request)
-        ensure_event_stream(resp, url)
-
-        def translate(events: Iterable[SSEEvent]) -> Iterator[dict[str, Any]]:
-            return translate_anthropic_events(events, url, target.api_key)
-
-        return ResponseStream(resp, target, url, translate)
+        return open_event_stream(target, url, _headers(target, stream=True), request, translate_anthropic_events)
 
     def list_models(self, target: Target) -> list[str]:
         url = join_url(target.base_url, "models")

@@ -10,10 +10,9 @@ from typing import Any
 from webapp.providers.base import Adapter, Target, UpstreamFailure, UpstreamStream
 from webapp.providers.sse import SSEEvent
 from webapp.providers.transport import (
-    ResponseStream,
-    ensure_event_stream,
     error_body,
     join_url,
+    open_event_stream,
     protocol_error,
     read_json,
     send,
@@ -71,13 +70,7 @@ class OpenAICompatAdapter(Adapter):
         url = join_url(target.base_url, "chat/completions")
         if body.get("stream") is not True:
             body = {**body, "stream": True}
-        resp = send(target, "POST", url, headers=_headers(target, stream=True), json_body=body)
-        ensure_event_stream(resp, url)
-
-        def translate(events: Iterable[SSEEvent]) -> Iterator[dict[str, Any]]:
-            return translate_openai_events(events, url, target.api_key)
-
-        return ResponseStream(resp, target, url, translate)
+        return open_event_stream(target, url, _headers(target, stream=True), body, translate_openai_events)
 
     def list_models(self, target: Target) -> list[str]:
         url = join_url(target.base_url, "models")

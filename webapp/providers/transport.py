@@ -447,3 +447,12 @@ class ResponseStream(UpstreamStream):
 
     def __repr__(self) -> str:
         return f"<ResponseStream {safe_url(self._url)}>"
+
+
+def open_event_stream(target: Target, url: str, headers: dict[str, str], body: dict[str, Any],
+                      translate: Callable[[Iterable[SSEEvent], str, str | None], Iterator[dict[str, Any]]]
+                      ) -> ResponseStream:
+    """POST a streaming request and return its SSE body translated into OpenAI chunks (every wire format)."""
+    resp = send(target, "POST", url, headers=headers, json_body=body)
+    ensure_event_stream(resp, url)
+    return ResponseStream(resp, target, url, lambda events: translate(events, url, target.api_key))

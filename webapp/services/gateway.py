@@ -164,8 +164,7 @@ class Gateway:
         return out
 
     def member_ready(self, provider: Any, catalog: Any) -> bool:
-        return bool(catalog.admin_keys.get(provider.slug)) or provider.slug in self.settings.admin_env_keys or \
-            router.is_local_url(provider.base_url)
+        return router.member_ready(provider, catalog, self.settings)
 
     # -- chat --------------------------------------------------------------------------------------------
     def chat(self, claims: dict[str, Any], body: Any, task_header: str | None,

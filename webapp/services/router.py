@@ -176,6 +176,13 @@ def _admin_secret(provider: Provider, catalog: Catalog, keyring: KeyRing) -> tup
     return None
 
 
+def member_ready(provider: Provider, catalog: Catalog, settings: Settings) -> bool:
+    """Whether member mode has a way to serve this provider: the same sources, in the same order, as
+    `_member_routes` (a stored admin key, an environment key, or a keyless local engine)."""
+    return bool(catalog.admin_keys.get(provider.slug)) or provider.slug in settings.admin_env_keys \
+        or is_local_url(provider.base_url)
+
+
 def _member_routes(pairs: list[tuple[str, str]], catalog: Catalog, settings: Settings,
                    keyring: KeyRing) -> list[Route]:
     routes = []
