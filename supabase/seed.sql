@@ -17,25 +17,25 @@ values
   ('ollama',    'Ollama',        'openai',    'http://127.0.0.1:11434/v1',                    'llama3.2',                true, 0.1, true, true,  80)
 on conflict (slug) do nothing;
 
-insert into public.llm_model_rates (provider_id, model, input_rate, output_rate, context_window)
-select p.id, r.model, r.input_rate, r.output_rate, r.context_window
+insert into public.llm_model_rates (provider_id, model, input_rate, output_rate, context_window, max_output_tokens)
+select p.id, r.model, r.input_rate, r.output_rate, r.context_window, r.max_output_tokens
 from (values
-  ('openai',    'gpt-4o-mini',               150,   600,  128000),
-  ('openai',    'gpt-4o',                   2500, 10000,  128000),
-  ('openai',    'gpt-4.1-mini',              400,  1600, 1047576),
-  ('github',    'openai/gpt-4o-mini',        150,   600,  128000),
-  ('github',    'openai/gpt-4.1-mini',       400,  1600, 1047576),
-  ('anthropic', 'claude-haiku-4-5',         1000,  5000,  200000),
-  ('anthropic', 'claude-sonnet-4-5',        3000, 15000,  200000),
-  ('google',    'gemini-2.5-flash',          300,  2500, 1048576),
-  ('google',    'gemini-2.5-flash-lite',     100,   400, 1048576),
-  ('groq',      'llama-3.3-70b-versatile',   590,   790,  131072),
-  ('groq',      'llama-3.1-8b-instant',       50,    80,  131072),
-  ('mistral',   'mistral-small-latest',      100,   300,  131072),
-  ('mistral',   'mistral-large-latest',     2000,  6000,  131072),
-  ('lmstudio',  'local-model',                 1,     1,    8192),
-  ('ollama',    'llama3.2',                    1,     1,  131072),
-  ('ollama',    'smollm2',                     1,     1,    8192)
-) as r (slug, model, input_rate, output_rate, context_window)
+  ('openai',    'gpt-4o-mini',               150,   600,  128000,  16384),
+  ('openai',    'gpt-4o',                   2500, 10000,  128000,  16384),
+  ('openai',    'gpt-4.1-mini',              400,  1600, 1047576,  32768),
+  ('github',    'openai/gpt-4o-mini',        150,   600,  128000,  16384),
+  ('github',    'openai/gpt-4.1-mini',       400,  1600, 1047576,  32768),
+  ('anthropic', 'claude-haiku-4-5',         1000,  5000,  200000,  64000),
+  ('anthropic', 'claude-sonnet-4-5',        3000, 15000,  200000,  64000),
+  ('google',    'gemini-2.5-flash',          300,  2500, 1048576,  65536),
+  ('google',    'gemini-2.5-flash-lite',     100,   400, 1048576,  65536),
+  ('groq',      'llama-3.3-70b-versatile',   590,   790,  131072,  32768),
+  ('groq',      'llama-3.1-8b-instant',       50,    80,  131072, 131072),
+  ('mistral',   'mistral-small-latest',      100,   300,  131072,  32768),
+  ('mistral',   'mistral-large-latest',     2000,  6000,  131072,  32768),
+  ('lmstudio',  'local-model',                 1,     1,    8192,   4096),
+  ('ollama',    'llama3.2',                    1,     1,  131072,   8192),
+  ('ollama',    'smollm2',                     1,     1,    8192,   4096)
+) as r (slug, model, input_rate, output_rate, context_window, max_output_tokens)
 join public.llm_providers p on p.slug = r.slug
 on conflict (provider_id, model) do nothing;

@@ -22,6 +22,7 @@ class Provider:
     byok_allowed: bool
     custom_base_url_allowed: bool
     sort_order: int
+    free_for_byok: bool = False  # a keyless engine may serve BYOK requests at its own address
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class ModelRate:
     input_rate: int
     output_rate: int
     context_window: int
+    max_output_tokens: int = 4096
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class AdminKey:
 
 
 _PROVIDER_COLS = ("id::text as id, slug, name, api_style, base_url, default_model, enabled, credit_multiplier,"
-                  " byok_allowed, custom_base_url_allowed, sort_order")
+                  " byok_allowed, custom_base_url_allowed, sort_order, free_for_byok")
 
 
 def list_providers(conn: psycopg.Connection) -> list[Provider]:
@@ -56,8 +58,8 @@ def list_providers(conn: psycopg.Connection) -> list[Provider]:
 
 def list_rates(conn: psycopg.Connection) -> list[ModelRate]:
     with conn.cursor(row_factory=class_row(ModelRate)) as cur:
-        cur.execute("select provider_id::text as provider_id, model, input_rate, output_rate, context_window"
-                    " from public.llm_model_rates order by model")
+        cur.execute("select provider_id::text as provider_id, model, input_rate, output_rate, context_window,"
+                    " max_output_tokens from public.llm_model_rates order by model")
         return cur.fetchall()
 
 
