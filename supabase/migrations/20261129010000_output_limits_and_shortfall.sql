@@ -45,12 +45,13 @@ alter table public.llm_request_logs add column output_limit integer check (outpu
 alter table public.llm_request_logs add column shortfall bigint not null default 0 check (shortfall >= 0);
 create index llm_request_logs_shortfall_idx on public.llm_request_logs (created_at) where shortfall > 0;
 
--- Reserve as much as balance and monthly cap allow, between p_min and p_max. Idempotent by request id (a repeated
--- call returns the first reservation's amount). P0402 / P0403 when not even p_min fits; the error's DETAIL is what
--- was available, so the gateway can say what would fit.
+-- Reserve as much as balance and monthly cap allow, between p_min and p_max. Returns {amount, limited_by} where
+-- limited_by is null, 'balance' or 'monthly_cap'. Idempotent by request id (a repeated call returns the first
+-- reservation). P0402 / P0403 when not even p_min fits; the error's DETAIL is what was available, so the gateway
+-- can say what would fit.
 create or replace function public.credits_reserve_flex(
   p_user uuid, p_request uuid, p_min bigint, p_max bigint, p_monthly_cap bigint default null
-) returns bigint
+) returns jsonb
 language plpgsql
 set search_path = ''
 as $$
@@ -60,6 +61,7 @@ declare
   v_spent bigint;
   v_room bigint;
   v_amount bigint;
+  v_by text;
 begin
   if p_min < 0 or p_max < p_min then
     raise exception 'need 0 <= min <= max' using errcode = '22023';
@@ -70,12 +72,17 @@ begin
     if v_existing.user_id <> p_user then
       raise exception 'request id belongs to another user' using errcode = '22023';
     end if;
-    return v_existing.amount;
+    return jsonb_build_object('amount', v_existing.amount,
+                              'limited_by', case when v_existing.amount < p_max then 'balance' end);
   end if;
   if v_balance < p_min then
     raise exception 'insufficient credits' using errcode = 'P0402', detail = v_balance::text;
   end if;
-  v_amount := least(p_max, v_balance);
+  v_amount := p_max;
+  if v_balance < v_amount then
+    v_amount := v_balance;
+    v_by := 'balance';
+  end if;
   if p_monthly_cap is not null then
     select coalesce(sum(coalesce(charged, amount)), 0) into v_spent
       from public.credit_reservations
@@ -84,14 +91,17 @@ begin
     if v_room < p_min then
       raise exception 'monthly credit cap reached' using errcode = 'P0403', detail = v_room::text;
     end if;
-    v_amount := least(v_amount, v_room);
+    if v_room < v_amount then
+      v_amount := v_room;
+      v_by := 'monthly_cap';
+    end if;
   end if;
   insert into public.credit_reservations (request_id, user_id, amount) values (p_request, p_user, v_amount);
   update public.credit_accounts set balance = balance - v_amount, updated_at = now()
     where user_id = p_user returning balance into v_balance;
   insert into public.credit_ledger (user_id, kind, delta, balance_after, request_id)
     values (p_user, 'reserve', -v_amount, v_balance, p_request);
-  return v_amount;
+  return jsonb_build_object('amount', v_amount, 'limited_by', v_by);
 end
 $$;
 
@@ -194,3 +204,16 @@ grant execute on function public.credits_reserve_flex(uuid, uuid, bigint, bigint
 grant execute on function public.request_log_insert(jsonb, bigint, bigint) to service_role;
 grant execute on function public.credits_settle_logged(uuid, bigint, jsonb) to service_role;
 grant execute on function public.credits_refund_logged(uuid, jsonb) to service_role;
+
+-- Receipt rows the request log refused (their user was deleted meanwhile, a value out of range): kept here, with
+-- the reason, instead of being dropped; no foreign keys, service role only.
+create table public.request_log_rejects (
+  id bigint generated always as identity primary key,
+  request_id uuid not null,
+  row_data jsonb not null,
+  reason text not null,
+  created_at timestamptz not null default now()
+);
+alter table public.request_log_rejects enable row level security;
+revoke all on public.request_log_rejects from anon, authenticated, service_role;
+grant select, insert on public.request_log_rejects to service_role;

@@ -275,7 +275,14 @@ def test_settle_above_reservation_takes_at_most_the_balance(db: Database) -> Non
         assert credits.settle(conn, r, 5000) == 1000  # reservation 600 + the remaining balance 400
     st = assert_invariants(db, uid)
     assert st["balance"] == 0
-    assert st["ledger"][-1][1:] == ("settle", -400, 0, r)
+    assert st["ledger"][-2][1:] == ("settle", -400, 0, r)
+    # What could not be collected is recorded, never written off silently.
+    assert st["ledger"][-1][1:] == ("shortfall", 0, 0, r)
+    with db.as_service() as conn:
+        row = conn.execute("select uncollected from public.credit_ledger where request_id = %s and kind = "
+                           "'shortfall'", [r]).fetchone()
+        res = conn.execute("select shortfall from public.credit_reservations where request_id = %s", [r]).fetchone()
+    assert row == (4000,) and res == (4000,)
     assert st["reservations"][r] == (600, 1000, "settled", True)
 
 
@@ -482,6 +489,7 @@ def test_concurrent_reserve_then_settle_and_refund(big_db: Database, database_ur
             assert all(v == 0 for op, v in calls if op == "refund"), calls
             assert charged <= actual[r]
             assert closing["settle"] == (1 if charged != amount else 0)
+            assert closing["shortfall"] == (1 if charged < actual[r] else 0)  # never written off silently
             assert closing["refund"] == 0
             if charged < actual[r] and charged != amount:  # capped: the balance went to zero for it
                 row = next(x for x in st["ledger"] if x[4] == r and x[1] == "settle")
@@ -521,7 +529,8 @@ def test_concurrent_overruns_never_take_the_balance_below_zero(big_db: Database,
     assert sorted(charged.values()) == [CREDIT] * 7 + [1_100_000, 1_200_000, 1_200_000]
     for r, value in zip(tasks, results, strict=True):
         assert value == charged[r], "a duplicate settle returned a different charge"
-    assert kinds(st) == Counter({"grant": 1, "reserve": 10, "settle": 3})
+    # Seven settles found no balance left and one found only 100k of its 200k: eight shortfall rows.
+    assert kinds(st) == Counter({"grant": 1, "reserve": 10, "settle": 3, "shortfall": 8})
     assert min(watcher.samples) >= 0
 
 

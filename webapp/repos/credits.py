@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg.rows import class_row
@@ -43,6 +45,28 @@ def adjust(conn: psycopg.Connection, user_id: str, delta: int, reason: str, acto
 
 def reserve(conn: psycopg.Connection, user_id: str, request_id: str, amount: int, cap: int | None) -> int:
     row = conn.execute("select public.credits_reserve(%s, %s, %s, %s)", [user_id, request_id, amount, cap]).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def reserve_flex(conn: psycopg.Connection, user_id: str, request_id: str, minimum: int, maximum: int,
+                 cap: int | None) -> tuple[int, str | None]:
+    row = conn.execute("select public.credits_reserve_flex(%s, %s, %s, %s, %s)",
+                       [user_id, request_id, minimum, maximum, cap]).fetchone()
+    assert row is not None
+    return int(row[0]["amount"]), row[0]["limited_by"]
+
+
+def settle_logged(conn: psycopg.Connection, request_id: str, actual: int, receipt: dict[str, Any]) -> tuple[int, int]:
+    row = conn.execute("select public.credits_settle_logged(%s, %s, %s::jsonb)",
+                       [request_id, actual, json.dumps(receipt, default=str)]).fetchone()
+    assert row is not None
+    return int(row[0]["charged"]), int(row[0]["shortfall"])
+
+
+def refund_logged(conn: psycopg.Connection, request_id: str, receipt: dict[str, Any]) -> int:
+    row = conn.execute("select public.credits_refund_logged(%s, %s::jsonb)",
+                       [request_id, json.dumps(receipt, default=str)]).fetchone()
     assert row is not None
     return int(row[0])
 

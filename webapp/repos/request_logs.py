@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import json
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 
@@ -30,6 +31,8 @@ class RequestLog:
     stream: bool = False
     error_code: str | None = None
     latency_ms: int = 0
+    output_limit: int | None = None
+    shortfall: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,12 @@ def insert_many(conn: psycopg.Connection, rows: list[RequestLog]) -> None:
             f"insert into public.llm_request_logs ({cols}) values ({marks}) on conflict (request_id) do nothing",
             [[getattr(r, f) if f != "fallback_path" else (r.fallback_path or []) for f in _FIELDS] for r in rows],
         )
+
+
+def insert_reject(conn: psycopg.Connection, row: RequestLog, reason: str) -> None:
+    """Keep a receipt row the log table refused, with why."""
+    conn.execute("insert into public.request_log_rejects (request_id, row_data, reason) values (%s, %s::jsonb, %s)",
+                 [row.request_id, json.dumps(asdict(row), default=str), reason[:200]])
 
 
 def recent(conn: psycopg.Connection, user_id: str, limit: int = 50) -> list[LogRow]:

@@ -69,6 +69,55 @@ def retry(fn: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
+class Unaffordable(Exception):
+    """Not even the smallest reservation fits. `available` is what the balance (or the monthly cap) had left."""
+
+    def __init__(self, code: str, available: int) -> None:
+        super().__init__(code)
+        self.code, self.available = code, available
+
+
+def reserve_flex(db: Database, user_id: str, request_id: str, minimum: int, maximum: int,
+                 cap: int | None) -> tuple[int, str | None]:
+    """Reserve as much as balance and cap allow between `minimum` and `maximum`, in one locked statement.
+    Returns (amount, what limited it: None, "balance" or "monthly_cap"); raises Unaffordable."""
+
+    def run() -> tuple[int, str | None]:
+        with db.service_statement() as conn:
+            return credits_repo.reserve_flex(conn, user_id, request_id, minimum, maximum, cap)
+
+    try:
+        return retry(run)
+    except psycopg.Error as exc:
+        state = getattr(exc, "sqlstate", None)
+        if state in (credits_repo.INSUFFICIENT, credits_repo.CAP_REACHED):
+            detail = exc.diag.message_detail or "0"
+            code = "insufficient_credits" if state == credits_repo.INSUFFICIENT else "monthly_cap_reached"
+            raise Unaffordable(code, max(int(detail), 0)) from None
+        raise
+
+
+def settle_logged(db: Database, request_id: str, actual: int, receipt: dict[str, object]) -> tuple[int, int]:
+    """Settle at `actual` and write the request's receipt row in the same transaction: a charge never exists
+    without its receipt. Returns (charged, shortfall). Idempotent by request id, so retried."""
+
+    def run() -> tuple[int, int]:
+        with db.service_statement() as conn:
+            return credits_repo.settle_logged(conn, request_id, actual, receipt)
+
+    return retry(run)
+
+
+def refund_logged(db: Database, request_id: str, receipt: dict[str, object]) -> int:
+    """Refund the whole reservation and write the receipt row in the same transaction."""
+
+    def run() -> int:
+        with db.service_statement() as conn:
+            return credits_repo.refund_logged(conn, request_id, receipt)
+
+    return retry(run)
+
+
 def settle(db: Database, request_id: str, actual: int) -> int:
     def run() -> int:
         with db.service_statement() as conn:

@@ -5,6 +5,8 @@ forwarding and settles on the actual usage; BYOK never touches credits. A receip
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import sys
 import time
@@ -19,14 +21,14 @@ import psycopg
 from webapp.config import Settings
 from webapp.crypto import KeyRing
 from webapp.db import Database
-from webapp.errors import AppError, RateLimited, UpstreamError
+from webapp.errors import AppError, PaymentRequired, RateLimited, UpstreamError
 from webapp.providers import get_adapter
 from webapp.providers.base import UpstreamFailure, UpstreamStream
 from webapp.providers.sse import DONE, format_chunk
 from webapp.redact import redact
 from webapp.repos import context as context_repo
 from webapp.repos.request_logs import RequestLog
-from webapp.services import chat_request, credits, router, tokens
+from webapp.services import budget, chat_request, credits, router, tokens
 from webapp.services.catalog import CatalogCache
 from webapp.services.logwriter import LogWriter
 
@@ -51,6 +53,9 @@ class Receipt:
     tokens_in: int = 0
     tokens_out: int = 0
     fallback_path: list[str] = field(default_factory=list)
+    output_limit: int | None = None  # member mode: the output limit Switchboard wrote upstream (per choice)
+    limited_by: str | None = None  # "balance" or "monthly_cap" when that lowered the limit below the default
+    shortfall: int = 0  # what the settle could not collect
 
     def headers(self, *, final: bool = True) -> dict[str, str]:
         h = {
@@ -62,6 +67,10 @@ class Receipt:
             "X-Switchboard-Multiplier": format(self.multiplier.normalize(), "f"),
             "X-Switchboard-Fallback": " > ".join(self.fallback_path),
         }
+        if self.output_limit is not None:
+            h["X-Switchboard-Output-Limit"] = str(self.output_limit)
+            if self.limited_by:
+                h["X-Switchboard-Output-Limit-Reason"] = self.limited_by
         if final:
             h["X-Switchboard-Credits"] = credits.format_credits(self.credits)
             h["X-Switchboard-Usage"] = self.usage_source
@@ -190,16 +199,15 @@ class Gateway:
                 self._release_stream(request_id)
             raise
         receipt = Receipt(request_id, plan.mode)
-        prompt_tokens = tokens.count_messages(req.messages, plan.routes[0].model)
-        receipt.tokens_in = prompt_tokens
         try:
             if plan.mode == "member":
-                receipt.reserved = max(self._estimate(r, prompt_tokens, req.max_tokens) for r in plan.routes)
-                credits.reserve(self.db, user_id, receipt.request_id, receipt.reserved,
-                                ctx.preferences.monthly_credit_cap)
+                plan, limits = self._reserve(user_id, req, plan, receipt, ctx.preferences.monthly_credit_cap)
+            else:
+                limits = [None] * len(plan.routes)  # the user's own key: the body is theirs to shape
+                receipt.tokens_in = budget.prompt_tokens(req.body, req.messages, plan.routes[0].model)
             if req.stream:
-                return self._stream(user_id, req, plan, receipt, started)
-            return self._complete(user_id, req, plan, receipt, started)
+                return self._stream(user_id, req, plan, limits, receipt, started)
+            return self._complete(user_id, req, plan, limits, receipt, started)
         except AppError as exc:
             self._fail(user_id, req, plan, receipt, started, exc)
             raise
@@ -207,14 +215,67 @@ class Gateway:
             self._fail(user_id, req, plan, receipt, started, None)
             raise
 
-    def _estimate(self, route: router.Route, prompt_tokens: int, max_tokens: int | None) -> int:
-        assert route.rate is not None
-        room = max(route.rate.context_window - prompt_tokens, 1)
-        out = max_tokens if max_tokens is not None else min(self.settings.reserve_default_max_tokens, room)
-        return credits.cost(prompt_tokens, out, route.rate.input_rate, route.rate.output_rate,
-                            route.provider.credit_multiplier)
+    def _reserve(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, receipt: Receipt,
+                 cap: int | None) -> tuple[router.Plan, list[int | None]]:
+        """Member mode: price every route, reserve between a short answer and the full limit (the full limit when
+        the client set one), and give each route the output limit the reservation pays for."""
+        budget.refuse_unpriceable(req.body)
+        counted: dict[str, int] = {}
+        fitting: list[tuple[router.Route, budget.RouteLimit]] = []
+        for route in plan.routes:
+            encoding = tokens.encoding_name_for_model(route.model)
+            if encoding not in counted:
+                counted[encoding] = budget.prompt_tokens(req.body, req.messages, route.model)
+            assert route.rate is not None
+            limit = budget.route_limit(req.max_tokens, self.settings.reserve_default_max_tokens, route.rate,
+                                       budget.reserved_prompt(counted[encoding]))
+            if limit is not None:
+                fitting.append((route, limit))
+        receipt.tokens_in = counted[tokens.encoding_name_for_model(plan.routes[0].model)]
+        if not fitting:
+            window = max(r.rate.context_window for r in plan.routes if r.rate is not None)
+            raise AppError(f"The prompt (about {receipt.tokens_in} tokens) does not fit the model's context window "
+                           f"({window} tokens).", code="context_length_exceeded", status=400, field="messages")
+        plan = router.Plan([r for r, _ in fitting], plan.mode, plan.task, plan.requested_model)
 
-    def _upstream_body(self, req: chat_request.ChatRequest, route: router.Route) -> dict[str, Any]:
+        def price(route: router.Route, limit: budget.RouteLimit, per_choice: int) -> int:
+            assert route.rate is not None
+            return budget.route_cost(route.rate, route.provider.credit_multiplier, limit.prompt, per_choice, req.n)
+
+        most = max(price(r, lim, lim.cap) for r, lim in fitting)
+        least = most if req.max_tokens is not None else max(
+            price(r, lim, min(lim.cap, budget.MIN_ANSWER_TOKENS)) for r, lim in fitting)
+        try:
+            receipt.reserved, receipt.limited_by = credits.reserve_flex(
+                self.db, user_id, receipt.request_id, least, most, cap)
+        except credits.Unaffordable as exc:
+            raise self._unaffordable(exc, req, fitting) from None
+        limits: list[int | None] = []
+        for route, lim in fitting:
+            assert route.rate is not None
+            paid = budget.affordable_output(receipt.reserved, route.rate, route.provider.credit_multiplier,
+                                            lim.prompt, req.n)
+            limits.append(max(min(lim.cap, paid), 1))
+        return plan, limits
+
+    @staticmethod
+    def _unaffordable(exc: credits.Unaffordable, req: chat_request.ChatRequest,
+                      fitting: list[tuple[router.Route, budget.RouteLimit]]) -> AppError:
+        fits = min(min(lim.cap, budget.affordable_output(exc.available, r.rate, r.provider.credit_multiplier,
+                                                          lim.prompt, req.n))
+                   for r, lim in fitting if r.rate is not None)
+        left = credits.format_credits(exc.available)
+        where = "your balance" if exc.code == "insufficient_credits" else "your monthly cap"
+        if fits >= 1:
+            hint = f"max_tokens ≤ {fits} would fit" + (f" with n={req.n}" if req.n > 1 else "") + "."
+        else:
+            hint = "not even the prompt fits; shorten it, add credits, or use your own key (BYOK)."
+        err = PaymentRequired(f"Not enough credits: {where} has {left} credits left; {hint}", code=exc.code)
+        err.headers["X-Switchboard-Max-Tokens-Fit"] = str(max(fits, 0))
+        return err
+
+    def _upstream_body(self, req: chat_request.ChatRequest, route: router.Route,
+                       limit: int | None) -> dict[str, Any]:
         body = dict(req.body)
         body["model"] = route.model
         meta = body.get("metadata")
@@ -226,14 +287,17 @@ class Gateway:
                 body.pop("metadata")
         if req.stream:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        if limit is not None:  # member mode: the reservation bounds what the provider may produce
+            body = budget.write_limit(body, limit, route.provider.api_style, route.target.base_url)
         return body
 
-    def _try_routes(self, req: chat_request.ChatRequest, plan: router.Plan, receipt: Receipt, stream: bool) -> Any:
+    def _try_routes(self, req: chat_request.ChatRequest, plan: router.Plan, limits: list[int | None],
+                    receipt: Receipt, stream: bool) -> Any:
         failure: UpstreamFailure | None = None
-        for route in plan.routes:
+        for route, limit in zip(plan.routes, limits, strict=True):
             adapter = get_adapter(route.provider.api_style)
             try:
-                body = self._upstream_body(req, route)
+                body = self._upstream_body(req, route, limit)
                 result = adapter.open_stream(route.target, body) if stream else adapter.complete(route.target, body)
             except UpstreamFailure as exc:
                 failure = exc
@@ -242,15 +306,16 @@ class Gateway:
                     break
                 continue
             receipt.fallback_path.append(f"{route.provider.slug}:ok")
-            self._use_route(receipt, route)
+            self._use_route(receipt, route, limit)
             return route, result
         assert failure is not None
         raise self._client_error(failure, plan.routes)
 
     @staticmethod
-    def _use_route(receipt: Receipt, route: router.Route) -> None:
+    def _use_route(receipt: Receipt, route: router.Route, limit: int | None) -> None:
         receipt.provider, receipt.model, receipt.key_source = route.provider.slug, route.model, route.key_source
         receipt.multiplier = route.multiplier
+        receipt.output_limit = limit
 
     def _client_error(self, failure: UpstreamFailure, routes: list[router.Route]) -> AppError:
         keys = [r.target.api_key for r in routes]
@@ -258,8 +323,8 @@ class Gateway:
         if failure.error_body:
             err = failure.error_body.get("error", failure.error_body)
             if isinstance(err, dict):
-                upstream_msg = str(err.get("message", ""))[:500]
-        detail = redact(upstream_msg or failure.message, *keys)
+                upstream_msg = str(err.get("message", ""))
+        detail = redact(upstream_msg or failure.message, *keys)[:500]  # redact first: a cut key would escape
         if failure.kind == "blocked_address":
             return AppError("The base URL points to a private or internal address, which is not allowed.",
                             code="base_url_not_allowed", status=400, field="X-BYOK-Base-URL")
@@ -279,33 +344,22 @@ class Gateway:
                             status=400 if status != 404 else 404)
         return UpstreamError(f"The provider failed: {detail}", code="upstream_error", status=502)
 
-    def _settle(self, receipt: Receipt, route: router.Route, tokens_in: int, tokens_out: int) -> None:
-        receipt.tokens_in, receipt.tokens_out = tokens_in, tokens_out
-        if receipt.mode != "member":
-            return
-        assert route.rate is not None
-        actual = credits.cost(tokens_in, tokens_out, route.rate.input_rate, route.rate.output_rate,
-                              route.provider.credit_multiplier)
-        receipt.credits = credits.settle(self.db, receipt.request_id, actual)
+    def _usage(self, receipt: Receipt, req: chat_request.ChatRequest, route: router.Route, usage: Any,
+               delivered: str) -> tuple[int, int]:
+        t_in, t_out, receipt.usage_source = budget.settle_usage(
+            usage, delivered, receipt.tokens_in, route.model, receipt.output_limit, req.n)
+        return t_in, t_out
 
-    def _complete(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, receipt: Receipt,
-                  started: float) -> ChatResult:
-        route, body = self._try_routes(req, plan, receipt, stream=False)
-        usage = body.get("usage") or {}
-        if isinstance(usage.get("prompt_tokens"), int) and isinstance(usage.get("completion_tokens"), int):
-            receipt.usage_source = "measured"
-            t_in, t_out = usage["prompt_tokens"], usage["completion_tokens"]
-        else:
-            receipt.usage_source = "estimated"
-            text = "".join(str((c.get("message") or {}).get("content") or "") for c in body.get("choices", []))
-            t_in, t_out = receipt.tokens_in, tokens.count_text(text, route.model)
-        self._settle(receipt, route, t_in, t_out)
-        self._log(user_id, req, receipt, started, 200, None, route)
+    def _complete(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, limits: list[int | None],
+                  receipt: Receipt, started: float) -> ChatResult:
+        route, body = self._try_routes(req, plan, limits, receipt, stream=False)
+        t_in, t_out = self._usage(receipt, req, route, body.get("usage"), _delivered_text(body))
+        self._finish(user_id, req, receipt, started, 200, None, route, t_in, t_out)
         return ChatResult(receipt, body=body)
 
-    def _stream(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, receipt: Receipt,
-                started: float) -> ChatResult:
-        route, upstream = self._try_routes(req, plan, receipt, stream=True)
+    def _stream(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, limits: list[int | None],
+                receipt: Receipt, started: float) -> ChatResult:
+        route, upstream = self._try_routes(req, plan, limits, receipt, stream=True)
         body = _StreamBody()
         body.gen = self._relay(user_id, req, route, upstream, receipt, started, body)
 
@@ -335,11 +389,12 @@ class Gateway:
                     if not req.include_usage:
                         chunk = {k: v for k, v in chunk.items() if k != "usage"}
                 for choice in chunk.get("choices") or []:
-                    delta = choice.get("delta") or {}
+                    delta = (choice.get("delta") or {}) if isinstance(choice, dict) else {}
                     if delta.get("content"):
                         delivered.append(str(delta["content"]))
                     for call in delta.get("tool_calls") or []:
-                        delivered.append(str((call.get("function") or {}).get("arguments") or ""))
+                        if isinstance(call, dict):
+                            delivered.append(str((call.get("function") or {}).get("arguments") or ""))
                 last_chunk = chunk
                 yield format_chunk(chunk)
             outcome = "completed"
@@ -356,14 +411,8 @@ class Gateway:
                                           "code": "upstream_stream_interrupted"}})
             yield DONE
             return
-        if usage and isinstance(usage.get("prompt_tokens"), int) and isinstance(usage.get("completion_tokens"), int):
-            receipt.usage_source = "measured"
-            t_in, t_out = usage["prompt_tokens"], usage["completion_tokens"]
-        else:
-            receipt.usage_source = "estimated"
-            t_in, t_out = receipt.tokens_in, tokens.count_text("".join(delivered), route.model)
-        self._settle(receipt, route, t_in, t_out)
-        self._log(user_id, req, receipt, started, 200, None, route)
+        t_in, t_out = self._usage(receipt, req, route, usage, "".join(delivered))
+        self._finish(user_id, req, receipt, started, 200, None, route, t_in, t_out)
         if req.include_usage:
             yield format_chunk({
                 "id": last_chunk.get("id", "chatcmpl-" + receipt.request_id), "object": "chat.completion.chunk",
@@ -380,13 +429,12 @@ class Gateway:
         billed for what was delivered to it."""
         try:
             if outcome == "upstream_failed":
-                if receipt.mode == "member":
-                    credits.refund(self.db, receipt.request_id)
-                self._log(user_id, req, receipt, started, 502, "upstream_stream_interrupted", route)
+                self._finish(user_id, req, receipt, started, 502, "upstream_stream_interrupted", route, None, None)
             else:
                 receipt.usage_source = "estimated"
-                self._settle(receipt, route, receipt.tokens_in, tokens.count_text("".join(delivered), route.model))
-                self._log(user_id, req, receipt, started, 499, "client_disconnected", route)
+                t_out = tokens.count_text("".join(delivered), route.model)
+                self._finish(user_id, req, receipt, started, 499, "client_disconnected", route, receipt.tokens_in,
+                             t_out)
         except Exception as exc:
             log.error("closing stream %s failed: %s", receipt.request_id, type(exc).__name__)
 
@@ -394,20 +442,57 @@ class Gateway:
               started: float, exc: AppError | None) -> None:
         if req.stream:
             self._release_stream(receipt.request_id)
-        if receipt.mode == "member" and receipt.reserved:
-            try:
-                credits.refund(self.db, receipt.request_id)
-            except Exception as err:
-                log.error("refund of %s failed: %s", receipt.request_id, type(err).__name__)
         status, code = (exc.status, exc.code) if exc else (500, "internal_error")
         if exc is None and isinstance(sys.exc_info()[1], psycopg.OperationalError):
             status, code = 503, "database_unavailable"  # what the error handler answers for it
-        self._log(user_id, req, receipt, started, status, code, None, plan.routes[0])
+        try:
+            self._finish(user_id, req, receipt, started, status, code, None, None, None, plan.routes[0])
+        except Exception as err:
+            log.error("refund of %s failed: %s", receipt.request_id, type(err).__name__)
 
-    def _log(self, user_id: str, req: chat_request.ChatRequest, receipt: Receipt, started: float, status: int,
-             error_code: str | None, route: router.Route | None, planned: router.Route | None = None) -> None:
-        used = route or planned
-        row = RequestLog(
+    def _finish(self, user_id: str, req: chat_request.ChatRequest, receipt: Receipt, started: float, status: int,
+                error_code: str | None, route: router.Route | None, t_in: int | None, t_out: int | None,
+                planned: router.Route | None = None) -> None:
+        """Close the request: member mode settles (t_in/t_out given) or refunds (None) in the same transaction
+        that writes the receipt row; BYOK rows go to the batching writer."""
+        actual: int | None = None
+        if t_in is not None and t_out is not None:
+            receipt.tokens_in, receipt.tokens_out = t_in, t_out
+            if receipt.mode == "member" and route is not None and route.rate is not None:
+                actual = credits.cost(t_in, t_out, route.rate.input_rate, route.rate.output_rate,
+                                      route.provider.credit_multiplier)
+        row = self._row(user_id, req, receipt, started, status, error_code, route or planned, route)
+        if not (receipt.mode == "member" and receipt.reserved):
+            self.logs.submit(row, route.user_key_id if route else None)
+            self._log_line(row)
+            return
+        try:
+            if actual is not None:
+                receipt.credits, receipt.shortfall = credits.settle_logged(
+                    self.db, receipt.request_id, actual, dataclasses.asdict(row))
+            else:
+                credits.refund_logged(self.db, receipt.request_id, dataclasses.asdict(row))
+                receipt.credits = 0
+        except psycopg.OperationalError:
+            raise  # the reservation stays open; `flask credits sweep` refunds it
+        except psycopg.Error as exc:
+            # The receipt row itself was refused (e.g. its user was deleted meanwhile): close the money without
+            # it and hand the row to the writer, which keeps rows the table refuses.
+            log.error("settling %s with its receipt failed: %s", receipt.request_id, type(exc).__name__)
+            with contextlib.suppress(psycopg.Error):
+                if actual is not None:
+                    receipt.credits = credits.settle(self.db, receipt.request_id, actual)
+                else:
+                    credits.refund(self.db, receipt.request_id)
+            row.credits = receipt.credits
+            self.logs.submit(row, None)
+        row.credits, row.shortfall = receipt.credits, receipt.shortfall
+        self._log_line(row)
+
+    @staticmethod
+    def _row(user_id: str, req: chat_request.ChatRequest, receipt: Receipt, started: float, status: int,
+             error_code: str | None, used: router.Route | None, route: router.Route | None) -> RequestLog:
+        return RequestLog(
             request_id=receipt.request_id, user_id=user_id, mode=receipt.mode, status=status,
             provider=receipt.provider or (used.provider.slug if used else None),
             model=receipt.model or (used.model if used else None), task=req.task,
@@ -416,9 +501,26 @@ class Gateway:
             tokens_in=receipt.tokens_in, tokens_out=receipt.tokens_out, usage_source=receipt.usage_source or None,
             credits=receipt.credits, multiplier=receipt.multiplier if receipt.mode == "member" else None,
             fallback_path=receipt.fallback_path, stream=req.stream, error_code=error_code,
-            latency_ms=int((time.monotonic() - started) * 1000),
+            latency_ms=int((time.monotonic() - started) * 1000), output_limit=receipt.output_limit,
         )
-        self.logs.submit(row, route.user_key_id if route else None)
-        log.info("chat request=%s mode=%s provider=%s model=%s status=%s credits=%s usage=%s path=%s ms=%s",
-                 row.request_id, row.mode, row.provider, row.model, status, row.credits, row.usage_source,
-                 ",".join(row.fallback_path or []), row.latency_ms)
+
+    @staticmethod
+    def _log_line(row: RequestLog) -> None:
+        log.info("chat request=%s mode=%s provider=%s model=%s status=%s credits=%s shortfall=%s usage=%s path=%s "
+                 "ms=%s", row.request_id, row.mode, row.provider, row.model, row.status, row.credits, row.shortfall,
+                 row.usage_source, ",".join(row.fallback_path or []), row.latency_ms)
+
+
+def _delivered_text(body: dict[str, Any]) -> str:
+    """Everything a chat.completion delivered as text: every choice's content and tool call arguments."""
+    parts: list[str] = []
+    for choice in body.get("choices") or []:
+        message = (choice.get("message") or {}) if isinstance(choice, dict) else {}
+        if not isinstance(message, dict):
+            continue
+        if message.get("content"):
+            parts.append(str(message["content"]))
+        for call in message.get("tool_calls") or []:
+            if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                parts.append(str(call["function"].get("arguments") or ""))
+    return "".join(parts)

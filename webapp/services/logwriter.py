@@ -63,15 +63,28 @@ class LogWriter:
                     for key_id in {k for _, k in rows if k}:
                         keys_repo.touch_last_used(conn, key_id)
                 return
-            except psycopg.DataError:
-                if len(rows) > 1:  # one bad row must not take its batch with it: write them one by one
-                    for row in rows:
-                        self._write([row])
-                else:
-                    log.error("request log row %s refused by the database", rows[0][0].request_id)
-                return
-            except Exception as exc:  # the gateway keeps serving; the receipt headers already went out
+            except Exception as exc:
+                if isinstance(exc, psycopg.Error) and not isinstance(exc, psycopg.OperationalError):
+                    # The database refused a row (its user deleted meanwhile, a value out of range): one bad row
+                    # must not take its batch with it, so write them one by one and keep the refused one aside.
+                    if len(rows) > 1:
+                        for row in rows:
+                            self._write([row])
+                    else:
+                        self._reject(rows[0][0], exc)
+                    return
+                # The database is away (restart, failover): the gateway keeps serving; retry the batch.
                 log.warning("writing %d request log rows failed (attempt %d): %s", len(rows), attempt + 1,
                             type(exc).__name__)
                 time.sleep(min(0.2 * 2 ** attempt, 5.0))
         log.error("dropping %d request log rows after %d attempts", len(rows), RETRIES)
+
+    def _reject(self, row: request_logs.RequestLog, exc: psycopg.Error) -> None:
+        reason = f"{type(exc).__name__} {getattr(exc, 'sqlstate', '') or ''}".strip()
+        log.error("request log row %s refused by the database (%s); kept in request_log_rejects", row.request_id,
+                  reason)
+        try:
+            with self.db.as_service() as conn:
+                request_logs.insert_reject(conn, row, reason)
+        except psycopg.Error as err:
+            log.error("keeping refused request log row %s failed: %s", row.request_id, type(err).__name__)

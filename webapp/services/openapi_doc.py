@@ -220,7 +220,7 @@ V1_SCHEMAS: dict[str, Schema] = {
                                    "and the `switchboard` receipt."),
     "StreamReceipt": obj({
         "request_id": UUID, "mode": string(enum=["member", "byok"]), "provider": SLUG, "model": string(),
-        "credits": CREDITS, "multiplier": MULTIPLIER, "usage": string(enum=["measured", "estimated"]),
+        "credits": CREDITS, "multiplier": MULTIPLIER, "usage": string(enum=["measured", "estimated", "corrected"]),
         "fallback_path": array(string(), "provider:outcome per attempt."),
     }, description="What the X-Switchboard-* headers of a JSON answer say, for a stream (whose headers left "
                    "before the cost was known)."),
@@ -313,7 +313,7 @@ USER_SCHEMAS: dict[str, Schema] = {
     "RecentRequest": obj({
         "request_id": UUID, "mode": string(enum=["member", "byok"]), "provider": nullable(string()),
         "model": nullable(string()), "tokens_in": integer(), "tokens_out": integer(),
-        "usage": nullable(string(enum=["measured", "estimated"])), "credits": CREDITS, "status": integer(),
+        "usage": nullable(string(enum=["measured", "estimated", "corrected"])), "credits": CREDITS, "status": integer(),
         "error_code": nullable(string()), "created_at": DATETIME,
     }),
     "UsageSummary": obj({
@@ -323,7 +323,7 @@ USER_SCHEMAS: dict[str, Schema] = {
         "recent": array(ref("RecentRequest"), "The 50 most recent requests, newest first.", maxItems=50),
     }),
     "LedgerEntry": obj({
-        "id": integer(), "kind": string(enum=["grant", "deduct", "reserve", "settle", "refund"]),
+        "id": integer(), "kind": string(enum=["grant", "deduct", "reserve", "settle", "refund", "shortfall"]),
         "delta": CREDITS, "delta_micro": MICRO, "balance_after": CREDITS, "request_id": nullable(UUID),
         "reason": string(), "created_at": DATETIME,
     }),
@@ -444,7 +444,7 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
     "AdminUserSearch": obj({"q": string("The query as used (trimmed, at most 200 characters)."),
                             "users": array(ref("AdminUser"), maxItems=50)}),
     "AdminLedgerEntry": obj({
-        "id": integer(), "kind": string(enum=["grant", "deduct", "reserve", "settle", "refund"]),
+        "id": integer(), "kind": string(enum=["grant", "deduct", "reserve", "settle", "refund", "shortfall"]),
         "delta": CREDITS, "delta_micro": MICRO, "balance_after": CREDITS, "request_id": nullable(UUID),
         "reason": string(), "actor": nullable(string("The email of the admin who made a grant or deduction.")),
         "created_at": DATETIME,
@@ -465,7 +465,8 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
         "key_source": nullable(string(enum=["admin_db", "admin_env", "byok_header", "byok_stored"])),
         "admin_key": nullable(obj({"id": UUID, "last4": string(maxLength=4), "label": string()})),
         "tokens_in": integer(), "tokens_out": integer(),
-        "usage": nullable(string(enum=["measured", "estimated"])), "credits": CREDITS, "credits_micro": MICRO,
+        "usage": nullable(string(enum=["measured", "estimated", "corrected"])), "credits": CREDITS,
+        "credits_micro": MICRO,
         "multiplier": nullable(MULTIPLIER), "fallback_path": array(string(), "provider:outcome per attempt."),
         "stream": BOOL, "status": integer(), "error_code": nullable(string()), "latency_ms": integer(),
         "created_at": DATETIME,
@@ -529,8 +530,16 @@ RECEIPT_HEADERS: dict[str, Schema] = {
                                "required": True, "schema": string()},
     "X-Switchboard-Credits": {"description": "Credits charged (JSON answers only; a stream reports them in its "
                               "last chunk).", "schema": CREDITS},
-    "X-Switchboard-Usage": {"description": "`measured` (the provider reported usage) or `estimated` (counted "
-                            "with tiktoken). JSON answers only.", "schema": string(enum=["measured", "estimated"])},
+    "X-Switchboard-Usage": {"description": "`measured` (the provider reported usage), `estimated` (none reported: "
+                            "counted with tiktoken) or `corrected` (the reported numbers could not be true and were "
+                            "replaced by the count). JSON answers only.",
+                            "schema": string(enum=["measured", "estimated", "corrected"])},
+    "X-Switchboard-Output-Limit": {"description": "Member mode: the output limit (tokens per choice) Switchboard "
+                                   "wrote into the upstream request; the reservation pays for it.",
+                                   "schema": string()},
+    "X-Switchboard-Output-Limit-Reason": {"description": "Present when your balance (`balance`) or monthly cap "
+                                          "(`monthly_cap`) lowered the output limit below the default.",
+                                          "schema": string(enum=["balance", "monthly_cap"])},
     "X-Switchboard-Credits-Reserved": {"description": "Streams only: the credits reserved before forwarding "
                                        "(the worst case).", "schema": CREDITS},
 }

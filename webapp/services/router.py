@@ -71,6 +71,18 @@ def is_local_url(url: str) -> bool:
         return False
 
 
+def needs_key(provider: Provider, catalog: Catalog, settings: Settings) -> bool:
+    """A provider needs a key unless the operator runs it keyless: a local address with no admin key."""
+    return not is_local_url(provider.base_url) or bool(catalog.admin_keys.get(provider.slug)) \
+        or provider.slug in settings.admin_env_keys
+
+
+def byok_free_here(provider: Provider, catalog: Catalog, settings: Settings) -> bool:
+    """Whether a BYOK request may use the provider's own address. A keyless engine would serve any string as a
+    "key" at the operator's expense, so only when an admin marked it free for BYOK."""
+    return provider.free_for_byok or needs_key(provider, catalog, settings)
+
+
 def _order(slugs: list[str], priorities: list[str], catalog: Catalog, first: str | None) -> list[str]:
     def rank(slug: str) -> tuple[int, int, int]:
         prio = priorities.index(slug) if slug in priorities else len(priorities)
@@ -145,6 +157,10 @@ def _header_route(explicit: str | None, model: str, byok: ByokHeaders, catalog: 
         raise Forbidden(f"Bring-your-own-key is not allowed for {provider.name}.", code="byok_not_allowed")
     if byok.base_url and not provider.custom_base_url_allowed:
         raise Forbidden(f"{provider.name} does not accept a custom base URL.", code="base_url_not_allowed")
+    if not byok.base_url and not byok_free_here(provider, catalog, settings):
+        raise Forbidden(f"{provider.name} is an engine the operator runs without a key: bring your own engine's "
+                        "base URL (X-BYOK-Base-URL) or use member mode.", code="byok_needs_own_engine",
+                        field="X-BYOK-Base-URL")
     base = byok.base_url or provider.base_url
     target = _target(provider, base, byok.api_key, settings, user_url=bool(byok.base_url))
     return Route(provider, model, target, "byok", "byok_header")
@@ -158,6 +174,8 @@ def _stored_routes(pairs: list[tuple[str, str]], ctx: UserContext, catalog: Cata
         provider, key = catalog.providers[slug], keys.get(slug)
         if key is None or not provider.byok_allowed or key.user_id != ctx.preferences.user_id:
             continue
+        if not key.base_url and not byok_free_here(provider, catalog, settings):
+            continue  # any string would "work" as a key on the operator's keyless engine: not the user's own
         try:
             secret = keyring.decrypt(key.ciphertext, byok_aad(key.user_id, key.provider_id))
         except DecryptError:

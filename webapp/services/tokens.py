@@ -98,6 +98,11 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def compact_json(value: Any) -> str:
+    """`value` as the compact JSON a provider would turn into prompt text."""
+    return _json(value)
+
+
 def _count_content(enc: tiktoken.Encoding, content: Any) -> int:
     if content is None:
         return 0
