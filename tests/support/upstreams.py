@@ -37,6 +37,11 @@ Behaviours ("+" joins several, e.g. "drip:0.05+no_usage"):
     no_usage      no usage anywhere (JSON, stream)
     error_event[:N]  stream N events (default 2), then the protocol's mid-stream error, then end
     garbage       200 with a body that is not JSON / not SSE
+
+Lying upstreams (attributes, reset by reset()):
+    ignore_limits = True   produce the whole `reply` whatever max_tokens says (set `reply` to a long text)
+    usage_lie = "neg" | "huge" | "zero" | "str" | "float"
+                           report that as the completion / output token count instead of the truth
 """
 
 from __future__ import annotations
@@ -182,6 +187,8 @@ class FakeUpstream:
         self.hang_seconds = 10.0
         self.cache_read_tokens = 0
         self.cache_creation_tokens = 0
+        self.ignore_limits = False
+        self.usage_lie: str | None = None
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         self._behaviour: str | None = None
@@ -261,6 +268,14 @@ class FakeUpstream:
         with self._lock:
             self.requests.clear()
         self.behaviour = None
+        self.reply = REPLY
+        self.ignore_limits = False
+        self.usage_lie = None
+
+    def reported(self, output: int) -> Any:
+        """The output token count this upstream reports: the truth, or its lie."""
+        lies: dict[str, Any] = {"neg": -5, "huge": 10**12, "zero": 0, "str": "many", "float": 2.5}
+        return lies[self.usage_lie] if self.usage_lie else output
 
     # -- request handling --------------------------------------------------------------------------------------
 
@@ -374,7 +389,7 @@ class FakeUpstream:
         for word in self.reply.split():
             if word in stops:
                 return out, "stop_sequence"
-            if isinstance(limit, int) and len(out) >= limit:
+            if isinstance(limit, int) and len(out) >= limit and not self.ignore_limits:
                 return out, "max_tokens"
             out.append(word)
         return out, "end"
@@ -479,7 +494,8 @@ class OpenAIUpstream(FakeUpstream):
 
     def _usage(self, body: dict[str, Any], completion: int) -> dict[str, int]:
         prompt = self.prompt_words(body)
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        return {"prompt_tokens": prompt, "completion_tokens": self.reported(completion),
+                "total_tokens": prompt + completion}
 
     def completion_json(self, body: dict[str, Any], b: Behaviour) -> Any:
         kind, plan = self._plan(body)
@@ -621,7 +637,7 @@ class AnthropicUpstream(FakeUpstream):
         return "text", self.reply_words(body.get("max_tokens"), list(body.get("stop_sequences") or []))
 
     def _usage(self, body: dict[str, Any], output: int) -> dict[str, int]:
-        return {"input_tokens": self.prompt_words(body), "output_tokens": output,
+        return {"input_tokens": self.prompt_words(body), "output_tokens": self.reported(output),
                 "cache_creation_input_tokens": self.cache_creation_tokens,
                 "cache_read_input_tokens": self.cache_read_tokens}
 
@@ -677,7 +693,7 @@ class AnthropicUpstream(FakeUpstream):
         delta: dict[str, Any] = {"type": "message_delta", "delta": {"stop_reason": stop_reason,
                                                                   "stop_sequence": None}}
         if not b.no_usage:
-            delta["usage"] = {"output_tokens": output}
+            delta["usage"] = {"output_tokens": self.reported(output)}
         events.append(_sse(delta, "message_delta"))
         events.append(_sse({"type": "message_stop"}, "message_stop"))
         return events

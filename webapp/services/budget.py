@@ -101,6 +101,38 @@ def route_cost(rate: ModelRate, multiplier: Decimal, prompt: int, per_choice: in
     return cost(prompt, per_choice * n, rate.input_rate, rate.output_rate, multiplier)
 
 
+@dataclass(frozen=True)
+class Priced:
+    """One route as money sees it."""
+
+    rate: ModelRate
+    multiplier: Decimal
+    limit: RouteLimit
+
+
+def reservation_bounds(routes: list[Priced], n: int, client_set_limit: bool) -> tuple[int, int]:
+    """(least, most) to reserve: most pays for the full limit on the dearest route; least pays for a short answer
+    there, or equals most when the client set its own limit (that limit is then honoured or refused, not cut)."""
+    most = max(route_cost(p.rate, p.multiplier, p.limit.prompt, p.limit.cap, n) for p in routes)
+    if client_set_limit:
+        return most, most
+    least = max(route_cost(p.rate, p.multiplier, p.limit.prompt, min(p.limit.cap, MIN_ANSWER_TOKENS), n)
+                for p in routes)
+    return least, most
+
+
+def output_limits(amount: int, routes: list[Priced], n: int) -> list[int]:
+    """Each route's output limit (per choice): its cap, lowered to what `amount` pays for on that route."""
+    return [max(min(p.limit.cap, affordable_output(amount, p.rate, p.multiplier, p.limit.prompt, n)), 1)
+            for p in routes]
+
+
+def largest_fit(available: int, routes: list[Priced], n: int) -> int:
+    """The largest max_tokens that `available` would pay for on every route (-1: not even the prompt)."""
+    return min(min(p.limit.cap, affordable_output(available, p.rate, p.multiplier, p.limit.prompt, n))
+               for p in routes)
+
+
 def affordable_output(amount: int, rate: ModelRate, multiplier: Decimal, prompt: int, n: int) -> int:
     """The largest per-choice output T with cost(prompt, n*T) <= amount (exact rational arithmetic); -1 when not
     even the prompt is paid for. Rates of 0 make output free: the answer is then unbounded by money."""
@@ -175,6 +207,6 @@ def settle_usage(usage: Any, delivered: str, prompt_estimate: int, model: str, l
     seen = tokens.count_text(delivered, model)
     # Hidden reasoning tokens are within the limit; visible output can only be what was delivered.
     ceiling = max(limit * n if limit is not None else _ABSURD_TOKENS, 2 * seen + 64)
-    if t_out is None or t_out > ceiling or t_out < seen // 2 - 8:
+    if t_out is None or t_out > ceiling or 2 * t_out < seen - 2:
         t_out, source = seen, "corrected"
     return t_in, t_out, source

@@ -20,7 +20,7 @@ import psycopg
 
 from webapp.config import Settings
 from webapp.crypto import KeyRing
-from webapp.db import Database
+from webapp.db import Database, check_principal, principal_ids
 from webapp.errors import AppError, PaymentRequired, RateLimited, UpstreamError
 from webapp.providers import get_adapter
 from webapp.providers.base import UpstreamFailure, UpstreamStream
@@ -119,18 +119,24 @@ class Gateway:
         self.settings, self.db, self.keyring, self.catalog, self.logs = settings, db, keyring, catalog, logs
 
     # -- context -----------------------------------------------------------------------------------------
-    def context(self, user_id: str,
+    def context(self, user: str | dict[str, Any],
                 admission: context_repo.Admission | None = None) -> tuple[context_repo.UserContext, Any]:
+        """The user's context; Unauthorized when the user is gone or banned or (given the claims) the token's
+        session has ended, checked in the same round trip, before any admission is counted."""
+        user_id, session_id = principal_ids(user) if isinstance(user, dict) else (str(user), None)
+
         def run() -> context_repo.UserContext:
             with self.db.service_statement() as conn:
-                return context_repo.load(conn, user_id, admission)  # type: ignore[arg-type]
+                return context_repo.load(conn, user_id, admission, session_id)  # type: ignore[arg-type]
 
         # Safe to repeat when the outcome is unknown (connection killed mid-transaction): a read, plus
         # gateway_admit, whose stream-slot insert tolerates its own request id.
         ctx = credits.retry(run)
+        check_principal(ctx.principal)
         return ctx, self.catalog.get(ctx.catalog_version)
 
-    def _admit(self, user_id: str, request_id: str, stream: bool) -> tuple[context_repo.UserContext, Any]:
+    def _admit(self, user_id: str | dict[str, Any], request_id: str,
+               stream: bool) -> tuple[context_repo.UserContext, Any]:
         s = self.settings
         admission = context_repo.Admission(s.rate_limit_per_minute, s.max_concurrent_streams,
                                            s.stream_stale_seconds, request_id if stream else None)
@@ -157,7 +163,7 @@ class Gateway:
 
     def models(self, claims: dict[str, Any]) -> list[dict[str, Any]]:
         """What this user can call right now, in their mode."""
-        ctx, catalog = self.context(str(claims["sub"]))
+        ctx, catalog = self.context(claims)
         mode = ctx.preferences.llm_mode
         key_slugs = {catalog.by_id[k.provider_id].slug for k in ctx.keys if k.provider_id in catalog.by_id}
         out = []
@@ -191,7 +197,7 @@ class Gateway:
         user_id = str(claims["sub"])
         req = chat_request.parse(body, task_header, max_messages=self.settings.max_messages,
                                  max_tokens_ceiling=self.settings.max_tokens_ceiling)
-        ctx, catalog = self._admit(user_id, request_id, req.stream)
+        ctx, catalog = self._admit(claims, request_id, req.stream)  # claims: the session is checked too
         try:
             plan = router.plan(req.model, req.task, byok, ctx, catalog, self.settings, self.keyring)
         except BaseException:
@@ -231,43 +237,27 @@ class Gateway:
                                        budget.reserved_prompt(counted[encoding]))
             if limit is not None:
                 fitting.append((route, limit))
-        receipt.tokens_in = counted[tokens.encoding_name_for_model(plan.routes[0].model)]
         if not fitting:
             window = max(r.rate.context_window for r in plan.routes if r.rate is not None)
-            raise AppError(f"The prompt (about {receipt.tokens_in} tokens) does not fit the model's context window "
+            raise AppError(f"The prompt (about {min(counted.values())} tokens) does not fit the model's context window "
                            f"({window} tokens).", code="context_length_exceeded", status=400, field="messages")
         plan = router.Plan([r for r, _ in fitting], plan.mode, plan.task, plan.requested_model)
-
-        def price(route: router.Route, limit: budget.RouteLimit, per_choice: int) -> int:
-            assert route.rate is not None
-            return budget.route_cost(route.rate, route.provider.credit_multiplier, limit.prompt, per_choice, req.n)
-
-        most = max(price(r, lim, lim.cap) for r, lim in fitting)
-        least = most if req.max_tokens is not None else max(
-            price(r, lim, min(lim.cap, budget.MIN_ANSWER_TOKENS)) for r, lim in fitting)
+        receipt.tokens_in = counted[tokens.encoding_name_for_model(plan.routes[0].model)]
+        priced = [budget.Priced(r.rate, r.provider.credit_multiplier, lim) for r, lim in fitting if r.rate]
+        least, most = budget.reservation_bounds(priced, req.n, req.max_tokens is not None)
         try:
             receipt.reserved, receipt.limited_by = credits.reserve_flex(
                 self.db, user_id, receipt.request_id, least, most, cap)
         except credits.Unaffordable as exc:
-            raise self._unaffordable(exc, req, fitting) from None
-        limits: list[int | None] = []
-        for route, lim in fitting:
-            assert route.rate is not None
-            paid = budget.affordable_output(receipt.reserved, route.rate, route.provider.credit_multiplier,
-                                            lim.prompt, req.n)
-            limits.append(max(min(lim.cap, paid), 1))
-        return plan, limits
+            raise self._unaffordable(exc, req.n, budget.largest_fit(exc.available, priced, req.n)) from None
+        return plan, list(budget.output_limits(receipt.reserved, priced, req.n))
 
     @staticmethod
-    def _unaffordable(exc: credits.Unaffordable, req: chat_request.ChatRequest,
-                      fitting: list[tuple[router.Route, budget.RouteLimit]]) -> AppError:
-        fits = min(min(lim.cap, budget.affordable_output(exc.available, r.rate, r.provider.credit_multiplier,
-                                                          lim.prompt, req.n))
-                   for r, lim in fitting if r.rate is not None)
+    def _unaffordable(exc: credits.Unaffordable, n: int, fits: int) -> AppError:
         left = credits.format_credits(exc.available)
         where = "your balance" if exc.code == "insufficient_credits" else "your monthly cap"
         if fits >= 1:
-            hint = f"max_tokens ≤ {fits} would fit" + (f" with n={req.n}" if req.n > 1 else "") + "."
+            hint = f"max_tokens ≤ {fits} would fit" + (f" with n={n}" if n > 1 else "") + "."
         else:
             hint = "not even the prompt fits; shorten it, add credits, or use your own key (BYOK)."
         err = PaymentRequired(f"Not enough credits: {where} has {left} credits left; {hint}", code=exc.code)
