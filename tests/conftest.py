@@ -89,10 +89,11 @@ def make_user(db: Database, settings: Settings) -> Any:
         email = f"user-{uuid.uuid4().hex[:10]}@example.test"
         with db.as_service() as conn:
             user = users_repo.create(conn, email, password, admin=admin)
+            session_id = users_repo.create_session(conn, user.id)  # a live session, as sign-in makes
         token = mint_access_token(settings, user_id=user.id, email=user.email, app_metadata=user.app_metadata,
-                                  user_metadata=user.user_metadata, session_id=str(uuid.uuid4()))
+                                  user_metadata=user.user_metadata, session_id=session_id)
         claims = {"sub": user.id, "email": user.email, "role": "authenticated", "aud": "authenticated",
-                  "app_metadata": user.app_metadata, "user_metadata": user.user_metadata}
+                  "app_metadata": user.app_metadata, "user_metadata": user.user_metadata, "session_id": session_id}
         return TestUser(user.id, email, password, claims, token, admin)
 
     return _make

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
@@ -12,10 +13,48 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from webapp.errors import Unauthorized
+
 _SET_CONTEXT = (
     "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true),"
     " set_config('statement_timeout', %s, true)"
 )
+
+
+# The principal check of an as_user unit of work, sent with the set_config statement as one simple query (one
+# round trip); it runs as `authenticated` with the claims already set, so it may ask only about itself.
+_CHECK_PRINCIPAL = "; select public.principal_status(%s::uuid, %s::uuid)"
+
+_REFUSALS = {
+    "user_not_found": "This account no longer exists.",
+    "user_banned": "This account is suspended.",
+    "session_revoked": "This session has ended; sign in again.",
+}
+
+
+def principal_refused(reason: str | None) -> Unauthorized:
+    """The 401 for a validly signed token whose user or session is gone (see public.principal_status)."""
+    code = reason if reason in _REFUSALS else "user_not_found"
+    return Unauthorized(_REFUSALS[code], code=code)
+
+
+def principal_ids(claims: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(user id, session id or None) from verified claims. A session_id that is not a UUID names no session:
+    the nil UUID stands in for it, which no session row has, so the check refuses it."""
+    sid = claims.get("session_id")
+    if sid is None:
+        return str(claims["sub"]), None
+    try:
+        return str(claims["sub"]), str(uuid.UUID(str(sid)))
+    except ValueError:
+        return str(claims["sub"]), str(uuid.UUID(int=0))
+
+
+def check_principal(status: Any) -> dict[str, Any]:
+    """The principal_status verdict, or Unauthorized when it refuses."""
+    if not isinstance(status, dict) or not status.get("ok"):
+        raise principal_refused(status.get("reason") if isinstance(status, dict) else None)
+    return status
 
 
 _PREFIX = ("select set_config('role', {r}, true), set_config('request.jwt.claims', {c}, true),"
@@ -69,14 +108,24 @@ class Database:
         self.pool.close()
 
     @contextmanager
-    def _as(self, role: str, claims: Mapping[str, Any]) -> Iterator[psycopg.Connection]:
-        params = [role, json.dumps(dict(claims)), self.statement_timeout]
+    def _as(self, role: str, claims: Mapping[str, Any],
+            principal: tuple[str, str | None] | None = None) -> Iterator[psycopg.Connection]:
+        params: list[Any] = [role, json.dumps(dict(claims)), self.statement_timeout]
         for attempt in (1, 2):
             stack = ExitStack()
             try:
                 conn = stack.enter_context(self.pool.connection())
                 stack.enter_context(conn.transaction())
-                conn.execute(_SET_CONTEXT, params)
+                if principal is None:
+                    conn.execute(_SET_CONTEXT, params)
+                    status = None
+                else:
+                    # Client-side binding: two statements in one simple query, so one round trip still.
+                    cur = psycopg.ClientCursor(conn)
+                    cur.execute(_SET_CONTEXT + _CHECK_PRINCIPAL, [*params, *principal])
+                    cur.nextset()
+                    row = cur.fetchone()
+                    status = row[0] if row else None
             except psycopg.OperationalError:
                 # A pooled connection that died while idle (e.g. Postgres restarted): nothing has run yet, so
                 # hand it back (the pool discards broken connections) and start once more on a fresh one.
@@ -87,14 +136,17 @@ class Database:
                 self.pool.check()  # its idle siblings likely died too: test them all, drop the dead ones
                 continue
             with stack:
+                if principal is not None:
+                    check_principal(status)  # raising here rolls the transaction back
                 yield conn
             return
 
     def as_user(self, claims: Mapping[str, Any]) -> Any:
-        """A transaction as `authenticated` with these (already verified) JWT claims."""
+        """A transaction as `authenticated` with these (already verified) JWT claims. The same round trip that
+        sets them checks the principal: a deleted, banned or signed-out user's token is Unauthorized here."""
         if not claims.get("sub"):
             raise ValueError("as_user needs verified claims with a sub")
-        return self._as("authenticated", {**claims, "role": "authenticated"})
+        return self._as("authenticated", {**claims, "role": "authenticated"}, principal_ids(claims))
 
     @contextmanager
     def service_statement(self) -> Iterator[OneShot]:

@@ -56,6 +56,32 @@ create table if not exists auth.users (
 );
 create unique index if not exists users_email_partial_key on auth.users (email) where email is not null;
 
+-- Sessions as GoTrue keeps them (supabase/auth migrations: 20210909172000_create_sessions_table and later
+-- columns). GoTrue deletes a row at sign-out; a token whose session_id names no row is revoked.
+do $$
+begin
+  if not exists (select 1 from pg_type t join pg_namespace n on n.oid = t.typnamespace
+                 where n.nspname = 'auth' and t.typname = 'aal_level') then
+    create type auth.aal_level as enum ('aal1', 'aal2', 'aal3');
+  end if;
+end
+$$;
+create table if not exists auth.sessions (
+  id uuid not null primary key,
+  user_id uuid not null references auth.users (id) on delete cascade,
+  created_at timestamptz null,
+  updated_at timestamptz null,
+  factor_id uuid null,
+  aal auth.aal_level null,
+  not_after timestamptz null,
+  refreshed_at timestamp without time zone null,
+  user_agent text null,
+  ip inet null,
+  tag text null
+);
+create index if not exists user_id_created_at_idx on auth.sessions (user_id, created_at);
+create index if not exists sessions_not_after_idx on auth.sessions (not_after desc);
+
 create or replace function auth.uid() returns uuid language sql stable as $$
   select coalesce(
     nullif(current_setting('request.jwt.claim.sub', true), ''),
@@ -83,8 +109,8 @@ $$;
 grant execute on function auth.uid(), auth.role(), auth.email(), auth.jwt() to anon, authenticated, service_role;
 
 -- Supabase keeps auth.users away from the API roles; only the service role reads it here.
-revoke all on auth.users from anon, authenticated;
-grant select, insert, update, delete on auth.users to service_role;
+revoke all on auth.users, auth.sessions from anon, authenticated;
+grant select, insert, update, delete on auth.users, auth.sessions to service_role;
 
 grant usage on schema public to anon, authenticated, service_role;
 -- Newer Supabase projects grant nothing by default; the migrations grant explicitly, so mirror that posture.

@@ -42,7 +42,10 @@ def test_sign_up_then_sign_in_and_out(client: FlaskClient) -> None:
     email = f"new-{uuid.uuid4().hex[:8]}@example.test"
     token = csrf_token(client, "/auth/sign-up")
     resp = client.post("/auth/sign-up", data={"email": email, "password": "a long password", "csrf_token": token})
-    assert resp.status_code == 302 and resp.headers["Location"].endswith("/settings")
+    # The local backend never signs in at sign-up: a taken email must look the same (tests/api/test_access_*).
+    assert resp.status_code == 200 and 'id="sign-in"' in resp.get_data(as_text=True)
+    assert client.get("/settings").status_code == 302
+    assert sign_in(client, email, "a long password").status_code == 302
     page = client.get("/settings")
     assert page.status_code == 200 and email in page.get_data(as_text=True)
     out = client.post("/auth/sign-out", data={"csrf_token": csrf_token(client, "/settings")})
@@ -69,13 +72,15 @@ def test_sign_up_validation_errors_beside_fields(client: FlaskClient) -> None:
     assert 'id="email-error"' in html and 'id="password-error"' in html
 
 
-def test_sign_up_duplicate_email_refused(client: FlaskClient, make_user) -> None:
+def test_sign_up_duplicate_email_changes_nothing_and_says_nothing(client: FlaskClient, make_user) -> None:
     user = make_user()
     token = csrf_token(client, "/auth/sign-up")
     resp = client.post("/auth/sign-up", data={"email": user.email, "password": "another long one",
                                               "csrf_token": token})
-    assert resp.status_code == 409
-    assert "already exists" in resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert "already exists" not in resp.get_data(as_text=True)
+    assert sign_in(client, user.email, "another long one").status_code == 401  # the password did not change
+    assert sign_in(client, user.email, user.password).status_code == 302
 
 
 def test_post_without_csrf_token_is_refused(client: FlaskClient, make_user) -> None:

@@ -44,10 +44,26 @@ def _mirror_into_auth_users(admin_url: str) -> Any:
     return mirror
 
 
+def _mirror_sessions(fake: FakeGoTrue, admin_url: str) -> None:
+    """GoTrue writes auth.sessions in the app's database too (the app checks a token's session_id there)."""
+
+    def created(session_id: str, user_id: str) -> None:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute("insert into auth.sessions (id, user_id, created_at, updated_at) values (%s, %s, now(),"
+                         " now()) on conflict do nothing", [session_id, user_id])
+
+    def ended(session_id: str) -> None:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute("delete from auth.sessions where id = %s", [session_id])
+
+    fake.on_session_created, fake.on_session_ended = created, ended
+
+
 @pytest.fixture()
 def gotrue(database_urls: tuple[str, str]) -> Iterator[FakeGoTrue]:
     fake = FakeGoTrue(anon_key=ANON_KEY)
     fake.on_user_created = _mirror_into_auth_users(database_urls[0])
+    _mirror_sessions(fake, database_urls[0])
     with fake:
         yield fake
 
@@ -129,17 +145,19 @@ def test_sign_up_needing_email_confirmation_shows_notice(sb_client: FlaskClient,
     assert resp.status_code == 401 and "Email not confirmed" in resp.get_data(as_text=True)
 
 
-def test_sign_up_existing_email_is_a_conflict(sb_client: FlaskClient, gotrue: FakeGoTrue) -> None:
+def test_sign_up_existing_email_says_what_a_new_unconfirmed_one_says(sb_client: FlaskClient,
+                                                                     gotrue: FakeGoTrue) -> None:
     user = gotrue.add_user(new_email(), PASSWORD)
     resp = sign_up(sb_client, user.email, "another long password")
-    assert resp.status_code == 409
-    assert "already exists" in resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    html = resp.get_data(as_text=True)
+    assert "already exists" not in html and "Check your email to confirm your account" in html
     assert "sb" not in web_session(sb_client)
 
 
 def test_sign_up_weak_password_per_project_policy_is_a_field_error(sb_client: FlaskClient,
                                                                     gotrue: FakeGoTrue) -> None:
-    gotrue.min_password_length = 16  # the project demands more than the app's own 10-character minimum
+    gotrue.min_password_length = 16  # the project demands more than the app's own 12-character minimum
     resp = sign_up(sb_client, new_email(), "only12chars!")
     assert resp.status_code == 422
     html = resp.get_data(as_text=True)
@@ -409,16 +427,23 @@ def test_refresh_with_gotrue_down_signs_out_cleanly(sb_client: FlaskClient, gotr
 
 
 def test_es256_token_from_gotrue_is_accepted_by_the_api(database_urls: tuple[str, str]) -> None:
-    """A user GoTrue knows but the local auth.users lacks: the token verifies via JWKS, the balance reads 0."""
+    """The token verifies via JWKS; its user must exist in auth.users (a user the database does not know is a 401,
+    never a 500), and then the balance reads 0."""
     with FakeGoTrue(anon_key=ANON_KEY) as gotrue:
         app = create_app(load_settings(_supabase_env(database_urls, gotrue)))
         try:
-            user = gotrue.add_user(new_email(), PASSWORD)  # no mirror hook: not in the local auth.users
+            stranger = gotrue.add_user(new_email(), PASSWORD)  # no mirror hook: not in the local auth.users
+            client = app.test_client()
+            resp = client.get("/api/user/credits",
+                              headers={"Authorization": f"Bearer {gotrue.access_token(stranger, str(uuid.uuid4()))}"})
+            assert resp.status_code == 401 and resp.get_json()["error"]["code"] == "user_not_found"
+            gotrue.on_user_created = _mirror_into_auth_users(database_urls[0])
+            _mirror_sessions(gotrue, database_urls[0])
+            user = gotrue.add_user(new_email(), PASSWORD)
             with httpx.Client() as http:
                 session = http.post(f"{gotrue.issuer}/token", params={"grant_type": "password"},
                                     headers={"apikey": ANON_KEY},
                                     json={"email": user.email, "password": PASSWORD}).json()
-            client = app.test_client()
             resp = client.get("/api/user/credits", headers={"Authorization": f"Bearer {session['access_token']}"})
             assert resp.status_code == 200, resp.get_data(as_text=True)
             body = resp.get_json()
@@ -438,7 +463,8 @@ def test_es256_token_from_gotrue_is_accepted_by_the_api(database_urls: tuple[str
 
 def test_es256_token_of_mirrored_user_sees_its_own_credits(sb_client: FlaskClient, gotrue: FakeGoTrue) -> None:
     user = gotrue.add_user(new_email(), PASSWORD)  # mirrored: the new-user trigger creates its rows
-    token = gotrue.access_token(user, str(uuid.uuid4()))
+    assert sign_in(sb_client, user.email, PASSWORD).status_code == 302  # a real session (mirrored into the db)
+    token = web_session(sb_client)["sb"]["access_token"]
     resp = sb_client.get("/api/user/credits", headers={"Authorization": f"Bearer {token}"})
     assert resp.status_code == 200
     assert isinstance(resp.get_json()["balance_micro"], int)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -19,7 +20,7 @@ LOGIN = ""
 PUBLIC_TABLES = (
     "llm_providers", "llm_model_rates", "llm_admin_keys", "user_preferences", "user_provider_keys",
     "credit_accounts", "credit_ledger", "credit_reservations", "llm_request_logs", "admin_audit_log",
-    "catalog_version", "rate_limit_windows", "active_streams",
+    "catalog_version", "rate_limit_windows", "active_streams", "sign_in_attempts",
 )
 
 
@@ -98,11 +99,11 @@ def _login(database: Database) -> str:
     return str(psycopg.conninfo.conninfo_to_dict(database.pool.conninfo)["user"])
 
 
-def test_pooled_connection_returns_to_login_role(single_db: Database) -> None:
+def test_pooled_connection_returns_to_login_role(single_db: Database, make_user: Any) -> None:
     with single_db.pool.connection() as conn:
         pid, user, uid, role, claims, timeout = session_state(conn)
     assert (user, uid, role, claims) == (_login(single_db), None, None, "")
-    sub = str(uuid.uuid4())
+    sub = make_user().id  # as_user refuses claims of a user that does not exist
 
     with single_db.as_user({"sub": sub, "app_metadata": {}}) as conn:
         inside = session_state(conn)
@@ -117,7 +118,7 @@ def test_pooled_connection_returns_to_login_role(single_db: Database) -> None:
 
 
 @pytest.mark.parametrize("context", ["user", "service", "anon", "user-raising"])
-def test_every_context_resets_the_connection(single_db: Database, context: str) -> None:
+def test_every_context_resets_the_connection(single_db: Database, context: str, make_user: Any) -> None:
     with single_db.pool.connection() as conn:
         baseline = session_state(conn)
 
@@ -130,7 +131,7 @@ def test_every_context_resets_the_connection(single_db: Database, context: str) 
         elif context == "anon":
             cm = single_db.as_anon()
         else:
-            cm = single_db.as_user({"sub": str(uuid.uuid4())})
+            cm = single_db.as_user({"sub": make_user().id})
         with cm as conn:
             assert conn.execute("select current_user").fetchone() != (_login(single_db),)
             if context == "user-raising":

@@ -153,6 +153,14 @@ SPECS: dict[str, Spec] = {
         update="update public.active_streams set started_at = now() where request_id = %(key)s",
         delete="delete from public.active_streams where request_id = %(key)s",
     ),
+    # Failed sign-in counts (per account, per address): only the service role (the sign-in throttle).
+    "sign_in_attempts": Spec(
+        targets=("row",),
+        select="select 1 from public.sign_in_attempts where key = %(key)s",
+        insert="insert into public.sign_in_attempts (key, window_start, failures) values (%(fresh)s, now(), 1)",
+        update="update public.sign_in_attempts set failures = failures + 1 where key = %(key)s",
+        delete="delete from public.sign_in_attempts where key = %(key)s",
+    ),
     # The single-row catalog counter: read by service_role, written only by its security-definer trigger.
     "catalog_version": Spec(
         targets=("singleton",),
@@ -249,6 +257,13 @@ EXPECTED: dict[str, dict[str, str]] = {
         "userB":   "XX XX XX XX",
         "admin":   "XX XX XX XX",
         "service": "++ ++ ++ ++",
+    },
+    "sign_in_attempts": {           # service role only
+        "anon":    "X X X X",
+        "userA":   "X X X X",
+        "userB":   "X X X X",
+        "admin":   "X X X X",
+        "service": "+ + + +",
     },
     "catalog_version": {            # singleton
         "anon":    "X X X X",
@@ -383,13 +398,16 @@ def world(db: Database, database_urls: tuple[str, str]) -> Iterator[World]:
     """Users A, B and an admin; one row of A and one of B in every per-user table; a disabled provider."""
     a, b, adm = new_user(db), new_user(db), new_user(db, admin=True)
     ids = {"A": a.id, "B": b.id, "admin": adm.id}
-    keys: dict[tuple[str, str], Any] = {("catalog_version", "singleton"): True}
+    keys: dict[tuple[str, str], Any] = {("catalog_version", "singleton"): True,
+                                        ("sign_in_attempts", "row"): f"account:rls-{uuid.uuid4().hex[:8]}@x.test"}
     audit_ids: list[int] = []
     admin_key_ids: list[str] = []
     with psycopg.connect(database_urls[0], autocommit=True) as su:
         prov = dict(su.execute("select slug, id::text from public.llm_providers").fetchall())
         was_enabled = su.execute("select enabled from public.llm_providers where slug = 'ollama'").fetchone()[0]
         su.execute("update public.llm_providers set enabled = false where slug = 'ollama'")
+        su.execute("insert into public.sign_in_attempts (key, window_start, failures) values (%s, now(), 1)",
+                   [keys[("sign_in_attempts", "row")]])
         providers = {"enabled": prov["openai"], "disabled": prov["ollama"], "spare": prov["anthropic"]}
         for target in ("enabled", "disabled"):
             keys[("llm_providers", target)] = providers[target]
@@ -454,7 +472,7 @@ def test_rls_cell(world: World, table: str, actor: str, op: str, target: str, ex
 def test_matrix_size() -> None:
     """The matrix is table x actor x operation x target; keep the count visible when tables are added."""
     assert len(CELLS) == sum(len(s.targets) for s in SPECS.values()) * len(ACTORS) * len(OPERATIONS)
-    assert len(CELLS) == 500
+    assert len(CELLS) == 520
 
 
 # --- Columns no `authenticated` caller may ever read: the encrypted keys -------------------------------------------

@@ -164,7 +164,8 @@ def make_user(conn: psycopg.Connection, settings: Settings, name: str, group: st
     user = users_repo.create(conn, f"{name}-{uuid.uuid4().hex[:8]}@load.test", "correct horse battery")
     credits_repo.adjust(conn, user.id, grant, "load test grant", None)
     token = mint_access_token(settings, user_id=user.id, email=user.email, app_metadata=user.app_metadata,
-                              user_metadata=user.user_metadata, ttl=3600)
+                              user_metadata=user.user_metadata, session_id=users_repo.create_session(conn, user.id),
+                              ttl=3600)
     return User(name, group, user.id, token, grant)
 
 

@@ -155,6 +155,9 @@ class FakeGoTrue:
         self.legacy_password_errors = legacy_password_errors
         self.fail_status: int | None = None  # answer every auth call (not the JWKS) with this 5xx status
         self.on_user_created: Callable[[FakeUser], None] | None = None  # e.g. mirror the user into auth.users
+        # GoTrue keeps sessions in the app's database (auth.sessions): mirror their start and end there.
+        self.on_session_created: Callable[[str, str], None] | None = None  # (session id, user id)
+        self.on_session_ended: Callable[[str], None] | None = None  # (session id)
         self.before_password_grant: Callable[[], None] | None = None  # e.g. a barrier to overlap two sign-ins
         self.kid = "fake-" + secrets.token_hex(4)
         self._key = ec.generate_private_key(ec.SECP256R1())
@@ -285,6 +288,8 @@ class FakeGoTrue:
         with self._lock:
             sid = str(uuid.uuid4())
             self.sessions[sid] = user.id
+            if self.on_session_created:
+                self.on_session_created(sid, user.id)
             return self._session_json(user, sid)
 
     def _session_json(self, user: FakeUser, session_id: str) -> dict[str, Any]:
@@ -303,6 +308,8 @@ class FakeGoTrue:
 
     def _end_session(self, session_id: str) -> None:
         self.sessions.pop(session_id, None)
+        if self.on_session_ended:
+            self.on_session_ended(session_id)
         for token in [t for t, r in self.refresh_tokens.items() if r.session_id == session_id]:
             del self.refresh_tokens[token]
 

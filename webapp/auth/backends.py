@@ -3,22 +3,27 @@ checks, so everything downstream is identical whichever backend signed the user 
 
 from __future__ import annotations
 
+import functools
 import re
 import time
-import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-import psycopg
-
+from webapp import passwords
 from webapp.auth.tokens import mint_access_token
 from webapp.config import Settings
-from webapp.db import Database
-from webapp.errors import AppError, Conflict, RateLimited, Unauthorized, ValidationError
+from webapp.db import Database, principal_refused
+from webapp.errors import AppError, RateLimited, Unauthorized, ValidationError
 from webapp.repos import users as users_repo
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
-MIN_PASSWORD = 10
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024  # argon2 reads it all; a megabyte "password" would only cost us CPU
+COMMON_PASSWORDS_FILE = Path(__file__).with_name("common_passwords.txt")
+# Shown for every sign-up the local backend accepts, whether the email was new or taken: the page must not tell
+# a stranger which addresses have accounts.
+SIGN_UP_NOTICE = "If this email can be used, its account is ready: sign in with the password you chose."
 
 
 @dataclass
@@ -44,12 +49,35 @@ class AuthBackend(Protocol):
     def sign_out(self, session: AuthSession) -> None: ...
 
 
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The shipped list of the most common passwords, lowercased (see the file's header for its source)."""
+    lines = COMMON_PASSWORDS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(line for line in lines if line and not line.startswith("#"))
+
+
+def password_problem(password: str) -> str | None:
+    """Why `password` may not be chosen, or None. Common passwords are refused as typed and with the digits and
+    symbols people pad them with ("password1234!") taken off."""
+    if len(password) < MIN_PASSWORD:
+        return f"Use at least {MIN_PASSWORD} characters."
+    if len(password) > MAX_PASSWORD:
+        return f"Use at most {MAX_PASSWORD} characters."
+    lowered = password.lower()
+    core = lowered.strip("0123456789!@#$%^&*()-_=+.,?~ ")
+    common = common_passwords()
+    if lowered in common or core in common or len(set(lowered)) < 4:
+        return "This password is too common or too easy to guess; choose another."
+    return None
+
+
 def validate_credentials(email: str, password: str, *, new: bool) -> None:
     errors = {}
     if not EMAIL_RE.fullmatch(email or ""):
         errors["email"] = "Enter a valid email address."
-    if new and len(password or "") < MIN_PASSWORD:
-        errors["password"] = f"Use at least {MIN_PASSWORD} characters."
+    problem = password_problem(password or "") if new else None
+    if problem:
+        errors["password"] = problem
     elif not password:
         errors["password"] = "Enter your password."  # noqa: S105 (a message, not a password)
     if errors:
@@ -57,7 +85,10 @@ def validate_credentials(email: str, password: str, *, new: bool) -> None:
 
 
 class LocalBackend:
-    """Users in the local auth.users, bcrypt via pgcrypto, tokens minted with the local JWT secret."""
+    """Users in the local auth.users (argon2id; older bcrypt hashes still accepted), sessions in auth.sessions,
+    tokens minted with the local JWT secret carrying the session's id."""
+
+    sign_up_notice = SIGN_UP_NOTICE
 
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
@@ -69,41 +100,53 @@ class LocalBackend:
             self.settings, user_id=user.id, email=user.email, app_metadata=user.app_metadata,
             user_metadata=user.user_metadata, session_id=session_id, now=now,
         )
-        # Local refresh "token": the session id; refreshing re-reads the user, so a demoted or deleted user loses
-        # access at the next refresh.
+        # Local refresh "token": the session id. It is only ever read back from the signed session cookie, and
+        # refreshing needs the auth.sessions row, which sign-out deletes.
         return AuthSession(token, session_id, now + self.settings.access_token_ttl, user.id, user.email)
 
-    def sign_up(self, email: str, password: str) -> AuthSession:
+    def sign_up(self, email: str, password: str) -> None:
+        """Create the account if the email is free. Always None (the page then asks the user to sign in), and
+        the same work either way, so a taken email cannot be told from a new one."""
         validate_credentials(email, password, new=True)
-        try:
-            with self.db.as_service() as conn:
-                user = users_repo.create(conn, email.strip(), password)
-        except psycopg.errors.UniqueViolation:
-            raise Conflict("An account with this email already exists.", code="email_taken", field="email") from None
-        return self._session_for(user, str(uuid.uuid4()))
+        password_hash = passwords.hash_password(password)
+        with self.db.as_service() as conn:
+            users_repo.create_if_absent(conn, email.strip(), password_hash)
 
     def sign_in(self, email: str, password: str) -> AuthSession:
         validate_credentials(email, password, new=False)
         with self.db.as_service() as conn:
             user = users_repo.check_password(conn, email.strip(), password)
-        if user is None:
+            session_id = users_repo.create_session(conn, user.id) if user else None
+        if user is None or session_id is None:
             raise Unauthorized("Wrong email or password.", code="invalid_credentials")
-        return self._session_for(user, str(uuid.uuid4()))
+        return self._session_for(user, session_id)
 
     def refresh(self, session: AuthSession) -> AuthSession:
         with self.db.as_service() as conn:
-            user = users_repo.by_id(conn, session.user_id)
+            live = users_repo.touch_session(conn, session.refresh_token, session.user_id)
+            user = users_repo.by_id(conn, session.user_id) if live else None
+        if not live:
+            raise principal_refused("session_revoked")
         if user is None:
-            raise Unauthorized("Your account no longer exists.", code="session_expired")
+            raise principal_refused("user_not_found")
         return self._session_for(user, session.refresh_token)
 
     def sign_out(self, session: AuthSession) -> None:
-        return None
+        """End the session in auth.sessions: its access token and refresh token stop working at once."""
+        with self.db.as_service() as conn:
+            users_repo.end_session(conn, session.refresh_token, session.user_id)
+
+
+class EmailTaken(Exception):
+    """GoTrue refused a sign-up because the email has an account (never shown to the user as such)."""
 
 
 class SupabaseBackend:
     """supabase-py against a Supabase project. A fresh client per call: a client that signs in rewrites its own
     headers and would otherwise leak one user's session into another's request."""
+
+    # Shown when GoTrue gives no session: confirmation needed, or (mapped here) the email already has an account.
+    sign_up_notice = "Check your email to confirm your account, then sign in."
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -131,8 +174,7 @@ class SupabaseBackend:
         except AuthApiError as exc:
             status = getattr(exc, "status", 400) or 400
             if getattr(exc, "code", None) in ("user_already_exists", "email_exists"):
-                raise Conflict("An account with this email already exists.", code="email_taken",
-                               field="email") from None
+                raise EmailTaken() from None
             if status == 429:
                 raise RateLimited("Too many sign-in attempts. Wait a minute and try again.",
                                   code="auth_rate_limited", headers={"Retry-After": "60"}) from None
@@ -149,7 +191,11 @@ class SupabaseBackend:
         validate_credentials(email, password, new=True)
         # `with`: close the per-call client's HTTP connections now, not whenever the garbage collector runs.
         with self._client().auth as auth:
-            resp = self._call(auth.sign_up, {"email": email.strip(), "password": password})
+            try:
+                resp = self._call(auth.sign_up, {"email": email.strip(), "password": password})
+            except EmailTaken:
+                # GoTrue says so only when the project confirms no emails; the page still must not.
+                return None
         # No session means the project requires email confirmation first.
         return self._to_session(resp) if resp.session else None
 

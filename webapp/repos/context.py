@@ -1,5 +1,6 @@
-"""One round trip per gateway request: the user's preferences, their enabled stored keys and the catalog
-version, read as service_role for the verified user id."""
+"""One round trip per gateway request: the principal check (user still there, not banned, session not ended),
+the user's preferences, their enabled stored keys and the catalog version, read as service_role for the verified
+user id. gateway_admit runs only for a principal the check accepted (its tables reference auth.users)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from webapp.repos.preferences import Preferences
 from webapp.repos.user_keys import UserKeySecret
 
 _QUERY = """
+with principal as materialized (select public.principal_status(%(uid)s::uuid, %(sid)s::uuid) as s)
 select
-  {admit} as admit,
+  case when ((select s from principal) ->> 'ok')::boolean then {admit} end as admit,
   (select row_to_json(p) from (
      select user_id::text as user_id, username, first_name, last_name, email_notifications, marketing_emails,
             llm_mode, default_provider, fallbacks_enabled, never_spend_credits, provider_priorities,
@@ -23,7 +25,8 @@ select
      select id::text as id, user_id::text as user_id, provider_id::text as provider_id, ciphertext, key_id,
             base_url, priority
      from public.user_provider_keys where user_id = %(uid)s and enabled) k) as keys,
-  (select version from public.catalog_version) as catalog_version
+  (select version from public.catalog_version) as catalog_version,
+  (select s from principal) as principal
 """
 
 
@@ -46,18 +49,21 @@ class UserContext:
     keys: list[UserKeySecret]
     catalog_version: int
     admit: dict[str, Any] | None = None
+    principal: dict[str, Any] | None = None  # public.principal_status's verdict
 
 
-def load(conn: psycopg.Connection, user_id: str, admission: Admission | None = None) -> UserContext:
-    """The context in one round trip; with `admission`, also count this request against the user's limits."""
-    params: dict[str, Any] = {"uid": user_id}
+def load(conn: psycopg.Connection, user_id: str, admission: Admission | None = None,
+         session_id: str | None = None) -> UserContext:
+    """The context in one round trip; with `admission`, also count this request against the user's limits
+    (only when the principal check passed: check `principal` before anything else)."""
+    params: dict[str, Any] = {"uid": user_id, "sid": session_id}
     if admission is not None:
         params.update(per_minute=admission.per_minute, stream=admission.stream_request_id,
                       max_streams=admission.max_streams, stale=admission.stale_seconds)
     row: Any = conn.execute(_SELECT_ADMIT if admission else _SELECT, params).fetchone()
     prefs = Preferences(**row[1]) if row[1] else Preferences(user_id=user_id)
     keys = [UserKeySecret(**k) for k in row[2]]
-    return UserContext(prefs, keys, int(row[3] or 0), row[0])
+    return UserContext(prefs, keys, int(row[3] or 0), row[0], row[4])
 
 
 def release_stream(conn: psycopg.Connection, request_id: str) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
+from webapp import passwords
+
 
 @dataclass(frozen=True)
 class AuthUser:
@@ -26,25 +28,35 @@ _COLUMNS = ("id::text as id, email, coalesce(raw_app_meta_data, '{}') as app_met
             " coalesce(raw_user_meta_data, '{}') as user_metadata")
 
 
+def _insert_sql(on_conflict: str) -> str:
+    return f"""insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
+                   raw_app_meta_data, raw_user_meta_data, confirmation_token, recovery_token,
+                   email_change_token_new, email_change, created_at, updated_at)
+               values ('00000000-0000-0000-0000-000000000000', gen_random_uuid(), 'authenticated',
+                   'authenticated', lower(%s), %s, now(), %s, '{{}}', '', '', '', '', now(), now())
+               {on_conflict}
+               returning {_COLUMNS}"""
+
+
 def create(conn: psycopg.Connection, email: str, password: str, *, admin: bool = False) -> AuthUser:
-    """Insert a confirmed email user with a bcrypt hash made by pgcrypto, as Supabase stores it."""
+    """Insert a confirmed email user with an argon2id hash of `password`."""
     app_meta = {"provider": "email", "providers": ["email"]}
     if admin:
         app_meta["role"] = "admin"
     with conn.cursor(row_factory=class_row(AuthUser)) as cur:
-        cur.execute(
-            f"""insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
-                    raw_app_meta_data, raw_user_meta_data, confirmation_token, recovery_token,
-                    email_change_token_new, email_change)
-                values ('00000000-0000-0000-0000-000000000000', gen_random_uuid(), 'authenticated',
-                    'authenticated', lower(%s), extensions.crypt(%s, extensions.gen_salt('bf', 10)), now(),
-                    %s, '{{}}', '', '', '', '')
-                returning {_COLUMNS}""",
-            [email, password, json.dumps(app_meta)],
-        )
+        cur.execute(_insert_sql(""), [email, passwords.hash_password(password), json.dumps(app_meta)])
         row = cur.fetchone()
     assert row is not None
     return row
+
+
+def create_if_absent(conn: psycopg.Connection, email: str, password_hash: str) -> AuthUser | None:
+    """Insert a confirmed email user unless the email is taken (then None, and nothing changes)."""
+    app_meta = {"provider": "email", "providers": ["email"]}
+    with conn.cursor(row_factory=class_row(AuthUser)) as cur:
+        cur.execute(_insert_sql("on conflict (email) where email is not null do nothing"),
+                    [email, password_hash, json.dumps(app_meta)])
+        return cur.fetchone()
 
 
 def by_email(conn: psycopg.Connection, email: str) -> AuthUser | None:
@@ -60,17 +72,28 @@ def by_id(conn: psycopg.Connection, user_id: str) -> AuthUser | None:
 
 
 def check_password(conn: psycopg.Connection, email: str, password: str) -> AuthUser | None:
-    """The user if the password matches its bcrypt hash (compared inside Postgres by pgcrypto)."""
-    with conn.cursor(row_factory=class_row(AuthUser)) as cur:
-        cur.execute(
-            f"""update auth.users set last_sign_in_at = now()
-                where email = lower(%s) and deleted_at is null and encrypted_password is not null
-                  and encrypted_password = extensions.crypt(%s, encrypted_password)
-                  and (banned_until is null or banned_until < now())
-                returning {_COLUMNS}""",
-            [email, password],
-        )
-        return cur.fetchone()
+    """The user if `password` matches their hash and they may sign in (not deleted, not banned), else None.
+    Every failure costs about one hash verification, whether or not the email exists. A bcrypt hash (pgcrypto,
+    GoTrue) is compared inside Postgres and replaced by argon2id once it matched."""
+    row = conn.execute(
+        f"""select {_COLUMNS}, encrypted_password,
+                   banned_until is not null and banned_until > now() as banned,
+                   case when encrypted_password like '$2%%'
+                        then encrypted_password = extensions.crypt(%s, encrypted_password) end as bcrypt_ok
+            from auth.users where email = lower(%s) and deleted_at is null""",
+        [password, email],
+    ).fetchone()
+    if row is None:
+        passwords.burn(password)
+        return None
+    stored, banned, bcrypt_ok = row[4], row[5], row[6]
+    ok = bool(bcrypt_ok) if passwords.is_bcrypt(stored) else passwords.verify_argon2(stored, password)
+    if not ok or banned:
+        return None
+    new_hash = passwords.hash_password(password) if passwords.needs_rehash(stored) else None
+    conn.execute("update auth.users set last_sign_in_at = now(),"
+                 " encrypted_password = coalesce(%s, encrypted_password) where id = %s", [new_hash, row[0]])
+    return AuthUser(row[0], row[1], row[2], row[3])
 
 
 def set_admin(conn: psycopg.Connection, user_id: str, admin: bool = True) -> None:
@@ -85,13 +108,37 @@ def set_admin(conn: psycopg.Connection, user_id: str, admin: bool = True) -> Non
 
 
 def set_password(conn: psycopg.Connection, user_id: str, password: str) -> None:
-    conn.execute(
-        "update auth.users set encrypted_password = extensions.crypt(%s, extensions.gen_salt('bf', 10)),"
-        " updated_at = now() where id = %s",
-        [password, user_id],
-    )
+    conn.execute("update auth.users set encrypted_password = %s, updated_at = now() where id = %s",
+                 [passwords.hash_password(password), user_id])
 
 
 def count_admins(conn: psycopg.Connection) -> int:
     row = conn.execute("select count(*) from auth.users where raw_app_meta_data ->> 'role' = 'admin'").fetchone()
     return int(row[0]) if row else 0
+
+
+# -- sessions (auth.sessions, as GoTrue keeps them) -----------------------------------------------------------------
+
+def create_session(conn: psycopg.Connection, user_id: str, *, user_agent: str | None = None) -> str:
+    """A new live session for the user; its id goes into the access token's session_id claim."""
+    row = conn.execute(
+        """insert into auth.sessions (id, user_id, created_at, updated_at, aal, user_agent)
+           values (gen_random_uuid(), %s, now(), now(), 'aal1', %s) returning id::text""",
+        [user_id, user_agent],
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def touch_session(conn: psycopg.Connection, session_id: str, user_id: str) -> bool:
+    """Mark a refresh; False when the session was ended (sign-out) or belongs to someone else."""
+    row = conn.execute(
+        """update auth.sessions set refreshed_at = now() at time zone 'utc', updated_at = now()
+           where id = %s and user_id = %s and (not_after is null or not_after > now()) returning 1""",
+        [session_id, user_id],
+    ).fetchone()
+    return row is not None
+
+
+def end_session(conn: psycopg.Connection, session_id: str, user_id: str) -> None:
+    conn.execute("delete from auth.sessions where id = %s and user_id = %s", [session_id, user_id])

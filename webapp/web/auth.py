@@ -2,49 +2,96 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
+from webapp.auth.backends import SIGN_UP_NOTICE
 from webapp.auth.session import WebUser, end_session, start_session
-from webapp.errors import AppError, ValidationError
+from webapp.auth.throttle import SignInThrottle
+from webapp.errors import AppError, RateLimited, ValidationError
 
 bp = Blueprint("auth", __name__)
+
+# What a path and query of this app may contain: RFC 3986 pchar, "/", "?" and percent-escapes. No whitespace,
+# no control characters, no backslash (browsers read "\" as "/"), no "#".
+_SAFE_TARGET = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*")
+_MAX_TARGET = 2048
 
 
 def _svc() -> Any:
     return current_app.extensions["switchboard"]
 
 
-def _safe_next(target: str | None) -> str:
-    # Only same-site relative paths: an open redirect after sign-in is a phishing aid.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("settings_page.index")
+def _is_local_path(value: str) -> bool:
+    if not value.startswith("/") or value.startswith("//") or not _SAFE_TARGET.fullmatch(value):
+        return False
+    parts = urlsplit(value)
+    return not parts.scheme and not parts.netloc
+
+
+def safe_next(target: str | None) -> str:
+    """`target` when it is a page of this app, else /settings. Only the final value counts: every percent-decoding
+    of it must also be a plain local path (so "/%2F%2Fevil.com" and "/%5Cevil.com" are refused), and its path must
+    be a GET route of this app."""
+    fallback: str = url_for("settings_page.index")
+    if not target or len(target) > _MAX_TARGET or not _is_local_path(target):
+        return fallback
+    decoded = target
+    for _ in range(3):  # double and triple encodings too; a fourth level would still fail the route match
+        decoded = unquote(decoded)
+        if not _is_local_path(decoded):
+            return fallback
+    try:
+        current_app.url_map.bind("localhost").match(urlsplit(target).path, method="GET")
+    except (HTTPException, RequestRedirect):
+        return fallback
+    return target
+
+
+def _client_address() -> str | None:
+    # ProxyFix (configured with the number of trusted proxies) has already put the client's address here.
+    return request.remote_addr
 
 
 def _form(template: str) -> Any:
     email = request.form.get("email", "").strip()
     password = request.form.get("password", "")
     svc = _svc()
+    signing_in = template == "auth/sign_in.html"
+    throttle = SignInThrottle(svc.db)
     try:
-        if template == "auth/sign_up.html":
+        if not signing_in:
             auth = svc.auth_backend.sign_up(email, password)
             if auth is None:
-                return render_template("auth/sign_in.html", email=email, errors={},
-                                       notice="Check your email to confirm your account, then sign in.")
+                notice = getattr(svc.auth_backend, "sign_up_notice", SIGN_UP_NOTICE)
+                return render_template("auth/sign_in.html", email=email, errors={}, notice=notice)
         else:
-            auth = svc.auth_backend.sign_in(email, password)
+            throttle.check(email, _client_address())
+            try:
+                auth = svc.auth_backend.sign_in(email, password)
+            except ValidationError:
+                raise
+            except AppError as exc:
+                if exc.status in (400, 401, 403):
+                    throttle.failed(email, _client_address())
+                raise
+            throttle.succeeded(email)
         claims = svc.verifier.verify(auth.access_token)
     except ValidationError as exc:
         return render_template(template, email=email, errors=exc.errors), 422
     except AppError as exc:
         errors = {exc.field or "form": exc.message}
-        return render_template(template, email=email, errors=errors), exc.status
+        headers = exc.headers if isinstance(exc, RateLimited) else {}
+        return render_template(template, email=email, errors=errors), exc.status, headers
     start_session(auth)
     login_user(WebUser(claims, auth.access_token))
-    return redirect(_safe_next(request.args.get("next")))
+    return redirect(safe_next(request.args.get("next")))
 
 
 @bp.route("/auth/sign-in", methods=["GET", "POST"])
@@ -66,6 +113,7 @@ def sign_up() -> Any:
 @bp.post("/auth/sign-out")
 @login_required
 def sign_out() -> Any:
+    """End the session on the server too (auth.sessions), so a copy of the cookie or its tokens stops working."""
     auth = end_session()
     logout_user()
     if auth is not None:
