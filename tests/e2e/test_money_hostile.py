@@ -314,3 +314,16 @@ def test_openai_sdk_sees_the_limit_it_was_given(gw: Gateway, make_user: Any, db:
         client.chat.completions.create(model="e2e-an/echo-1", messages=[{"role": "user", "content": "hi"}],
                                        max_tokens=100_000)
     assert err.value.status_code == 402
+
+
+def test_shortfalls_show_in_admin_analytics(gw: Gateway, make_user: Any, db: Any) -> None:
+    admin = make_user(admin=True)
+    before = requests.get(gw.url + "/api/admin/usage", headers=admin.headers, timeout=10).json()["shortfalls"]
+    user = funded(make_user, db, 100_000)
+    gw.oa1.reply, gw.oa1.ignore_limits = FLOOD, True
+    assert post(gw, user, {"model": "e2e-oa/echo-1", "messages": [{"role": "user", "content": "hi"}]}).ok
+    resp = requests.get(gw.url + "/api/admin/usage", headers=admin.headers, timeout=10)
+    assert resp.status_code == 200, resp.text
+    after = resp.json()["shortfalls"]
+    assert after["requests"] == before["requests"] + 1
+    assert after["uncollected_micro"] - before["uncollected_micro"] > 5_000_000

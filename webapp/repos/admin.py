@@ -432,6 +432,23 @@ def top_users(conn: psycopg.Connection, start: date, end_exclusive: date, limit:
         return cur.fetchall()
 
 
+@dataclass(frozen=True)
+class Shortfalls:
+    requests: int
+    uncollected: int  # micro-credits the settles could not collect (usage above reservation and balance)
+    corrected: int  # requests whose upstream usage numbers could not be true and were replaced
+
+
+def shortfalls(conn: psycopg.Connection, start: date, end_exclusive: date) -> Shortfalls:
+    row = conn.execute(
+        f"""select (count(*) filter (where l.shortfall > 0))::int, coalesce(sum(l.shortfall), 0)::bigint,
+                   (count(*) filter (where l.usage_source = 'corrected'))::int
+            from public.llm_request_logs l where {_RANGE} and (l.shortfall > 0 or l.usage_source = 'corrected')""",
+        {"start": start, "end": end_exclusive}).fetchone()
+    assert row is not None
+    return Shortfalls(int(row[0]), int(row[1]), int(row[2]))
+
+
 def byok_member_equivalent(conn: psycopg.Connection, start: date, end_exclusive: date) -> int:
     """What the successful BYOK traffic would have cost in member mode at today's rates and multipliers."""
     row = conn.execute(

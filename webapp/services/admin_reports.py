@@ -177,6 +177,7 @@ class Analytics:
     byok_member_equivalent: int
     top_users: list[admin_repo.UserTotals]
     error_codes: list[admin_repo.GroupTotals]
+    shortfalls: admin_repo.Shortfalls
     errors: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -226,6 +227,7 @@ def analytics(db: Database, claims: Mapping[str, Any], args: Mapping[str, Any], 
         equivalent = admin_repo.byok_member_equivalent(conn, start, stop)
         top = admin_repo.top_users(conn, start, stop, 10)
         codes = admin_repo.totals_by(conn, "error_code", start, stop)
+        short = admin_repo.shortfalls(conn, start, stop)
     by_day = {d.day: d for d in days}
     span = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     full = [by_day.get(d) or admin_repo.DayTotals(d, 0, 0, 0, 0) for d in span]
@@ -237,7 +239,7 @@ def analytics(db: Database, claims: Mapping[str, Any], args: Mapping[str, Any], 
     ]
     return Analytics(start, end, full, charts, providers, admin_charts.shares([p.requests for p in providers]),
                      {m: modes.get(m) or _empty_mode(m) for m in ("member", "byok")}, equivalent, top, codes,
-                     errors)
+                     short, errors)
 
 
 def _totals_dict(t: admin_repo.GroupTotals) -> dict[str, Any]:
@@ -260,6 +262,9 @@ def analytics_dict(a: Analytics) -> dict[str, Any]:
         "top_users": [{"user_id": u.user_id, "email": u.email, "requests": u.requests, "tokens": u.tokens,
                        "credits": format_credits(u.credits)} for u in a.top_users],
         "error_codes": [{"code": c.key, "requests": c.requests} for c in a.error_codes],
+        "shortfalls": {"requests": a.shortfalls.requests, "uncollected": format_credits(a.shortfalls.uncollected),
+                       "uncollected_micro": a.shortfalls.uncollected,
+                       "corrected_usage": a.shortfalls.corrected},
     }
 
 

@@ -494,6 +494,11 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
         "top_users": array(obj({"user_id": UUID, "email": nullable(string()), "requests": integer(),
                                 "tokens": integer(), "credits": CREDITS}), maxItems=10),
         "error_codes": array(obj({"code": string(), "requests": integer()})),
+        "shortfalls": obj({
+            "requests": integer("Requests whose usage passed both the reservation and the balance."),
+            "uncollected": CREDITS, "uncollected_micro": MICRO,
+            "corrected_usage": integer("Requests whose upstream usage could not be true and was recounted."),
+        }),
     }),
     "AuditEntry": obj({
         "id": integer(), "actor_id": nullable(UUID), "actor": nullable(string()),
