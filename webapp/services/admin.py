@@ -29,7 +29,11 @@ from webapp.services import keys as keys_service
 from webapp.services.credits import format_credits
 from webapp.services.router import is_local_url
 
-MODEL_RE = re.compile(r"^[^\s\x00]{1,200}$")
+# Model ids travel in upstream bodies and in the X-Switchboard-Model receipt header (latin-1 only): printable
+# ASCII, no spaces, the same rule the chat path applies to the model a client asks for.
+MODEL_RE = re.compile(r"^[!-~]{1,200}$")
+URL_RE = re.compile(r"^[!-~]{1,500}$")  # printable ASCII: no spaces, controls or look-alike characters
+INT_RE = re.compile(r"^[+-]?[0-9]{1,18}$")  # ASCII digits only (not fullwidth or other scripts); well inside bigint
 MAX_RATE = 10**12  # micro-credits per 1K tokens: a million credits per 1K tokens is already absurd
 CHECKBOXES = ("enabled", "byok_allowed", "custom_base_url_allowed")
 
@@ -144,15 +148,36 @@ def parse_multiplier(value: Any, settings: Settings, field: str = "multiplier") 
 def _int(value: Any, low: int, high: int) -> int | None:
     if isinstance(value, bool):
         return None
-    try:
-        number = int(str(value).strip()) if isinstance(value, str) else value
-    except ValueError:
+    if isinstance(value, str):
+        value = value.strip()
+        if not INT_RE.fullmatch(value):
+            return None
+        value = int(value)
+    return value if isinstance(value, int) and low <= value <= high else None
+
+
+def parse_base_url(value: Any) -> str | None:
+    """An http(s) URL with a host and a valid port, in printable ASCII, without credentials or a fragment; the
+    scheme is lowercased (the column's check is `^https?://`). None when it is not one."""
+    url = _text(value, 1, 500)
+    if url is None or not URL_RE.fullmatch(url):
         return None
-    return number if isinstance(number, int) and low <= number <= high else None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range or not a number
+    except ValueError:  # "http://[::1" and the like
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None \
+            or parts.password is not None or "#" in url:
+        return None
+    return (parts.scheme + url[len(parts.scheme):]).rstrip("/")
 
 
 def _text(value: Any, low: int, high: int) -> str | None:
-    if not isinstance(value, str) or not low <= len(value.strip()) <= high or "\x00" in value:
+    """Stripped text of low..high characters, with no control character (Postgres text cannot hold NUL; the
+    others have no place in a name or a URL)."""
+    if not isinstance(value, str) or not low <= len(value.strip()) <= high \
+            or any(ch < " " or "\x7f" <= ch < "\xa0" for ch in value.strip()):
         return None
     return value.strip()
 
@@ -164,16 +189,18 @@ def validate_rate(payload: Any) -> tuple[str, int, int, int]:
     model = payload.get("model")
     model = model.strip() if isinstance(model, str) else ""
     if not MODEL_RE.fullmatch(model):
-        errors["model"] = "A model id: 1 to 200 characters, no spaces."
+        errors["model"] = "A model id: 1 to 200 printable ASCII characters, no spaces."
     in_rate = _int(payload.get("input_rate"), 0, MAX_RATE)
     out_rate = _int(payload.get("output_rate"), 0, MAX_RATE)
-    window = _int(payload.get("context_window") or 8192, 1, 100_000_000)
+    # Absent (or an empty form field) means the default; 0 is a value, and out of range.
+    window_value = payload.get("context_window")
+    window = _int(8192 if window_value in (None, "") else window_value, 1, 100_000_000)
     if in_rate is None:
         errors["input_rate"] = "Micro-credits per 1,000 input tokens: a whole number, 0 or more."
     if out_rate is None:
         errors["output_rate"] = "Micro-credits per 1,000 output tokens: a whole number, 0 or more."
     if window is None:
-        errors["context_window"] = "Tokens: a whole number, 1 or more."
+        errors["context_window"] = "Tokens: a whole number from 1 to 100,000,000."
     if errors:
         raise ValidationError(errors)
     assert in_rate is not None and out_rate is not None and window is not None
@@ -207,16 +234,16 @@ def validate_update(payload: Any, settings: Settings, *, form: bool = False
         else:
             values["api_style"] = data["api_style"]
     if "base_url" in data:
-        url = _text(data["base_url"], 1, 500)
-        parts = urlsplit(url or "")
-        if url is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            errors["base_url"] = "An http(s) URL, for example https://api.openai.com/v1."
+        url = parse_base_url(data["base_url"])
+        if url is None:
+            errors["base_url"] = ("An http(s) URL with a host, without spaces or user:password, for example "
+                                  "https://api.openai.com/v1.")
         else:
-            values["base_url"] = url.rstrip("/")
+            values["base_url"] = url
     if "default_model" in data:
         model = data["default_model"].strip() if isinstance(data["default_model"], str) else ""
         if not MODEL_RE.fullmatch(model):
-            errors["default_model"] = "A model id: 1 to 200 characters, no spaces."
+            errors["default_model"] = "A model id: 1 to 200 printable ASCII characters, no spaces."
         else:
             values["default_model"] = model
     for box in CHECKBOXES:

@@ -12,6 +12,7 @@ from webapp.db import Database
 from webapp.errors import ValidationError
 from webapp.repos import preferences as prefs_repo
 from webapp.services.catalog import Catalog
+from webapp.services.chat_request import MODEL_NAME
 from webapp.services.credits import MICRO, format_credits
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
@@ -114,8 +115,9 @@ def _task_overrides(value: Any, catalog: Catalog, enabled: set[str], errors: dic
         if not isinstance(provider, str) or provider not in enabled:
             errors["task_overrides"] = f"Task {task!r}: choose an enabled provider."
             return
-        if not isinstance(model, str) or not model.strip() or len(model) > 200 or "\x00" in model:
-            errors["task_overrides"] = f"Task {task!r}: name a model."
+        if not isinstance(model, str) or not MODEL_NAME.fullmatch(model.strip()):
+            # The model reaches upstream bodies and the X-Switchboard-Model header: the chat path's own rule.
+            errors["task_overrides"] = f"Task {task!r}: name a model (1 to 200 printable ASCII characters, no spaces)."
             return
         clean[task] = {"provider": provider, "model": model.strip()}
     out["task_overrides"] = clean
