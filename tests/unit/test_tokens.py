@@ -335,6 +335,10 @@ def test_count_messages_content_parts(offline: Path) -> None:
         model,
     )
     assert with_image == as_string + 2 * tokens.IMAGE_TOKENS
+    low = tokens.count_messages([{"role": "user", "content": [
+        {"type": "text", "text": "hello world"},
+        {"type": "image_url", "image_url": {"url": "https://example.test/cat.png", "detail": "low"}}]}], model)
+    assert low == as_string + tokens.IMAGE_TOKENS_LOW
 
 
 def test_count_messages_tool_calls_and_tools(offline: Path) -> None:

@@ -39,8 +39,11 @@ TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 # every reply is primed with <|start|>assistant<|message|>
 REPLY_PRIMING = 3
-# flat estimate for one image part (the "low detail" price of an image)
-IMAGE_TOKENS = 85
+# Per-image estimates: an image sent with detail "low" costs OpenAI's flat 85 tokens; any other image is counted
+# at the most a provider bills for one (OpenAI high detail at 768x2048: 85 + 8 tiles x 170 = 1,445; Anthropic
+# ~1,600 at its 1.15-megapixel cap), so a reservation never assumes the cheap case.
+IMAGE_TOKENS_LOW = 85
+IMAGE_TOKENS = 1_600
 
 _O200K_MODEL = re.compile(
     r"""^(?:
@@ -121,12 +124,17 @@ def _count_content(enc: tiktoken.Encoding, content: Any) -> int:
         if kind in _TEXT_PART_TYPES:
             total += _count_value(enc, part.get("text"))
         elif kind in _IMAGE_PART_TYPES:
-            total += IMAGE_TOKENS
+            total += IMAGE_TOKENS_LOW if _detail(part) == "low" else IMAGE_TOKENS
         elif kind == "refusal":
             total += _count_value(enc, part.get("refusal"))
         else:  # audio, files, anything newer: count what is sent, as JSON
             total += _count(enc, _json(part))
     return total
+
+
+def _detail(part: Mapping[str, Any]) -> Any:
+    image = part.get("image_url")
+    return image.get("detail") if isinstance(image, Mapping) else part.get("detail")
 
 
 def _count_function(enc: tiktoken.Encoding, function: Any) -> int:
@@ -157,7 +165,7 @@ def count_messages(
     Each message costs TOKENS_PER_MESSAGE plus the tokens of its string fields
     (role, content, tool_call_id, ...), plus TOKENS_PER_NAME when it has a name;
     the reply priming adds REPLY_PRIMING. `content` may be a string or a list of
-    parts: text parts are counted as text, each image part as IMAGE_TOKENS.
+    parts: text parts are counted as text, each image part as IMAGE_TOKENS (IMAGE_TOKENS_LOW at detail low).
     `tool_calls` (and legacy `function_call`) count their function names and
     arguments as text. `tools`, when given, are counted as their compact JSON.
     This is an estimate for budgeting; the provider's reported usage is the truth.
