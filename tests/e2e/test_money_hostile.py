@@ -140,11 +140,12 @@ def test_monthly_cap_lowers_the_limit(gw: Gateway, make_user: Any, db: Any) -> N
 
 @pytest.mark.parametrize("lie", ["neg", "huge", "zero", "str", "float"])
 @pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("provider", ["e2e-oa", "e2e-an"])
 def test_lying_usage_is_corrected_to_what_was_delivered(gw: Gateway, member: Any, db: Any, lie: str,
-                                                        stream: bool) -> None:
-    gw.oa1.usage_lie = lie
+                                                        stream: bool, provider: str) -> None:
+    (gw.oa1 if provider == "e2e-oa" else gw.an).usage_lie = lie
     before = balance(db, member.id)
-    body: dict[str, Any] = {"model": "e2e-oa/echo-1", "messages": [{"role": "user", "content": "hi"}],
+    body: dict[str, Any] = {"model": f"{provider}/echo-1", "messages": [{"role": "user", "content": "hi"}],
                             "stream": stream}
     if stream:
         body["stream_options"] = {"include_usage": True}

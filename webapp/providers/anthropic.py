@@ -228,12 +228,18 @@ def _to_anthropic_request(body: dict[str, Any]) -> dict[str, Any]:
 def to_openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
     """Anthropic usage → OpenAI usage. Anthropic's input_tokens excludes cache reads and writes; OpenAI's
     prompt_tokens includes them, so they are added back."""
-    cache_write = int(usage.get("cache_creation_input_tokens") or 0)
-    cache_read = int(usage.get("cache_read_input_tokens") or 0)
-    prompt = int(usage.get("input_tokens") or 0) + cache_write + cache_read
-    completion = int(usage.get("output_tokens") or 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": cache_read}}
+    def count(name: str) -> Any:
+        value = usage.get(name) or 0
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    # A count that is not an integer is passed on as None: the gateway then recounts what was delivered.
+    cache_write, cache_read = count("cache_creation_input_tokens"), count("cache_read_input_tokens")
+    given = count("input_tokens")
+    prompt = None if None in (given, cache_write, cache_read) else given + cache_write + cache_read
+    completion = count("output_tokens")
+    total = prompt + completion if prompt is not None and completion is not None else None
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total,
+            "prompt_tokens_details": {"cached_tokens": cache_read or 0}}
 
 
 def _finish_reason(stop_reason: Any) -> str | None:
