@@ -31,7 +31,9 @@ def quote(payload: Any, ctx: UserContext, catalog: Catalog, member_ready: Any) -
         prompt_tokens = tokens.count_messages([{"role": "user", "content": prompt}], model)
         fits = prompt_tokens + max_tokens <= rate.context_window
         if member_ready(provider):
-            micro = cost(prompt_tokens, max_tokens, rate.input_rate, rate.output_rate, provider.credit_multiplier)
+            # The gateway never lets a model produce more than its maximum output, so neither is it quoted.
+            out = min(max_tokens, rate.max_output_tokens)
+            micro = cost(prompt_tokens, out, rate.input_rate, rate.output_rate, provider.credit_multiplier)
             routes.append({"mode": "member", "provider": slug, "model": model, "prompt_tokens": prompt_tokens,
                            "max_credits": format_credits(micro), "max_credits_micro": micro,
                            "multiplier": format(provider.credit_multiplier.normalize(), "f"),
