@@ -56,6 +56,7 @@ class Receipt:
     output_limit: int | None = None  # member mode: the output limit Switchboard wrote upstream (per choice)
     limited_by: str | None = None  # "balance" or "monthly_cap" when that lowered the limit below the default
     shortfall: int = 0  # what the settle could not collect
+    holds_reservation: bool = False  # a reservation row exists (even of 0 credits) and must be closed
 
     def headers(self, *, final: bool = True) -> dict[str, str]:
         h = {
@@ -248,6 +249,7 @@ class Gateway:
         try:
             receipt.reserved, receipt.limited_by = credits.reserve_flex(
                 self.db, user_id, receipt.request_id, least, most, cap)
+            receipt.holds_reservation = True
         except credits.Unaffordable as exc:
             raise self._unaffordable(exc, req.n, budget.largest_fit(exc.available, priced, req.n)) from None
         return plan, list(budget.output_limits(receipt.reserved, priced, req.n))
@@ -452,7 +454,7 @@ class Gateway:
                 actual = credits.cost(t_in, t_out, route.rate.input_rate, route.rate.output_rate,
                                       route.provider.credit_multiplier)
         row = self._row(user_id, req, receipt, started, status, error_code, route or planned, route)
-        if not (receipt.mode == "member" and receipt.reserved):
+        if not receipt.holds_reservation:
             self.logs.submit(row, route.user_key_id if route else None)
             self._log_line(row)
             return
