@@ -89,7 +89,8 @@ def test_member_cannot_see_revoke_or_delete_admin_keys(db: Database, member: Any
     with db.as_user(member.claims) as conn:
         assert admin_repo.admin_keys(conn) == []
         assert not admin_repo.revoke_key(conn, target["provider"], target["key"])
-        assert conn.execute("delete from public.llm_admin_keys where id = %s", [target["key"]]).rowcount == 0
+    with pytest.raises(DENIED), db.as_user(member.claims) as conn:  # no delete grant at all (least privilege)
+        conn.execute("delete from public.llm_admin_keys where id = %s", [target["key"]])
     with db.as_service() as conn:
         assert conn.execute("select active from public.llm_admin_keys where id = %s",
                             [target["key"]]).fetchone() == (True,)

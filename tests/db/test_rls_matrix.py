@@ -174,11 +174,11 @@ SPECS: dict[str, Spec] = {
 # The expected outcome of every cell. Each string is "select insert update delete", one character per target in
 # SPECS[table].targets order (legend in the module docstring). userA's own rows are target A, userB's target B.
 EXPECTED: dict[str, dict[str, str]] = {
-    "llm_providers": {              # enabled, disabled
+    "llm_providers": {              # enabled, disabled; nobody creates or deletes presets as `authenticated`
         "anon":    "+0 XX XX XX",
-        "userA":   "+0 RR 00 00",
-        "userB":   "+0 RR 00 00",
-        "admin":   "++ ++ ++ ++",
+        "userA":   "+0 XX 00 XX",
+        "userB":   "+0 XX 00 XX",
+        "admin":   "++ XX ++ XX",
         "service": "++ ++ ++ ++",
     },
     "llm_model_rates": {            # rate of the enabled provider, rate of the disabled provider
@@ -188,11 +188,11 @@ EXPECTED: dict[str, dict[str, str]] = {
         "admin":   "++ ++ ++ ++",
         "service": "++ ++ ++ ++",
     },
-    "llm_admin_keys": {             # created by A, created by B
+    "llm_admin_keys": {             # created by A, created by B; keys are revoked (kept), never deleted
         "anon":    "XX XX XX XX",
-        "userA":   "00 RR 00 00",
-        "userB":   "00 RR 00 00",
-        "admin":   "++ ++ ++ ++",
+        "userA":   "00 RR 00 XX",
+        "userB":   "00 RR 00 XX",
+        "admin":   "++ ++ ++ XX",
         "service": "++ ++ ++ ++",
     },
     "user_preferences": {           # A's row, B's row; no delete grant for authenticated

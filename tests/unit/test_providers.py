@@ -650,12 +650,13 @@ def test_guarded_transport_refuses_private_hosts(host: str) -> None:
     assert (exc.kind, exc.retryable) == ("blocked_address", False)
 
 
-def test_guard_checks_the_connected_socket_not_the_dns_answer(oai: OpenAIUpstream,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """DNS rebinding: the pre-connect lookup says "public", the connection lands on 127.0.0.1."""
+def test_guard_connects_to_the_checked_address_not_a_second_dns_answer(oai: OpenAIUpstream,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the lookup says "public"; the connection goes to that public address (pinned), never to
+    127.0.0.1 where the name would point on a second lookup."""
     monkeypatch.setattr(transport, "_resolve", lambda host, port: [PUBLIC_IP])
     exc = failure(lambda: get_adapter("openai").complete(target(oai, allow_private=False), chat()))
-    assert exc.kind == "blocked_address"
+    assert exc.kind == "connect"  # the pinned public address is not reachable from the test machine
     assert oai.requests == []
 
 
@@ -672,9 +673,8 @@ def test_guard_normalises_ipv4_mapped_peer(oai: OpenAIUpstream, monkeypatch: pyt
         pytest.skip("no IPv6 socket support here")
     url = f"http://[::ffff:7f00:1]:{oai.port}/v1"
     assert get_adapter("openai").complete(target(oai, base_url=url), chat())["choices"]  # unguarded: connects
-    monkeypatch.setattr(transport, "_resolve", lambda host, port: [PUBLIC_IP])
     exc = failure(lambda: get_adapter("openai").complete(target(oai, base_url=url, allow_private=False), chat()))
-    assert exc.kind == "blocked_address"
+    assert exc.kind == "blocked_address"  # refused before connecting: the mapped address is 127.0.0.1
     assert len(oai.requests) == 1
 
 

@@ -18,9 +18,11 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util import connection as urllib3_connection
 
 from webapp.providers.base import Target, UpstreamFailure, UpstreamStream
 from webapp.providers.sse import SSEError, SSEEvent, iter_sse
+from webapp.redact import MIN_SECRET, StreamRedactor, held_secrets, redact, redact_json, redactor_for
 
 USER_AGENT = "switchboard-gateway/1"
 POOL_HOSTS = 64  # distinct upstream hosts kept in the pool manager
@@ -108,38 +110,76 @@ def check_base_url(url: str) -> None:
 
 
 def _blocked(host: str) -> UpstreamFailure:
+    # One message for every refusal (whatever the port, open or closed, and whatever the address): nothing here
+    # may tell a user what is listening inside our network.
     return UpstreamFailure("blocked_address", f"refused to connect to {host}: it is not a public address",
                            retryable=False)
 
 
+Resolver = Callable[[str, int], list[str]]
+
+
+def pinned_addresses(host: str, port: int, resolve: Resolver | None = None,
+                     allowed: Callable[[str], bool] = is_public_address) -> list[str]:
+    """Resolve `host` once and return its addresses, to be connected to as they are (no second lookup, so a
+    DNS answer that changes afterwards, i.e. rebinding, cannot redirect the connection). Every address must be
+    allowed (public), otherwise UpstreamFailure("blocked_address") before any packet is sent; a resolution
+    failure or an empty answer fails closed with UpstreamFailure("connect")."""
+    try:
+        answers = (resolve or _resolve)(host, port)
+    except (OSError, UnicodeError, ValueError):
+        answers = []
+    addresses = list(dict.fromkeys(a.split("%", 1)[0] for a in answers))
+    if not addresses:
+        raise UpstreamFailure("connect", f"could not resolve the host {host}", retryable=True)
+    if not all(allowed(a) for a in addresses):
+        raise _blocked(host)
+    return addresses
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# Guarded connections: the policy is applied to the socket actually connected, so a DNS answer that changes
-# between a check and the connect (rebinding) cannot slip through.
+# Guarded connections: the host is resolved once, every address is checked, and the socket is connected to a
+# checked address (pinned), so nothing can change between the check and the connect. The connection keeps the
+# host name for the Host header, TLS SNI and certificate verification. The connected peer is checked again.
 
 class _GuardMixin:
     _dns_host: str
+    host: str
     port: int
+    timeout: Any
+    source_address: Any
+    socket_options: Any
+    # Seams for tests (a resolver that answers for a made-up name, a policy that admits loopback).
+    resolve: Resolver | None = None
+    allowed: Callable[[str], bool] = staticmethod(is_public_address)
 
     def _new_conn(self) -> socket.socket:
-        # Fast refusal before any packet leaves (e.g. 169.254.169.254); resolution errors are left to urllib3.
-        try:
-            addresses = _resolve(self._dns_host, self.port)
-        except (OSError, UnicodeError):
-            addresses = []
-        if not all(is_public_address(a) for a in addresses):
-            raise _blocked(self._dns_host)
-        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
-        check_peer(sock, self._dns_host)
-        return sock
+        addresses = pinned_addresses(self._dns_host, self.port, self.resolve, self.allowed)
+        error: OSError | None = None
+        for ip in addresses:
+            try:
+                # An IP literal: getaddrinfo inside create_connection does no DNS lookup.
+                sock = urllib3_connection.create_connection(
+                    (ip, self.port), self.timeout, source_address=self.source_address,
+                    socket_options=self.socket_options)
+            except TimeoutError as exc:
+                raise urllib3.exceptions.ConnectTimeoutError(
+                    self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})") from exc
+            except OSError as exc:
+                error = exc
+                continue
+            check_peer(sock, self._dns_host, self.allowed)
+            return sock
+        raise urllib3.exceptions.NewConnectionError(self, f"Failed to establish a new connection: {error}")
 
 
-def check_peer(sock: socket.socket, host: str) -> None:
+def check_peer(sock: socket.socket, host: str, allowed: Callable[[str], bool] = is_public_address) -> None:
     """Close `sock` and raise UpstreamFailure("blocked_address") unless its peer is a public address."""
     try:
         peer = str(sock.getpeername()[0])
     except OSError:
         peer = ""
-    if not is_public_address(peer):
+    if not allowed(peer):
         sock.close()
         raise _blocked(host)
 
@@ -222,15 +262,12 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, host + (f":{port}" if port else ""), parts.path, "", ""))
 
 
-def redact(text: str, secret: str | None) -> str:
-    """`text` with every occurrence of `secret` replaced (upstreams sometimes echo the key they got)."""
-    return text.replace(secret, "[redacted]") if secret else text
-
-
 def error_body(raw: bytes, status: int, secret: str | None) -> dict[str, Any]:
     """An OpenAI-shaped {"error": {...}} from any upstream error body (OpenAI or Anthropic shape, or text).
     Only message/type/code/param survive, strings are capped, and the key is redacted."""
-    text = raw.decode("utf-8", errors="replace")
+    # The whole body is scrubbed first (key fragments in any case, known key shapes), then parsed and cut:
+    # cutting first could leave half a key too short to recognise.
+    text = redact(raw.decode("utf-8", errors="replace"), secret)
     try:
         data: Any = json.loads(text)
     except ValueError:
@@ -250,10 +287,10 @@ def error_body(raw: bytes, status: int, secret: str | None) -> dict[str, Any]:
         if isinstance(value, bool) or value is None:
             continue
         if isinstance(value, (str, int, float)):
-            out[name] = redact(str(value), secret)[:1000] if isinstance(value, str) else value
+            out[name] = redact(value, secret)[:1000] if isinstance(value, str) else value
     if not out.get("message"):
         snippet = " ".join(text.split())[:300] if data is None else ""
-        out["message"] = redact(snippet, secret) or f"upstream answered HTTP {status}"
+        out["message"] = snippet or f"upstream answered HTTP {status}"
     return {"error": out}
 
 
@@ -302,6 +339,7 @@ def send(target: Target, method: str, url: str, *, headers: dict[str, str],
          json_body: dict[str, Any] | None = None) -> requests.Response:
     """Send one request and return the open 2xx response (body not yet read; the caller must close it).
     Raises UpstreamFailure for connect errors, timeouts, redirects and non-2xx answers."""
+    held_secrets.add(target.api_key)  # so a log line that quotes this request is scrubbed of it too
     session = session_for(target)
     try:
         resp = session.request(method, url, headers=headers, json=json_body, stream=True,
@@ -371,9 +409,18 @@ def read_json(resp: requests.Response, target: Target, url: str) -> Any:
     finally:
         resp.close()
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except ValueError:
         raise UpstreamFailure("protocol", f"{safe_url(url)} answered with invalid JSON", retryable=False) from None
+    return scrub_body(data, target)
+
+
+def scrub_body(data: Any, target: Target) -> Any:
+    """A parsed upstream answer with every fragment of the target's key replaced, in every string (content, tool
+    arguments, id, model, object keys ...): an upstream that echoes the key must not hand it to the client."""
+    if target.api_key is None or len(target.api_key) < MIN_SECRET:
+        return data
+    return redact_json(data, redactor_for(target.api_key).redact)
 
 
 def ensure_event_stream(resp: requests.Response, url: str) -> None:
@@ -406,6 +453,7 @@ class ResponseStream(UpstreamStream):
         self._translate = translate
         self._started = False
         self._closed = False
+        self._scrub = StreamRedactor([target.api_key])
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if self._started:
@@ -416,7 +464,10 @@ class ResponseStream(UpstreamStream):
     def _chunks(self) -> Iterator[dict[str, Any]]:
         try:
             try:
-                yield from self._translate(iter_sse(iter_body(self._resp, self._target, self._url)))
+                chunks = self._translate(iter_sse(iter_body(self._resp, self._target, self._url)))
+                if self._scrub:
+                    chunks = map(self._scrub.chunk, chunks)
+                yield from chunks
             except SSEError as exc:
                 raise protocol_error(self._url, str(exc)) from None
             self._drain()

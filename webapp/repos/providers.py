@@ -56,6 +56,27 @@ def list_providers(conn: psycopg.Connection) -> list[Provider]:
         return cur.fetchall()
 
 
+@dataclass(frozen=True)
+class PublicProvider:
+    """What anyone may read of a provider: no base_url (anon has no grant on it)."""
+
+    id: str
+    slug: str
+    name: str
+    api_style: str
+    default_model: str
+    credit_multiplier: Decimal
+    byok_allowed: bool
+
+
+def list_public_providers(conn: psycopg.Connection) -> list[PublicProvider]:
+    """The providers the current role may see, in the columns `anon` is granted (the pricing page)."""
+    with conn.cursor(row_factory=class_row(PublicProvider)) as cur:
+        cur.execute("select id::text as id, slug, name, api_style, default_model, credit_multiplier, byok_allowed"
+                    " from public.llm_providers order by sort_order, slug")
+        return cur.fetchall()
+
+
 def list_rates(conn: psycopg.Connection) -> list[ModelRate]:
     with conn.cursor(row_factory=class_row(ModelRate)) as cur:
         cur.execute("select provider_id::text as provider_id, model, input_rate, output_rate, context_window,"

@@ -11,7 +11,7 @@ from webapp.services.credits import format_credits
 
 def public_providers(db: Database) -> list[dict[str, Any]]:
     with db.as_anon() as conn:
-        providers = providers_repo.list_providers(conn)
+        providers = providers_repo.list_public_providers(conn)
         rates = providers_repo.list_rates(conn)
     out = []
     for p in providers:
