@@ -49,6 +49,11 @@ class AuthBackend(Protocol):
     def sign_out(self, session: AuthSession) -> None: ...
 
 
+# Keyboard rows and counting runs: "123456789012" or "qwertyuiopasdf" are on no list yet guessed first.
+_RUNS = ("1234567890" * 4, "abcdefghijklmnopqrstuvwxyz", "qwertyuiopasdfghjklzxcvbnm", "qazwsxedcrfvtgbyhnujmikolp",
+         "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p", "zaq1xsw2cde3vfr4bgt5nhy6mju7,ki8.lo9/;p0")
+
+
 @functools.cache
 def common_passwords() -> frozenset[str]:
     """The shipped list of the most common passwords, lowercased (see the file's header for its source)."""
@@ -66,7 +71,8 @@ def password_problem(password: str) -> str | None:
     lowered = password.lower()
     core = lowered.strip("0123456789!@#$%^&*()-_=+.,?~ ")
     common = common_passwords()
-    if lowered in common or core in common or len(set(lowered)) < 4:
+    sequence = any(lowered in run or lowered in run[::-1] for run in _RUNS)
+    if lowered in common or core in common or len(set(lowered)) < 4 or sequence:
         return "This password is too common or too easy to guess; choose another."
     return None
 
