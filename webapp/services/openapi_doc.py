@@ -556,10 +556,10 @@ RESPONSES: dict[str, Schema] = {
     "NotFound": _json(ref("ApiError"), "No such resource."),
     "ValidationFailed": _json(ref("ApiValidationError"), "Some fields are not valid; `error.fields` says which."),
     "PayloadTooLarge": _json(ref("ApiError"), "The body is larger than MAX_BODY_BYTES."),
-    "InvalidJSON": _json(ref("ApiError"), "The body is not JSON Switchboard accepts (`invalid_json`, before the token is "
-                                          "checked): not UTF-8, malformed, nested deeper than 64 levels, NaN or "
-                                          "Infinity, a number too large for a double, an integer over 1,000 digits, "
-                                          "or a name twice in one object."),
+    "InvalidJSON": _json(ref("ApiError"), "The body is not JSON Switchboard accepts (`invalid_json`, before the "
+                                          "token is checked): not UTF-8, malformed, nested deeper than 64 levels, "
+                                          "NaN or Infinity, a number too large for a double, an integer over 1,000 "
+                                          "digits, or a name twice in one object."),
     "AuthUnavailable": _json(ref("ApiError"), "The sign-in key service (JWKS) could not be reached to verify the "
                                               "token (`jwks_unavailable`)."),
     "V1Unauthorized": _json(ref("OpenAIError"), "No bearer token, or it is not a valid Supabase access token."),
