@@ -23,7 +23,7 @@ def _catalog() -> Any:
     # Version-checked against the database (once per request), so an admin change made through another worker
     # is seen here too.
     if "catalog" not in g:
-        g.catalog = _svc().gateway.context(str(g.claims["sub"]))[1]
+        g.catalog = _svc().gateway.context(g.claims)[1]
     return g.catalog
 
 
@@ -81,6 +81,6 @@ def credits() -> Any:
 @token_required
 def quote() -> Any:
     gateway = _svc().gateway
-    ctx, catalog = gateway.context(str(g.claims["sub"]))
+    ctx, catalog = gateway.context(g.claims)
     return jsonify(quote_service.quote(request.get_json(silent=True), ctx, catalog,
                                        lambda p: gateway.member_ready(p, catalog)))
