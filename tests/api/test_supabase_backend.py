@@ -222,6 +222,25 @@ def test_sign_out_revokes_only_this_session(sb_client: FlaskClient, gotrue: Fake
     assert sb_client.get("/settings").status_code == 302
 
 
+def test_supabase_token_is_refused_once_its_session_is_gone(sb_client: FlaskClient, gotrue: FakeGoTrue) -> None:
+    """The app checks a Supabase token's session_id against auth.sessions (which GoTrue writes): after sign-out,
+    or an admin's "sign out everywhere", the still-unexpired access token is a 401 at once."""
+    user = gotrue.add_user(new_email(), PASSWORD)
+    assert sign_in(sb_client, user.email, PASSWORD).status_code == 302
+    token = web_session(sb_client)["sb"]["access_token"]
+    with httpx.Client() as http:
+        other = http.post(f"{gotrue.issuer}/token", params={"grant_type": "password"},
+                          headers={"apikey": ANON_KEY}, json={"email": user.email, "password": PASSWORD}).json()
+    assert sb_client.get("/api/user/credits", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    sb_client.post("/auth/sign-out", data={"csrf_token": csrf_token(sb_client, "/settings")})
+    resp = sb_client.get("/api/user/credits", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 401 and resp.get_json()["error"]["code"] == "session_revoked"
+    other_headers = {"Authorization": f"Bearer {other['access_token']}"}
+    assert sb_client.get("/v1/models", headers=other_headers).status_code == 200
+    gotrue.revoke_sessions(user.id)
+    assert sb_client.get("/v1/models", headers=other_headers).status_code == 401
+
+
 def test_sign_in_post_without_csrf_is_refused(sb_client: FlaskClient, gotrue: FakeGoTrue) -> None:
     user = gotrue.add_user(new_email(), PASSWORD)
     resp = sb_client.post("/auth/sign-in", data={"email": user.email, "password": PASSWORD})

@@ -217,9 +217,17 @@ class SupabaseBackend:
         return self._to_session(resp)
 
     def sign_out(self, session: AuthSession) -> None:
+        """End the session in GoTrue (auth.sessions). GoTrue refuses an expired access token, and the session
+        would then outlive the sign-out: refresh first when it is (about to be) expired."""
+        token = session.access_token
+        if session.expires_at - time.time() < 30:
+            try:
+                token = self.refresh(session).access_token
+            except AppError:  # refresh refused: the session is already gone
+                return None
         with self._client().auth as auth:
             try:
-                auth.admin.sign_out(session.access_token, "local")
+                auth.admin.sign_out(token, "local")
             except Exception:  # the session ends locally whatever the server says
                 return None
 
