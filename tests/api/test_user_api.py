@@ -44,10 +44,12 @@ class SettingsProviders:
 
 
 def _insert_provider(conn: psycopg.Connection, slug: str, base_url: str, custom_url: bool) -> str:
+    # Loopback stand-ins for remote vendors that check keys: marked free for BYOK at their own address, which a
+    # keyless local engine is not by default.
     row = conn.execute(
         """insert into public.llm_providers (slug, name, api_style, base_url, default_model, enabled,
-               credit_multiplier, byok_allowed, custom_base_url_allowed, sort_order)
-           values (%s, %s, 'openai', %s, %s, true, 2.0, true, %s, 900) returning id::text""",
+               credit_multiplier, byok_allowed, custom_base_url_allowed, sort_order, free_for_byok)
+           values (%s, %s, 'openai', %s, %s, true, 2.0, true, %s, 900, true) returning id::text""",
         [slug, slug.upper(), base_url, MODEL, custom_url]).fetchone()
     assert row is not None
     conn.execute("""insert into public.llm_model_rates (provider_id, model, input_rate, output_rate, context_window)

@@ -161,6 +161,15 @@ SPECS: dict[str, Spec] = {
         update="update public.sign_in_attempts set failures = failures + 1 where key = %(key)s",
         delete="delete from public.sign_in_attempts where key = %(key)s",
     ),
+    # Receipt rows the log table refused, kept aside by the log writer: only the service role, append-only.
+    "request_log_rejects": Spec(
+        targets=("row",),
+        select="select 1 from public.request_log_rejects where id = %(key)s",
+        insert="insert into public.request_log_rejects (request_id, row_data, reason)"
+               " values (%(fresh)s, '{}'::jsonb, 'rls')",
+        update="update public.request_log_rejects set reason = 'x' where id = %(key)s",
+        delete="delete from public.request_log_rejects where id = %(key)s",
+    ),
     # The single-row catalog counter: read by service_role, written only by its security-definer trigger.
     "catalog_version": Spec(
         targets=("singleton",),
@@ -264,6 +273,13 @@ EXPECTED: dict[str, dict[str, str]] = {
         "userB":   "X X X X",
         "admin":   "X X X X",
         "service": "+ + + +",
+    },
+    "request_log_rejects": {        # service role only, append-only
+        "anon":    "X X X X",
+        "userA":   "X X X X",
+        "userB":   "X X X X",
+        "admin":   "X X X X",
+        "service": "+ + X X",
     },
     "catalog_version": {            # singleton
         "anon":    "X X X X",
@@ -408,6 +424,9 @@ def world(db: Database, database_urls: tuple[str, str]) -> Iterator[World]:
         su.execute("update public.llm_providers set enabled = false where slug = 'ollama'")
         su.execute("insert into public.sign_in_attempts (key, window_start, failures) values (%s, now(), 1)",
                    [keys[("sign_in_attempts", "row")]])
+        keys[("request_log_rejects", "row")] = su.execute(
+            "insert into public.request_log_rejects (request_id, row_data, reason)"
+            " values (gen_random_uuid(), '{}'::jsonb, 'rls') returning id").fetchone()[0]
         providers = {"enabled": prov["openai"], "disabled": prov["ollama"], "spare": prov["anthropic"]}
         for target in ("enabled", "disabled"):
             keys[("llm_providers", target)] = providers[target]
@@ -472,7 +491,7 @@ def test_rls_cell(world: World, table: str, actor: str, op: str, target: str, ex
 def test_matrix_size() -> None:
     """The matrix is table x actor x operation x target; keep the count visible when tables are added."""
     assert len(CELLS) == sum(len(s.targets) for s in SPECS.values()) * len(ACTORS) * len(OPERATIONS)
-    assert len(CELLS) == 520
+    assert len(CELLS) == 540
 
 
 # --- Columns no `authenticated` caller may ever read: the encrypted keys -------------------------------------------

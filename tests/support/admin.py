@@ -40,10 +40,12 @@ def hx_post(client: FlaskClient, path: str, token: str, data: dict[str, Any] | N
 
 def insert_provider(conn: psycopg.Connection, slug: str, base_url: str, *, multiplier: str = "1.0",
                     models: tuple[str, ...] = ("adm-model",), enabled: bool = True, api_style: str = "openai") -> str:
+    # Loopback stand-ins for remote vendors that check keys: marked free for BYOK at their own address, which a
+    # keyless local engine is not by default.
     row = conn.execute(
         """insert into public.llm_providers (slug, name, api_style, base_url, default_model, enabled,
-               credit_multiplier, byok_allowed, custom_base_url_allowed, sort_order)
-           values (%s, %s, %s, %s, %s, %s, %s, true, false, 950) returning id::text""",
+               credit_multiplier, byok_allowed, custom_base_url_allowed, sort_order, free_for_byok)
+           values (%s, %s, %s, %s, %s, %s, %s, true, false, 950, true) returning id::text""",
         [slug, "Adm " + slug, api_style, base_url, models[0], enabled, multiplier]).fetchone()
     assert row is not None
     for model in models:
