@@ -23,9 +23,9 @@ from psycopg.rows import class_row
 from webapp.repos.providers import Provider
 
 PROVIDER_COLS = ("id::text as id, slug, name, api_style, base_url, default_model, enabled, credit_multiplier,"
-                 " byok_allowed, custom_base_url_allowed, sort_order")
+                 " byok_allowed, custom_base_url_allowed, sort_order, free_for_byok")
 PROVIDER_EDITABLE = ("name", "api_style", "base_url", "default_model", "enabled", "credit_multiplier",
-                     "byok_allowed", "custom_base_url_allowed", "sort_order")
+                     "byok_allowed", "custom_base_url_allowed", "sort_order", "free_for_byok")
 
 
 # -- role ---------------------------------------------------------------------------------------------------------
@@ -60,6 +60,7 @@ class Rate:
     input_rate: int
     output_rate: int
     context_window: int
+    max_output_tokens: int
 
 
 def get_provider(conn: psycopg.Connection, provider_id: str, *, lock: bool = False) -> Provider | None:
@@ -85,19 +86,21 @@ def rates(conn: psycopg.Connection, provider_id: str | None = None) -> list[Rate
     where = "where provider_id = %s" if provider_id else ""
     with conn.cursor(row_factory=class_row(Rate)) as cur:
         cur.execute("select id::text as id, provider_id::text as provider_id, model, input_rate, output_rate,"
-                    f" context_window from public.llm_model_rates {where} order by model",
+                    f" context_window, max_output_tokens from public.llm_model_rates {where} order by model",
                     [provider_id] if provider_id else [])
         return cur.fetchall()
 
 
 def upsert_rate(conn: psycopg.Connection, provider_id: str, model: str, input_rate: int, output_rate: int,
-                context_window: int) -> None:
+                context_window: int, max_output_tokens: int) -> None:
     conn.execute(
-        """insert into public.llm_model_rates (provider_id, model, input_rate, output_rate, context_window)
-           values (%s, %s, %s, %s, %s)
+        """insert into public.llm_model_rates (provider_id, model, input_rate, output_rate, context_window,
+               max_output_tokens)
+           values (%s, %s, %s, %s, %s, %s)
            on conflict (provider_id, model) do update set input_rate = excluded.input_rate,
-               output_rate = excluded.output_rate, context_window = excluded.context_window""",
-        [provider_id, model, input_rate, output_rate, context_window])
+               output_rate = excluded.output_rate, context_window = excluded.context_window,
+               max_output_tokens = excluded.max_output_tokens""",
+        [provider_id, model, input_rate, output_rate, context_window, max_output_tokens])
 
 
 def delete_rate(conn: psycopg.Connection, provider_id: str, rate_id: str) -> bool:

@@ -35,7 +35,7 @@ MODEL_RE = re.compile(r"^[!-~]{1,200}$")
 URL_RE = re.compile(r"^[!-~]{1,500}$")  # printable ASCII: no spaces, controls or look-alike characters
 INT_RE = re.compile(r"^[+-]?[0-9]{1,18}$")  # ASCII digits only (not fullwidth or other scripts); well inside bigint
 MAX_RATE = 10**12  # micro-credits per 1K tokens: a million credits per 1K tokens is already absurd
-CHECKBOXES = ("enabled", "byok_allowed", "custom_base_url_allowed")
+CHECKBOXES = ("enabled", "byok_allowed", "custom_base_url_allowed", "free_for_byok")
 
 
 @contextmanager
@@ -182,7 +182,10 @@ def _text(value: Any, low: int, high: int) -> str | None:
     return value.strip()
 
 
-def validate_rate(payload: Any) -> tuple[str, int, int, int]:
+RateValues = tuple[str, int, int, int, int]  # model, input rate, output rate, context window, max output tokens
+
+
+def validate_rate(payload: Any) -> RateValues:
     if not isinstance(payload, Mapping):
         raise ValidationError({"models": "Each model is an object with model, input_rate, output_rate."})
     errors = {}
@@ -201,14 +204,19 @@ def validate_rate(payload: Any) -> tuple[str, int, int, int]:
         errors["output_rate"] = "Micro-credits per 1,000 output tokens: a whole number, 0 or more."
     if window is None:
         errors["context_window"] = "Tokens: a whole number from 1 to 100,000,000."
+    # The most one answer may hold: the gateway never lets the model produce more (absent: 4096).
+    max_out_value = payload.get("max_output_tokens")
+    max_out = _int(4096 if max_out_value in (None, "") else max_out_value, 1, 10_000_000)
+    if max_out is None:
+        errors["max_output_tokens"] = "Tokens: a whole number from 1 to 10,000,000."
     if errors:
         raise ValidationError(errors)
-    assert in_rate is not None and out_rate is not None and window is not None
-    return model, in_rate, out_rate, window
+    assert in_rate is not None and out_rate is not None and window is not None and max_out is not None
+    return model, in_rate, out_rate, window, max_out
 
 
 def validate_update(payload: Any, settings: Settings, *, form: bool = False
-                    ) -> tuple[dict[str, Any], list[tuple[str, int, int, int]] | None]:
+                    ) -> tuple[dict[str, Any], list[RateValues] | None]:
     """The provider columns to change and, when `models` is given, the complete new list of model rates.
     From a form, an absent checkbox means false."""
     if not isinstance(payload, Mapping):
@@ -272,7 +280,7 @@ def validate_update(payload: Any, settings: Settings, *, form: bool = False
     return values, rates
 
 
-def _validate_models(value: Any, errors: dict[str, str]) -> list[tuple[str, int, int, int]] | None:
+def _validate_models(value: Any, errors: dict[str, str]) -> list[RateValues] | None:
     if not isinstance(value, list) or len(value) > 500:
         errors["models"] = "A list (at most 500) of {model, input_rate, output_rate, context_window}."
         return None
@@ -299,11 +307,11 @@ def _provider_state(p: Provider) -> dict[str, Any]:
 
 def _rate_state(rates: list[admin_repo.Rate]) -> list[dict[str, Any]]:
     return [{"model": r.model, "input_rate": r.input_rate, "output_rate": r.output_rate,
-             "context_window": r.context_window} for r in rates]
+             "context_window": r.context_window, "max_output_tokens": r.max_output_tokens} for r in rates]
 
 
 def _change(db: Database, settings: Settings, claims: Mapping[str, Any], provider_id: str, values: dict[str, Any],
-            rates: list[tuple[str, int, int, int]] | None, action: str) -> ProviderView:
+            rates: list[RateValues] | None, action: str) -> ProviderView:
     with admin_tx(db, claims) as conn:
         before = admin_repo.get_provider(conn, provider_id, lock=True)
         if before is None:
@@ -355,12 +363,13 @@ def set_multiplier(db: Database, settings: Settings, claims: Mapping[str, Any], 
 def put_rate(db: Database, settings: Settings, claims: Mapping[str, Any], provider_id: str,
              payload: Any) -> ProviderView:
     """Add a model to a preset, or change its rates when the model is already offered."""
-    model, in_rate, out_rate, window = validate_rate(payload)
+    model, in_rate, out_rate, window, max_out = validate_rate(payload)
     with admin_tx(db, claims) as conn:
         view = _views(conn, settings, provider_id)[0]
         old = next((r for r in view.rates if r.model == model), None)
-        admin_repo.upsert_rate(conn, provider_id, model, in_rate, out_rate, window)
-        after = {"model": model, "input_rate": in_rate, "output_rate": out_rate, "context_window": window}
+        admin_repo.upsert_rate(conn, provider_id, model, in_rate, out_rate, window, max_out)
+        after = {"model": model, "input_rate": in_rate, "output_rate": out_rate, "context_window": window,
+                 "max_output_tokens": max_out}
         admin_repo.insert_audit(conn, str(claims["sub"]), "provider.rate", f"provider:{view.provider.slug}",
                                 _rate_state([old])[0] if old else None, after)
         return _views(conn, settings, provider_id)[0]
@@ -462,9 +471,11 @@ def provider_dict(v: ProviderView, *, with_keys: bool = False) -> dict[str, Any]
         "default_model": p.default_model, "enabled": p.enabled,
         "credit_multiplier": format(p.credit_multiplier.normalize(), "f"), "byok_allowed": p.byok_allowed,
         "custom_base_url_allowed": p.custom_base_url_allowed, "sort_order": p.sort_order,
+        "free_for_byok": p.free_for_byok,
         "models": [{"id": r.id, "model": r.model, "input_rate": r.input_rate, "output_rate": r.output_rate,
                     "input_per_1k": format_credits(r.input_rate), "output_per_1k": format_credits(r.output_rate),
-                    "context_window": r.context_window} for r in v.rates],
+                    "context_window": r.context_window, "max_output_tokens": r.max_output_tokens}
+                   for r in v.rates],
     }
     if with_keys:
         src = v.key_source

@@ -373,6 +373,7 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
         "id": UUID, "model": string(), "input_rate": integer("Micro-credits per 1,000 input tokens."),
         "output_rate": integer("Micro-credits per 1,000 output tokens."), "input_per_1k": CREDITS,
         "output_per_1k": CREDITS, "context_window": integer(),
+        "max_output_tokens": integer("The most one answer may hold; the gateway writes it upstream."),
     }),
     "KeyStatus": obj({
         "source": string("Where member-mode requests get their key: an admin key in the `database`, the "
@@ -388,6 +389,8 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
         "id": UUID, "slug": SLUG, "name": string(), "api_style": string(enum=["openai", "anthropic"]),
         "base_url": string(), "default_model": string(), "enabled": BOOL, "credit_multiplier": MULTIPLIER,
         "byok_allowed": BOOL, "custom_base_url_allowed": BOOL, "sort_order": integer(),
+        "free_for_byok": {"type": "boolean", "description": "A keyless engine run by the operator may serve BYOK "
+                                                            "requests at its own address (off: only at the user's)."},
         "models": array(ref("AdminModelRate")), "key_status": ref("KeyStatus"), "keys": array(ref("AdminKey")),
         "environment_key": nullable(ref("EnvironmentKey")),
     }),
@@ -405,6 +408,8 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
                         "description": "Micro-credits per 1K output tokens, 0 to 10^12."},
         "context_window": {"description": "Tokens, 1 to 100,000,000: an integer or a string of digits; absent, "
                                           "null, 0 or any empty value means 8192."},
+        "max_output_tokens": {"description": "Tokens, 1 to 10,000,000: the most one answer may hold; absent or "
+                                             "empty means 4096."},
     }, ["model", "input_rate", "output_rate"], extra=True),
     "ProviderUpdate": obj({
         "name": string("1 to 80 characters.", minLength=1, maxLength=80, pattern=NOT_BLANK_NO_NUL),
@@ -414,6 +419,7 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
         "enabled": {"type": ["boolean", "string"], "description": "true/false, or on/off, yes/no, 1/0."},
         "byok_allowed": {"type": ["boolean", "string"]},
         "custom_base_url_allowed": {"type": ["boolean", "string"]},
+        "free_for_byok": {"type": ["boolean", "string"]},
         "credit_multiplier": {"type": ["number", "string"],
                               "description": "Within MULTIPLIER_MIN..MULTIPLIER_MAX, at most 4 decimals."},
         "sort_order": {"type": ["integer", "string"], "description": "0 to 100000."},
