@@ -77,7 +77,7 @@ def test_member_cannot_change_model_rates(db: Database, member: Any, target: dic
                             [target["rate"]]).rowcount == 0
         assert conn.execute("delete from public.llm_model_rates where id = %s", [target["rate"]]).rowcount == 0
     with pytest.raises(DENIED, match="row-level security"), db.as_user(member.claims) as conn:
-        admin_repo.upsert_rate(conn, target["provider"], "free-model", 0, 0, 8192)
+        admin_repo.upsert_rate(conn, target["provider"], "free-model", 0, 0, 8192, 4096)
 
 
 def test_member_cannot_insert_admin_keys(db: Database, member: Any, target: dict[str, str]) -> None:
