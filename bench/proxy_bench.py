@@ -196,10 +196,10 @@ def prepare_database(upstream: str, users: int) -> Fixture:
         for _ in range(users):
             user = users_repo.create(conn, f"bench-{uuid.uuid4().hex[:10]}@example.test", uuid.uuid4().hex)
             credits_repo.adjust(conn, user.id, GRANT, "benchmark grant", None)
-            made.append(user)
+            made.append((user, users_repo.create_session(conn, user.id)))  # a live session, as sign-in makes
     tokens = [mint_access_token(settings, user_id=u.id, email=u.email, app_metadata=u.app_metadata,
-                                user_metadata=u.user_metadata, ttl=6 * 3600) for u in made]
-    return Fixture(env, admin_url, [u.id for u in made], tokens)
+                                user_metadata=u.user_metadata, session_id=sid, ttl=6 * 3600) for u, sid in made]
+    return Fixture(env, admin_url, [u.id for u, _ in made], tokens)
 
 
 def accounting(fx: Fixture) -> dict[str, int]:

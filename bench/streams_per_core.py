@@ -506,7 +506,8 @@ def main() -> int:
                 user = users_repo.create(conn, f"streams-{uuid.uuid4().hex[:10]}@bench.test", uuid.uuid4().hex)
                 credits_repo.adjust(conn, user.id, 10**13, "bench grant", None)
                 tokens.append(mint_access_token(settings, user_id=user.id, email=user.email,
-                                                app_metadata=user.app_metadata, user_metadata=user.user_metadata))
+                                                app_metadata=user.app_metadata, user_metadata=user.user_metadata,
+                                                session_id=users_repo.create_session(conn, user.id)))
         base_env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("GUNICORN_", "WEB_CONCURRENCY", "DATABASE_", "SWITCHBOARD_"))}
         env = {**base_env, **env_app, "GUNICORN_TIMEOUT": "120"}
