@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -220,25 +220,35 @@ def redact(text: str, *secrets: str | None) -> str:
     return held_secrets.redact(text)
 
 
-def redact_json(value: Any, clean: Any) -> Any:
-    """`value` (parsed JSON) with `clean` applied to every string, object keys included. Unchanged parts are
-    returned as they are (no copy)."""
+def map_json(value: Any, on_text: Callable[[tuple[Any, ...], str], str], on_key: Callable[[str], str],
+             path: tuple[Any, ...] = ()) -> Any:
+    """`value` (parsed JSON) with `on_text(path, text)` applied to every string value and `on_key` to every object
+    key. `path` is the keys and positions leading to a value; a list item's own integer "index" (choices, tool
+    calls) stands for its position. Unchanged parts are returned as they are (no copy)."""
     if isinstance(value, str):
-        return clean(value)
+        return on_text(path, value)
     if isinstance(value, dict):
         out: dict[Any, Any] | None = None
         for i, (k, v) in enumerate(value.items()):
-            nk = clean(k) if isinstance(k, str) else k
-            nv = redact_json(v, clean)
+            nk = on_key(k) if isinstance(k, str) else k
+            nv = map_json(v, on_text, on_key, (*path, k))
             if out is None and (nk is not k or nv is not v):
                 out = dict(list(value.items())[:i])
             if out is not None:
                 out[nk] = nv
         return value if out is None else out
     if isinstance(value, list):
-        items = [redact_json(v, clean) for v in value]
+        items = []
+        for n, item in enumerate(value):
+            idx = item.get("index", n) if isinstance(item, dict) else n
+            items.append(map_json(item, on_text, on_key, (*path, idx if isinstance(idx, int) else n)))
         return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     return value
+
+
+def redact_json(value: Any, clean: Callable[[str], str]) -> Any:
+    """`value` (parsed JSON) with `clean` applied to every string, object keys included."""
+    return map_json(value, lambda _path, text: clean(text), clean)
 
 
 class StreamRedactor:
@@ -265,7 +275,7 @@ class StreamRedactor:
         """The chunk with every key fragment replaced (the same object when nothing was found)."""
         if not self._redactors:
             return chunk
-        result = self._walk(chunk, ())
+        result = map_json(chunk, self._text, self._plain)
         return result if isinstance(result, dict) else chunk
 
     def _plain(self, text: str) -> str:
@@ -293,29 +303,9 @@ class StreamRedactor:
         cut = len(tail)
         return _replace(text, _merge([(max(lo, cut) - cut, hi - cut) for lo, hi in spans if hi > cut]))
 
-    def _walk(self, value: Any, path: tuple[Any, ...]) -> Any:
-        in_delta = "delta" in path
-        if isinstance(value, str):
-            return self._delta_text(path, value) if in_delta else self._plain(value)
-        if isinstance(value, dict):
-            out: dict[Any, Any] | None = None
-            for i, (k, v) in enumerate(value.items()):
-                nk = self._plain(k) if isinstance(k, str) else k
-                nv = self._walk(v, (*path, k))
-                if out is None and (nk is not k or nv is not v):
-                    out = dict(list(value.items())[:i])
-                if out is not None:
-                    out[nk] = nv
-            return value if out is None else out
-        if isinstance(value, list):
-            items = []
-            for n, item in enumerate(value):
-                # Choices and tool calls carry their own "index"; it, not the list position, says which one
-                # this piece continues.
-                idx = item.get("index", n) if isinstance(item, dict) else n
-                items.append(self._walk(item, (*path, idx if isinstance(idx, int) else n)))
-            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
-        return value
+    def _text(self, path: tuple[Any, ...], text: str) -> str:
+        # Choices and tool calls carry their own "index" in the path: it says which earlier piece this continues.
+        return self._delta_text(path, text) if "delta" in path else self._plain(text)
 
 
 def redact_keys_with(redactors: Iterable[KeyRedactor], text: str) -> str:

@@ -26,12 +26,10 @@ from webapp.repos import admin as admin_repo
 from webapp.repos import providers as providers_repo
 from webapp.repos.providers import Provider
 from webapp.services import keys as keys_service
+from webapp.services.chat_request import MODEL_NAME  # one model-id rule with the chat path (ids reach headers)
 from webapp.services.credits import format_credits
 from webapp.services.router import is_local_url
 
-# Model ids travel in upstream bodies and in the X-Switchboard-Model receipt header (latin-1 only): printable
-# ASCII, no spaces, the same rule the chat path applies to the model a client asks for.
-MODEL_RE = re.compile(r"^[!-~]{1,200}$")
 URL_RE = re.compile(r"^[!-~]{1,500}$")  # printable ASCII: no spaces, controls or look-alike characters
 INT_RE = re.compile(r"^[+-]?[0-9]{1,18}$")  # ASCII digits only (not fullwidth or other scripts); well inside bigint
 MAX_RATE = 10**12  # micro-credits per 1K tokens: a million credits per 1K tokens is already absurd
@@ -191,7 +189,7 @@ def validate_rate(payload: Any) -> RateValues:
     errors = {}
     model = payload.get("model")
     model = model.strip() if isinstance(model, str) else ""
-    if not MODEL_RE.fullmatch(model):
+    if not MODEL_NAME.fullmatch(model):
         errors["model"] = "A model id: 1 to 200 printable ASCII characters, no spaces."
     in_rate = _int(payload.get("input_rate"), 0, MAX_RATE)
     out_rate = _int(payload.get("output_rate"), 0, MAX_RATE)
@@ -250,7 +248,7 @@ def validate_update(payload: Any, settings: Settings, *, form: bool = False
             values["base_url"] = url
     if "default_model" in data:
         model = data["default_model"].strip() if isinstance(data["default_model"], str) else ""
-        if not MODEL_RE.fullmatch(model):
+        if not MODEL_NAME.fullmatch(model):
             errors["default_model"] = "A model id: 1 to 200 printable ASCII characters, no spaces."
         else:
             values["default_model"] = model
@@ -282,7 +280,8 @@ def validate_update(payload: Any, settings: Settings, *, form: bool = False
 
 def _validate_models(value: Any, errors: dict[str, str]) -> list[RateValues] | None:
     if not isinstance(value, list) or len(value) > 500:
-        errors["models"] = "A list (at most 500) of {model, input_rate, output_rate, context_window}."
+        errors["models"] = ("A list (at most 500) of {model, input_rate, output_rate, context_window, "
+                            "max_output_tokens}.")
         return None
     out = []
     for i, item in enumerate(value):
