@@ -38,8 +38,9 @@ def validate_key(provider: Provider, api_key: Any, base_url: Any, settings: Sett
     errors = {}
     # Printable ASCII only: the key travels in an HTTP header, which cannot carry other characters (a stored
     # non-ASCII key made every later request with it fail with UnicodeEncodeError), and Postgres refuses NUL.
-    if not isinstance(api_key, str) or not 8 <= len(api_key.strip()) <= 500 or any(not "!" <= c <= "~"
-                                                                                 for c in api_key.strip()):
+    # At most 500 characters as sent (the documented maxLength), at least 8 once surrounding whitespace is gone.
+    if not isinstance(api_key, str) or len(api_key) > 500 or len(api_key.strip()) < 8 \
+            or any(not "!" <= c <= "~" for c in api_key.strip()):
         errors["api_key"] = "Paste the whole key (8 to 500 characters, no spaces)."
     url = None
     if base_url not in (None, ""):
