@@ -142,3 +142,50 @@ def touch_session(conn: psycopg.Connection, session_id: str, user_id: str) -> bo
 
 def end_session(conn: psycopg.Connection, session_id: str, user_id: str) -> None:
     conn.execute("delete from auth.sessions where id = %s and user_id = %s", [session_id, user_id])
+
+
+# -- account security (password change and reset) -------------------------------------------------------------------
+
+def password_matches(conn: psycopg.Connection, user_id: str, password: str) -> bool:
+    """True when `password` is the live (not deleted) user's current password. Locks the user's row for the rest
+    of the transaction, so two changes of one password run one after the other. Costs one hash verification
+    whatever the outcome; a matching bcrypt hash is compared inside Postgres."""
+    row = conn.execute(
+        """select encrypted_password,
+                  case when encrypted_password like '$2%%'
+                       then encrypted_password = extensions.crypt(%s, encrypted_password) end
+           from auth.users where id = %s and deleted_at is null for update""",
+        [password, user_id],
+    ).fetchone()
+    if row is None:
+        passwords.burn(password)
+        return False
+    stored, bcrypt_ok = row[0], row[1]
+    return bool(bcrypt_ok) if passwords.is_bcrypt(stored) else passwords.verify_argon2(stored, password)
+
+
+def set_password_hash(conn: psycopg.Connection, user_id: str, password_hash: str) -> None:
+    conn.execute("update auth.users set encrypted_password = %s, updated_at = now() where id = %s",
+                 [password_hash, user_id])
+
+
+def end_sessions_except(conn: psycopg.Connection, user_id: str, keep_session_id: str | None) -> int:
+    """Delete every auth.sessions row of the user but `keep_session_id` (None: all of them). Their access tokens
+    are refused on the next request; refresh tokens go with them (foreign key cascade). Returns how many ended."""
+    cur = conn.execute("delete from auth.sessions where user_id = %s and id is distinct from %s::uuid",
+                       [user_id, keep_session_id])
+    return cur.rowcount
+
+
+def require_password_change(conn: psycopg.Connection, user_id: str) -> None:
+    conn.execute("insert into public.password_change_required (user_id) values (%s) on conflict do nothing",
+                 [user_id])
+
+
+def clear_password_change(conn: psycopg.Connection, user_id: str) -> None:
+    conn.execute("delete from public.password_change_required where user_id = %s", [user_id])
+
+
+def must_change_password(conn: psycopg.Connection, user_id: str) -> bool:
+    row = conn.execute("select 1 from public.password_change_required where user_id = %s", [user_id]).fetchone()
+    return row is not None
