@@ -68,6 +68,7 @@ def main() -> int:
         "SWITCHBOARD_ENV": "development",
         "SECRET_KEY": secrets.token_urlsafe(48),
         "SUPABASE_JWT_SECRET": secrets.token_urlsafe(48),
+        "API_KEY_SECRET": secrets.token_urlsafe(48),
         "ENCRYPTION_KEYS": "k1:" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="),
         "AUTH_BACKEND": "local",
         "SUPABASE_URL": "http://127.0.0.1:8000",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -110,6 +112,7 @@ class Settings:
     max_tokens_ceiling: int = 262_144
     trusted_hosts: tuple[str, ...] = ()
     proxy_hops: int = 0
+    api_key_secret: str = ""  # HMAC key of personal API keys; load_settings derives one from SECRET_KEY if unset
 
     @property
     def jwt_issuer(self) -> str:
@@ -128,7 +131,8 @@ class Settings:
 
     def __repr__(self) -> str:  # never print secrets
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
-        for secret in ("secret_key", "jwt_secret", "encryption_keys", "admin_env_keys", "supabase_anon_key"):
+        for secret in ("secret_key", "jwt_secret", "encryption_keys", "admin_env_keys", "supabase_anon_key",
+                       "api_key_secret"):
             shown[secret] = "***"
         for url in ("database_url", "database_admin_url"):
             shown[url] = "***" if shown[url] else ""
@@ -187,6 +191,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     level = get("LOG_LEVEL", "INFO").upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    api_key_secret = get("API_KEY_SECRET")
+    if api_key_secret and len(api_key_secret) < 32:
+        raise ConfigError("API_KEY_SECRET must be at least 32 characters")
     pool_min = _int("DB_POOL_MIN", get("DB_POOL_MIN", "2"), 1)
     pool_max = _int("DB_POOL_MAX", get("DB_POOL_MAX", "20"), 1)
     if pool_max < pool_min:
@@ -226,4 +233,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_tokens_ceiling=_int("MAX_TOKENS_CEILING", get("MAX_TOKENS_CEILING", "262144"), 1),
         trusted_hosts=tuple(h.strip() for h in get("TRUSTED_HOSTS").split(",") if h.strip()),
         proxy_hops=_int("PROXY_HOPS", get("PROXY_HOPS", "0")),
+        api_key_secret=api_key_secret or derive_api_key_secret(secret_key),
     )
+
+
+API_KEY_SECRET_LABEL = b"switchboard personal API key HMAC v1"
+
+
+def derive_api_key_secret(secret_key: str) -> str:
+    """The API-key HMAC secret when API_KEY_SECRET is unset: HMAC-SHA256(SECRET_KEY, a fixed label). Changing
+    SECRET_KEY then invalidates every personal API key, so production sets API_KEY_SECRET."""
+    return hmac.new(secret_key.encode(), API_KEY_SECRET_LABEL, hashlib.sha256).hexdigest()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
 
@@ -29,7 +29,44 @@ _REFUSALS = {
     "user_not_found": "This account no longer exists.",
     "user_banned": "This account is suspended.",
     "session_revoked": "This session has ended; sign in again.",
+    "invalid_api_key": "The API key is not valid.",
+    "api_key_revoked": "This API key has been revoked.",
+    "api_key_expired": "This API key has expired.",
 }
+
+# A key-authenticated unit of work: the claims are built in SQL for the key's owner (public.api_key_claims checks the
+# key and the owner) and set in the same simple query as the role, so the key costs no extra round trip.
+_PLACEHOLDER_CLAIMS = json.dumps({"role": "authenticated"})
+_CHECK_API_KEY = "; select set_config('request.jwt.claims', public.api_key_claims(%s), true)"
+
+
+class ApiKeyClaims(dict[str, Any]):
+    """The claims of a request authenticated by a personal API key. Empty until the key is resolved, inside the
+    request's first round trip (db.as_user, or the gateway's context statement); then the owner's claims with
+    `api_key_id`. Reading `sub` before that resolves it on its own (one round trip)."""
+
+    def __init__(self, digest: str, prefix: str, resolve: Callable[[ApiKeyClaims], None]) -> None:
+        super().__init__()
+        self.digest, self.prefix, self._resolve = digest, prefix, resolve
+        self.verdict: dict[str, Any] | None = None
+
+    def __missing__(self, name: str) -> Any:
+        if name == "sub" and self.verdict is None:
+            self._resolve(self)
+            return dict.__getitem__(self, "sub")
+        raise KeyError(name)
+
+    def accept(self, verdict: Any) -> dict[str, Any]:
+        """Take public.api_key_principal's verdict: the owner's claims, or Unauthorized with the reason."""
+        status = check_principal(verdict)
+        key = status.get("api_key") or {}
+        self.update({"sub": str(status["user_id"]), "role": "authenticated", "aud": "authenticated",
+                     "api_key_id": str(key.get("id")), "amr": [{"method": "api_key"}]})
+        self.verdict = status
+        return status
+
+    def __repr__(self) -> str:  # never the digest
+        return f"ApiKeyClaims(prefix={self.prefix!r}, sub={dict.get(self, 'sub')!r})"
 
 
 def principal_refused(reason: str | None) -> Unauthorized:
@@ -108,21 +145,25 @@ class Database:
         self.pool.close()
 
     @contextmanager
-    def _as(self, role: str, claims: Mapping[str, Any],
-            principal: tuple[str, str | None] | None = None) -> Iterator[psycopg.Connection]:
-        params: list[Any] = [role, json.dumps(dict(claims)), self.statement_timeout]
+    def _as(self, role: str, claims: Mapping[str, Any] | str,
+            principal: tuple[str, str | None] | None = None,
+            api_key: ApiKeyClaims | None = None) -> Iterator[psycopg.Connection]:
+        params: list[Any] = [role, claims if isinstance(claims, str) else json.dumps(dict(claims)),
+                             self.statement_timeout]
+        check, check_params = ((_CHECK_PRINCIPAL, list(principal)) if principal is not None
+                               else (_CHECK_API_KEY, [api_key.digest]) if api_key is not None else ("", []))
         for attempt in (1, 2):
             stack = ExitStack()
             try:
                 conn = stack.enter_context(self.pool.connection())
                 stack.enter_context(conn.transaction())
-                if principal is None:
+                if not check:
                     conn.execute(_SET_CONTEXT, params)
                     status = None
                 else:
                     # Client-side binding: two statements in one simple query, so one round trip still.
                     cur = psycopg.ClientCursor(conn)
-                    cur.execute(_SET_CONTEXT + _CHECK_PRINCIPAL, [*params, *principal])
+                    cur.execute(_SET_CONTEXT + check, [*params, *check_params])
                     cur.nextset()
                     row = cur.fetchone()
                     status = row[0] if row else None
@@ -138,12 +179,17 @@ class Database:
             with stack:
                 if principal is not None:
                     check_principal(status)  # raising here rolls the transaction back
+                elif api_key is not None:
+                    api_key.accept(json.loads(status or "{}").get("api_key_verdict"))
                 yield conn
             return
 
     def as_user(self, claims: Mapping[str, Any]) -> Any:
         """A transaction as `authenticated` with these (already verified) JWT claims. The same round trip that
-        sets them checks the principal: a deleted, banned or signed-out user's token is Unauthorized here."""
+        sets them checks the principal: a deleted, banned or signed-out user's token is Unauthorized here. With
+        ApiKeyClaims, that round trip builds the owner's claims from the key in SQL (and fills `claims`)."""
+        if isinstance(claims, ApiKeyClaims):
+            return self._as("authenticated", _PLACEHOLDER_CLAIMS, api_key=claims)
         if not claims.get("sub"):
             raise ValueError("as_user needs verified claims with a sub")
         return self._as("authenticated", {**claims, "role": "authenticated"}, principal_ids(claims))

@@ -20,7 +20,7 @@ csrf = CSRFProtect()
 login_manager = LoginManager()
 
 CORS_ALLOW_HEADERS = [
-    "Authorization", "Content-Type", "X-BYOK-API-Key", "X-BYOK-Provider", "X-BYOK-Base-URL",
+    "Authorization", "X-Api-Key", "Content-Type", "X-BYOK-API-Key", "X-BYOK-Provider", "X-BYOK-Base-URL",
     "X-Switchboard-Task", "X-Request-Id", "OpenAI-Organization", "OpenAI-Project",
 ]
 CORS_EXPOSE_HEADERS = [
@@ -28,6 +28,16 @@ CORS_EXPOSE_HEADERS = [
     "X-Switchboard-Credits", "X-Switchboard-Multiplier", "X-Switchboard-Usage", "X-Switchboard-Fallback",
     "X-Switchboard-Key-Source", "Retry-After",
 ]
+# The openai JS SDK sends its platform headers from a browser too (openai/internal/detect-platform.mjs, client.mjs).
+OPENAI_SDK_HEADERS = [
+    "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch", "X-Stainless-Runtime",
+    "X-Stainless-Runtime-Version", "X-Stainless-Retry-Count", "X-Stainless-Timeout",
+]
+# /auth/v1 (local backend): what supabase-js sends (@supabase/supabase-js cors.mjs: authorization, x-client-info,
+# apikey, content-type; @supabase/auth-js fetch.js adds X-Supabase-Api-Version) and what it must read back (it
+# picks the error format by the X-Supabase-Api-Version response header).
+AUTH_CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "apikey", "X-Client-Info", "X-Supabase-Api-Version"]
+AUTH_CORS_EXPOSE_HEADERS = ["X-Supabase-Api-Version", "Retry-After"]
 
 
 @dataclass
@@ -77,11 +87,19 @@ def init_app(app: Flask, settings: Settings) -> Services:
     # Bearer tokens, not cookies, authenticate cross-origin calls: credentials stay off, origins stay explicit.
     CORS(
         app,
-        resources={r"/api/*": {}, r"/v1/*": {}},
+        resources={r"/api/*": {}, r"/v1/*": {}, **_auth_cors(settings)},
         origins=list(settings.cors_origins),
-        allow_headers=CORS_ALLOW_HEADERS,
+        allow_headers=CORS_ALLOW_HEADERS + OPENAI_SDK_HEADERS,
         expose_headers=CORS_EXPOSE_HEADERS,
         supports_credentials=False,
         max_age=600,
     )
     return svc
+
+
+def _auth_cors(settings: Settings) -> dict[str, dict[str, Any]]:
+    """CORS for the local backend's Supabase Auth API, so a browser supabase-js can sign in from an allowed origin."""
+    if settings.auth_backend != "local":
+        return {}
+    return {r"/auth/v1/*": {"allow_headers": AUTH_CORS_ALLOW_HEADERS, "expose_headers": AUTH_CORS_EXPOSE_HEADERS,
+                            "methods": ["GET", "POST", "PUT"]}}

@@ -105,6 +105,23 @@ def adjust_credits(user_id: Any) -> Any:
     return jsonify(admin_users.detail_dict(detail))
 
 
+@bp.post("/users/<uuid:user_id>/password-reset")
+@admin_token_required
+def password_reset_link(user_id: Any) -> Any:
+    """A one-time link (1 hour, single use) that lets the user choose a new password; the only copy is this answer.
+    Local sign-in backend only (409 reset_links_local_only with Supabase). Audited."""
+    from flask import url_for
+
+    from webapp.services import account_security
+
+    svc = _svc()
+    link = account_security.create_reset_link_by_admin(svc.db, svc.settings, g.claims, str(user_id))
+    resp = jsonify({"user_id": link.user_id, "email": link.email, "expires_at": link.expires_at.isoformat(),
+                    "url": url_for("account.reset_password", token=link.token, _external=True)})
+    resp.headers["Cache-Control"] = "no-store"
+    return resp, 201
+
+
 # -- logs, usage, audit -------------------------------------------------------------------------------------------
 
 @bp.get("/logs")
@@ -129,3 +146,22 @@ def usage() -> Any:
 @admin_token_required
 def audit() -> Any:
     return jsonify(admin_reports.audit_dict(admin_reports.audit(_svc().db, g.claims, request.args)))
+
+
+# -- personal API keys --------------------------------------------------------------------------------------------
+
+@bp.get("/users/<uuid:user_id>/api-keys")
+@admin_token_required
+def user_api_keys(user_id: Any) -> Any:
+    from webapp.services import api_keys
+
+    keys = api_keys.admin_listing(_svc().db, g.claims, str(user_id))
+    return jsonify({"api_keys": [api_keys.key_dict(k) for k in keys]})
+
+
+@bp.delete("/api-keys/<uuid:key_id>")
+@admin_token_required
+def revoke_api_key(key_id: Any) -> Any:
+    from webapp.services import api_keys
+
+    return jsonify({"api_key": api_keys.key_dict(api_keys.admin_revoke(_svc().db, g.claims, str(key_id)))})

@@ -6,7 +6,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from webapp.auth.guards import token_required
+from webapp.auth.guards import session_token_required, token_required
+from webapp.services import api_keys
 from webapp.services import keys as keys_service
 from webapp.services import quote as quote_service
 from webapp.services import usage as usage_service
@@ -68,7 +69,8 @@ def delete_key(provider: str) -> Any:
 def usage() -> Any:
     start, end = usage_service.parse_range(request.args.get("from"), request.args.get("to"))
     group_by = [g_ for g_ in request.args.get("group_by", "").split(",") if g_]
-    return jsonify(usage_service.summary(_svc().db, g.claims, start, end, group_by))
+    api_key = usage_service.parse_api_key(request.args.get("api_key"))
+    return jsonify(usage_service.summary(_svc().db, g.claims, start, end, group_by, api_key))
 
 
 @bp.get("/credits")
@@ -84,3 +86,35 @@ def quote() -> Any:
     ctx, catalog = gateway.context(g.claims)
     return jsonify(quote_service.quote(request.get_json(silent=True), ctx, catalog,
                                        lambda p: gateway.member_ready(p, catalog)))
+
+
+# -- personal API keys (a key cannot manage keys: session_token_required) ----------------------------------------
+
+@bp.get("/api-keys")
+@session_token_required
+def list_api_keys() -> Any:
+    return jsonify({"api_keys": [api_keys.key_dict(k) for k in api_keys.listing(_svc().db, g.claims)]})
+
+
+@bp.post("/api-keys")
+@session_token_required
+def create_api_key() -> Any:
+    svc = _svc()
+    key, secret = api_keys.create(svc.db, svc.settings, _catalog(), g.claims, request.get_json(silent=True))
+    resp = jsonify({"api_key": api_keys.key_dict(key), "secret": secret,
+                    "warning": "Copy the key now: Switchboard keeps only a keyed hash and cannot show it again."})
+    resp.headers["Cache-Control"] = "no-store"
+    return resp, 201
+
+
+@bp.patch("/api-keys/<uuid:key_id>")
+@session_token_required
+def update_api_key(key_id: Any) -> Any:
+    key = api_keys.update(_svc().db, _catalog(), g.claims, str(key_id), request.get_json(silent=True))
+    return jsonify({"api_key": api_keys.key_dict(key)})
+
+
+@bp.delete("/api-keys/<uuid:key_id>")
+@session_token_required
+def revoke_api_key(key_id: Any) -> Any:
+    return jsonify({"api_key": api_keys.key_dict(api_keys.revoke(_svc().db, g.claims, str(key_id)))})

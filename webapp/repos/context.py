@@ -1,4 +1,5 @@
-"""One round trip per gateway request: the principal check (user still there, not banned, session not ended),
+"""One round trip per gateway request: the principal check (user still there, not banned, session not ended; or a
+personal API key known, live, and its owner's account in good standing),
 the user's preferences, their enabled stored keys and the catalog version, read as service_role for the verified
 user id. gateway_admit runs only for a principal the check accepted (its tables reference auth.users)."""
 
@@ -9,30 +10,35 @@ from typing import Any
 
 import psycopg
 
+from webapp.repos.api_keys import KeyScope
 from webapp.repos.preferences import Preferences
 from webapp.repos.user_keys import UserKeySecret
 
 _QUERY = """
-with principal as materialized (select public.principal_status(%(uid)s::uuid, %(sid)s::uuid) as s)
+with principal as materialized (select {principal} as s)
 select
   case when ((select s from principal) ->> 'ok')::boolean then {admit} end as admit,
   (select row_to_json(p) from (
      select user_id::text as user_id, username, first_name, last_name, email_notifications, marketing_emails,
             llm_mode, default_provider, fallbacks_enabled, never_spend_credits, provider_priorities,
             task_overrides, monthly_credit_cap
-     from public.user_preferences where user_id = %(uid)s) p) as prefs,
+     from public.user_preferences where user_id = {uid}) p) as prefs,
   (select coalesce(json_agg(k order by k.priority), '[]'::json) from (
      select id::text as id, user_id::text as user_id, provider_id::text as provider_id, ciphertext, key_id,
             base_url, priority
-     from public.user_provider_keys where user_id = %(uid)s and enabled) k) as keys,
+     from public.user_provider_keys where user_id = {uid} and enabled) k) as keys,
   (select version from public.catalog_version) as catalog_version,
   (select s from principal) as principal
 """
 
-
-_ADMIT = "public.gateway_admit(%(uid)s, %(per_minute)s, %(stream)s, %(max_streams)s, %(stale)s)"
-_SELECT = _QUERY.format(admit="null::jsonb")
-_SELECT_ADMIT = _QUERY.format(admit=_ADMIT)
+# A token names its user; a personal API key is resolved to its owner by the principal itself (key known, not
+# revoked or expired, owner not deleted or banned), and the rest of the statement takes the uid from it.
+_TOKEN = {"principal": "public.principal_status(%(uid)s::uuid, %(sid)s::uuid)", "uid": "%(uid)s::uuid"}
+_KEY = {"principal": "public.api_key_principal(%(key)s)",
+        "uid": "(select (s ->> 'user_id')::uuid from principal where (s ->> 'ok')::boolean)"}
+_ADMIT = "public.gateway_admit({uid}, %(per_minute)s, %(stream)s, %(max_streams)s, %(stale)s)"
+_QUERIES = {(by, admit): _QUERY.format(admit=_ADMIT.format(uid=parts["uid"]) if admit else "null::jsonb", **parts)
+            for by, parts in (("token", _TOKEN), ("key", _KEY)) for admit in (False, True)}
 
 
 @dataclass(frozen=True)
@@ -49,21 +55,25 @@ class UserContext:
     keys: list[UserKeySecret]
     catalog_version: int
     admit: dict[str, Any] | None = None
-    principal: dict[str, Any] | None = None  # public.principal_status's verdict
+    principal: dict[str, Any] | None = None  # public.principal_status's (or api_key_principal's) verdict
+    api_key: KeyScope | None = None  # the restrictions of the personal API key the request came with
 
 
-def load(conn: psycopg.Connection, user_id: str, admission: Admission | None = None,
-         session_id: str | None = None) -> UserContext:
+def load(conn: psycopg.Connection, user_id: str | None, admission: Admission | None = None,
+         session_id: str | None = None, key_digest: str | None = None) -> UserContext:
     """The context in one round trip; with `admission`, also count this request against the user's limits
-    (only when the principal check passed: check `principal` before anything else)."""
-    params: dict[str, Any] = {"uid": user_id, "sid": session_id}
+    (only when the principal check passed: check `principal` before anything else). With `key_digest` (a
+    personal API key's HMAC) instead of a user id, the key is resolved to its owner in the same statement."""
+    params: dict[str, Any] = {"uid": user_id, "sid": session_id, "key": key_digest}
     if admission is not None:
         params.update(per_minute=admission.per_minute, stream=admission.stream_request_id,
                       max_streams=admission.max_streams, stale=admission.stale_seconds)
-    row: Any = conn.execute(_SELECT_ADMIT if admission else _SELECT, params).fetchone()
-    prefs = Preferences(**row[1]) if row[1] else Preferences(user_id=user_id)
+    row: Any = conn.execute(_QUERIES["key" if key_digest else "token", admission is not None], params).fetchone()
+    principal = row[4]
+    owner = str((principal or {}).get("user_id") or user_id or "")
+    prefs = Preferences(**row[1]) if row[1] else Preferences(user_id=owner)
     keys = [UserKeySecret(**k) for k in row[2]]
-    return UserContext(prefs, keys, int(row[3] or 0), row[0], row[4])
+    return UserContext(prefs, keys, int(row[3] or 0), row[0], principal, KeyScope.from_verdict(principal))
 
 
 def release_stream(conn: psycopg.Connection, request_id: str) -> None:

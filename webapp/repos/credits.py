@@ -12,6 +12,7 @@ from psycopg.rows import class_row
 
 INSUFFICIENT = "P0402"
 CAP_REACHED = "P0403"
+KEY_CAP_REACHED = "P0406"  # a personal API key's monthly credit cap
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,9 @@ def reserve(conn: psycopg.Connection, user_id: str, request_id: str, amount: int
 
 
 def reserve_flex(conn: psycopg.Connection, user_id: str, request_id: str, minimum: int, maximum: int,
-                 cap: int | None) -> tuple[int, str | None]:
-    row = conn.execute("select public.credits_reserve_flex(%s, %s, %s, %s, %s)",
-                       [user_id, request_id, minimum, maximum, cap]).fetchone()
+                 cap: int | None, api_key_id: str | None = None, key_cap: int | None = None) -> tuple[int, str | None]:
+    row = conn.execute("select public.credits_reserve_flex(%s, %s, %s, %s, %s, %s, %s)",
+                       [user_id, request_id, minimum, maximum, cap, api_key_id, key_cap]).fetchone()
     assert row is not None
     return int(row[0]["amount"]), row[0]["limited_by"]
 

@@ -33,6 +33,7 @@ class RequestLog:
     latency_ms: int = 0
     output_limit: int | None = None
     shortfall: int = 0
+    api_key_id: str | None = None  # the personal API key the request came with
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class LogRow:
     status: int
     error_code: str | None
     created_at: datetime
+    api_key_id: str | None = None
 
 
 _FIELDS = [f.name for f in fields(RequestLog)]
@@ -69,9 +71,12 @@ def insert_reject(conn: psycopg.Connection, row: RequestLog, reason: str) -> Non
                  [row.request_id, json.dumps(asdict(row), default=str), reason[:200]])
 
 
-def recent(conn: psycopg.Connection, user_id: str, limit: int = 50) -> list[LogRow]:
+def recent(conn: psycopg.Connection, user_id: str, limit: int = 50, api_key_id: str | None = None) -> list[LogRow]:
+    """The user's latest requests (of one personal API key when `api_key_id` is given)."""
+    key_filter = " and api_key_id = %s" if api_key_id else ""
     with conn.cursor(row_factory=class_row(LogRow)) as cur:
         cur.execute("select request_id::text as request_id, mode, provider, model, tokens_in, tokens_out,"
-                    " usage_source, credits, status, error_code, created_at from public.llm_request_logs"
-                    " where user_id = %s order by created_at desc limit %s", [user_id, limit])
+                    " usage_source, credits, status, error_code, created_at, api_key_id::text as api_key_id"
+                    f" from public.llm_request_logs where user_id = %s{key_filter} order by created_at desc limit %s",
+                    [user_id, *([api_key_id] if api_key_id else []), limit])
         return cur.fetchall()

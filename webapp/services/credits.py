@@ -77,23 +77,27 @@ class Unaffordable(Exception):
         self.code, self.available = code, available
 
 
+_UNAFFORDABLE = {credits_repo.INSUFFICIENT: "insufficient_credits", credits_repo.CAP_REACHED: "monthly_cap_reached",
+                 credits_repo.KEY_CAP_REACHED: "api_key_cap_reached"}
+
+
 def reserve_flex(db: Database, user_id: str, request_id: str, minimum: int, maximum: int,
-                 cap: int | None) -> tuple[int, str | None]:
-    """Reserve as much as balance and cap allow between `minimum` and `maximum`, in one locked statement.
-    Returns (amount, what limited it: None, "balance" or "monthly_cap"); raises Unaffordable."""
+                 cap: int | None, api_key_id: str | None = None, key_cap: int | None = None) -> tuple[int, str | None]:
+    """Reserve as much as balance, the user's cap and the API key's cap allow between `minimum` and `maximum`, in
+    one locked statement. Returns (amount, what limited it: None, "balance", "monthly_cap" or "api_key_cap");
+    raises Unaffordable."""
 
     def run() -> tuple[int, str | None]:
         with db.service_statement() as conn:
-            return credits_repo.reserve_flex(conn, user_id, request_id, minimum, maximum, cap)
+            return credits_repo.reserve_flex(conn, user_id, request_id, minimum, maximum, cap, api_key_id, key_cap)
 
     try:
         return retry(run)
     except psycopg.Error as exc:
         state = getattr(exc, "sqlstate", None)
-        if state in (credits_repo.INSUFFICIENT, credits_repo.CAP_REACHED):
+        if state in _UNAFFORDABLE:
             detail = exc.diag.message_detail or "0"
-            code = "insufficient_credits" if state == credits_repo.INSUFFICIENT else "monthly_cap_reached"
-            raise Unaffordable(code, max(int(detail), 0)) from None
+            raise Unaffordable(_UNAFFORDABLE[state], max(int(detail), 0)) from None
         raise
 
 

@@ -20,13 +20,14 @@ import psycopg
 
 from webapp.config import Settings
 from webapp.crypto import KeyRing
-from webapp.db import Database, check_principal, principal_ids
+from webapp.db import ApiKeyClaims, Database, check_principal, principal_ids
 from webapp.errors import AppError, PaymentRequired, RateLimited, UpstreamError
 from webapp.providers import get_adapter
 from webapp.providers.base import UpstreamFailure, UpstreamStream
 from webapp.providers.sse import DONE, format_chunk
 from webapp.redact import redact
 from webapp.repos import context as context_repo
+from webapp.repos.api_keys import KeyScope
 from webapp.repos.request_logs import RequestLog
 from webapp.services import budget, chat_request, credits, router, tokens
 from webapp.services.catalog import CatalogCache
@@ -57,6 +58,7 @@ class Receipt:
     limited_by: str | None = None  # "balance" or "monthly_cap" when that lowered the limit below the default
     shortfall: int = 0  # what the settle could not collect
     holds_reservation: bool = False  # a reservation row exists (even of 0 credits) and must be closed
+    api_key_id: str | None = None  # the personal API key the request came with
 
     def headers(self, *, final: bool = True) -> dict[str, str]:
         h = {
@@ -123,17 +125,26 @@ class Gateway:
     def context(self, user: str | dict[str, Any],
                 admission: context_repo.Admission | None = None) -> tuple[context_repo.UserContext, Any]:
         """The user's context; Unauthorized when the user is gone or banned or (given the claims) the token's
-        session has ended, checked in the same round trip, before any admission is counted."""
-        user_id, session_id = principal_ids(user) if isinstance(user, dict) else (str(user), None)
+        session has ended, checked in the same round trip, before any admission is counted. With a personal API
+        key's claims, that round trip resolves the key to its owner (and fills the claims)."""
+        key = user if isinstance(user, ApiKeyClaims) else None
+        if key is not None:
+            user_id, session_id = None, None
+        else:
+            user_id, session_id = principal_ids(user) if isinstance(user, dict) else (str(user), None)
 
         def run() -> context_repo.UserContext:
             with self.db.service_statement() as conn:
-                return context_repo.load(conn, user_id, admission, session_id)  # type: ignore[arg-type]
+                return context_repo.load(conn, user_id, admission, session_id,  # type: ignore[arg-type]
+                                         key.digest if key is not None else None)
 
         # Safe to repeat when the outcome is unknown (connection killed mid-transaction): a read, plus
         # gateway_admit, whose stream-slot insert tolerates its own request id.
         ctx = credits.retry(run)
-        check_principal(ctx.principal)
+        if key is not None:
+            key.accept(ctx.principal)
+        else:
+            check_principal(ctx.principal)
         return ctx, self.catalog.get(ctx.catalog_version)
 
     def _admit(self, user_id: str | dict[str, Any], request_id: str,
@@ -163,9 +174,10 @@ class Gateway:
             log.error("releasing stream slot %s failed: %s", request_id, type(exc).__name__)
 
     def models(self, claims: dict[str, Any]) -> list[dict[str, Any]]:
-        """What this user can call right now, in their mode."""
+        """What this user can call right now, in their mode (with an API key: the key's mode and allow-list)."""
         ctx, catalog = self.context(claims)
-        mode = ctx.preferences.llm_mode
+        mode = router.effective_mode(ctx)
+        scope = ctx.api_key
         key_slugs = {catalog.by_id[k.provider_id].slug for k in ctx.keys if k.provider_id in catalog.by_id}
         out = []
         for slug, provider in catalog.providers.items():
@@ -176,6 +188,8 @@ class Gateway:
             if mode == "member" and not self.member_ready(provider, catalog):
                 continue
             for model in catalog.models_of(slug):
+                if scope is not None and not scope.allows(slug, model):
+                    continue
                 out.append({"id": f"{slug}/{model}", "object": "model", "created": 0, "owned_by": slug})
         return out
 
@@ -195,20 +209,22 @@ class Gateway:
     def _chat(self, request_id: str, claims: dict[str, Any], body: Any, task_header: str | None,
               byok: router.ByokHeaders | None) -> ChatResult:
         started = time.monotonic()
-        user_id = str(claims["sub"])
         req = chat_request.parse(body, task_header, max_messages=self.settings.max_messages,
                                  max_tokens_ceiling=self.settings.max_tokens_ceiling)
-        ctx, catalog = self._admit(claims, request_id, req.stream)  # claims: the session is checked too
+        # claims: the session is checked too; an API key is resolved to its owner in the same round trip
+        ctx, catalog = self._admit(claims, request_id, req.stream)
+        user_id = str(claims["sub"])
         try:
             plan = router.plan(req.model, req.task, byok, ctx, catalog, self.settings, self.keyring)
         except BaseException:
             if req.stream:
                 self._release_stream(request_id)
             raise
-        receipt = Receipt(request_id, plan.mode)
+        receipt = Receipt(request_id, plan.mode, api_key_id=ctx.api_key.id if ctx.api_key else None)
         try:
             if plan.mode == "member":
-                plan, limits = self._reserve(user_id, req, plan, receipt, ctx.preferences.monthly_credit_cap)
+                plan, limits = self._reserve(user_id, req, plan, receipt, ctx.preferences.monthly_credit_cap,
+                                             ctx.api_key)
             else:
                 limits = [None] * len(plan.routes)  # the user's own key: the body is theirs to shape
                 receipt.tokens_in = budget.prompt_tokens(req.body, req.messages, plan.routes[0].model)
@@ -223,7 +239,7 @@ class Gateway:
             raise
 
     def _reserve(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, receipt: Receipt,
-                 cap: int | None) -> tuple[router.Plan, list[int | None]]:
+                 cap: int | None, key: KeyScope | None = None) -> tuple[router.Plan, list[int | None]]:
         """Member mode: price every route, reserve between a short answer and the full limit (the full limit when
         the client set one), and give each route the output limit the reservation pays for."""
         budget.refuse_unpriceable(req.body)
@@ -248,7 +264,8 @@ class Gateway:
         least, most = budget.reservation_bounds(priced, req.n, req.max_tokens is not None)
         try:
             receipt.reserved, receipt.limited_by = credits.reserve_flex(
-                self.db, user_id, receipt.request_id, least, most, cap)
+                self.db, user_id, receipt.request_id, least, most, cap,
+                key.id if key else None, key.monthly_credit_cap if key else None)
             receipt.holds_reservation = True
         except credits.Unaffordable as exc:
             raise self._unaffordable(exc, req.n, budget.largest_fit(exc.available, priced, req.n)) from None
@@ -257,7 +274,8 @@ class Gateway:
     @staticmethod
     def _unaffordable(exc: credits.Unaffordable, n: int, fits: int) -> AppError:
         left = credits.format_credits(exc.available)
-        where = "your balance" if exc.code == "insufficient_credits" else "your monthly cap"
+        where = {"insufficient_credits": "your balance", "api_key_cap_reached": "this API key's monthly cap"}.get(
+            exc.code, "your monthly cap")
         if fits >= 1:
             hint = f"max_tokens ≤ {fits} would fit" + (f" with n={n}" if n > 1 else "") + "."
         else:
@@ -494,6 +512,7 @@ class Gateway:
             credits=receipt.credits, multiplier=receipt.multiplier if receipt.mode == "member" else None,
             fallback_path=receipt.fallback_path, stream=req.stream, error_code=error_code,
             latency_ms=int((time.monotonic() - started) * 1000), output_limit=receipt.output_limit,
+            api_key_id=receipt.api_key_id,
         )
 
     @staticmethod

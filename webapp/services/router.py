@@ -115,20 +115,44 @@ def _target(provider: Provider, base_url: str, api_key: str | None, settings: Se
     )
 
 
+def effective_mode(ctx: UserContext) -> str:
+    """The mode a request is served in: the user's, unless a personal API key restricts it to one mode."""
+    key = ctx.api_key
+    return key.mode if key is not None and key.mode in ("member", "byok") else ctx.preferences.llm_mode
+
+
+def _not_allowed(model: str) -> Forbidden:
+    return Forbidden(f"This API key may not call {model!r}: it is not on the key's allow-list.",
+                     code="model_not_allowed")
+
+
 def plan(model: str, task: str | None, byok: ByokHeaders | None, ctx: UserContext, catalog: Catalog,
          settings: Settings, keyring: KeyRing) -> Plan:
-    """Build the ordered routes for one request, or raise an AppError saying why none exists."""
+    """Build the ordered routes for one request, or raise an AppError saying why none exists. A personal API key
+    narrows it: only routes on the key's allow-list (fallbacks included), only in the key's mode."""
     prefs = ctx.preferences
+    scope = ctx.api_key
     override = prefs.task_overrides.get(task) if task else None
     if isinstance(override, dict) and override.get("model"):
         model = f"{override['provider']}/{override['model']}" if override.get("provider") else override["model"]
     explicit, bare = split_model(model, catalog)
+    mode = effective_mode(ctx)
     if byok is not None:
-        return Plan([_header_route(explicit, bare, byok, catalog, settings)], "byok", task, model)
+        if mode == "member" and scope is not None:
+            raise Forbidden("This API key is for member mode only: it cannot carry X-BYOK-API-Key.",
+                            code="mode_not_allowed", field="X-BYOK-API-Key")
+        route = _header_route(explicit, bare, byok, catalog, settings)
+        if scope is not None and not scope.allows(route.provider.slug, route.model):
+            raise _not_allowed(model)
+        return Plan([route], "byok", task, model)
     pairs = _candidates(bare, explicit, ctx, catalog)
     if not pairs:
         raise NotFound(f"No enabled provider serves the model {model!r}.", code="model_not_found", field="model")
-    if prefs.llm_mode == "byok":
+    if scope is not None:
+        pairs = [(s, m) for s, m in pairs if scope.allows(s, m)]
+        if not pairs:
+            raise _not_allowed(model)
+    if mode == "byok":
         routes = _stored_routes(pairs, ctx, catalog, settings, keyring)
         if not routes:
             raise AppError("You are in BYOK mode but have no stored key for a provider serving this model. Add a key "

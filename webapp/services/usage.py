@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from webapp.db import Database
 from webapp.errors import ValidationError
+from webapp.repos import api_keys as api_keys_repo
 from webapp.repos import request_logs
 from webapp.services.credits import format_credits
 
-GROUPS = {"day": "date_trunc('day', created_at)", "provider": "provider", "model": "model", "mode": "mode"}
+GROUPS = {"day": "date_trunc('day', created_at)", "provider": "provider", "model": "model", "mode": "mode",
+          "api_key": "api_key_id::text"}
 
 
 def parse_range(start: str | None, end: str | None) -> tuple[date, date]:
@@ -27,26 +30,45 @@ def parse_range(start: str | None, end: str | None) -> tuple[date, date]:
     return start_d, end_d
 
 
-def summary(db: Database, claims: dict[str, Any], start: date, end: date, group_by: list[str]) -> dict[str, Any]:
+def parse_api_key(value: str | None) -> str | None:
+    """The `api_key` filter: one of the user's personal API key ids (an id of no key of theirs matches nothing)."""
+    if not value:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValidationError({"api_key": "An API key id."}) from None
+
+
+def summary(db: Database, claims: dict[str, Any], start: date, end: date, group_by: list[str],
+            api_key: str | None = None) -> dict[str, Any]:
+    """Totals grouped by day, provider, model, mode or api_key (each key bucket names its key), optionally of
+    one personal API key only."""
     for g in group_by:
         if g not in GROUPS:
             raise ValidationError({"group_by": f"Group by any of: {', '.join(GROUPS)}."})
-    groups = group_by or ["day", "provider"]
+    groups = list(dict.fromkeys(group_by)) or ["day", "provider"]
     keys = ", ".join(f"{GROUPS[g]} as {g}" for g in groups)
     order = ", ".join(str(i + 1) for i in range(len(groups)))
+    key_filter = " and api_key_id = %s" if api_key else ""
     sql = (f"select {keys}, count(*) as requests, coalesce(sum(tokens_in), 0) as tokens_in,"
            " coalesce(sum(tokens_out), 0) as tokens_out, coalesce(sum(credits), 0) as credits,"
            " count(*) filter (where status >= 400) as errors"
-           " from public.llm_request_logs where user_id = %s and created_at >= %s and created_at < %s"
+           f" from public.llm_request_logs where user_id = %s and created_at >= %s and created_at < %s{key_filter}"
            f" group by {order} order by {order}")
+    params: list[Any] = [start, end + timedelta(days=1), *([api_key] if api_key else [])]
     with db.as_user(claims) as conn:
-        rows = conn.execute(sql, [str(claims["sub"]), start, end + timedelta(days=1)]).fetchall()
-        recent = request_logs.recent(conn, str(claims["sub"]), 50)
+        user_id = str(claims["sub"])  # filled by as_user for a personal API key
+        rows = conn.execute(sql, [user_id, *params]).fetchall()
+        recent = request_logs.recent(conn, user_id, 50, api_key)
+        names = api_keys_repo.names(conn, user_id)
     buckets = []
     for row in rows:
         item: dict[str, Any] = {}
         for i, g in enumerate(groups):
             item[g] = row[i].date().isoformat() if g == "day" and row[i] else row[i]
+            if g == "api_key":
+                item["api_key_name"] = names.get(row[i]) if row[i] else None
         n = len(groups)
         item.update(requests=row[n], tokens_in=int(row[n + 1]), tokens_out=int(row[n + 2]),
                     credits=format_credits(int(row[n + 3])), credits_micro=int(row[n + 3]), errors=row[n + 4])
@@ -55,4 +77,5 @@ def summary(db: Database, claims: dict[str, Any], start: date, end: date, group_
             "recent": [{"request_id": r.request_id, "mode": r.mode, "provider": r.provider, "model": r.model,
                         "tokens_in": r.tokens_in, "tokens_out": r.tokens_out, "usage": r.usage_source,
                         "credits": format_credits(r.credits), "status": r.status, "error_code": r.error_code,
-                        "created_at": r.created_at.isoformat()} for r in recent]}
+                        "created_at": r.created_at.isoformat(), "api_key_id": r.api_key_id,
+                        "api_key_name": names.get(r.api_key_id) if r.api_key_id else None} for r in recent]}
