@@ -44,6 +44,10 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
     extensions.init_app(app, settings)
     register_web(app)
     register_api(app)
+    if settings.auth_backend == "local":  # with a Supabase project, /auth/v1 is Supabase's own
+        from webapp.auth import gotrue_api
+
+        gotrue_api.init_app(app)
     errorhandlers.init_app(app)
     cli.init_app(app)
     return app

@@ -82,6 +82,25 @@ create table if not exists auth.sessions (
 create index if not exists user_id_created_at_idx on auth.sessions (user_id, created_at);
 create index if not exists sessions_not_after_idx on auth.sessions (not_after desc);
 
+-- Refresh tokens as GoTrue keeps them (supabase/auth migrations: 00_init_auth_schema and later columns), for
+-- the local backend's /auth/v1 token endpoint. One difference: `token` and `parent` hold the SHA-256 (hex) of
+-- the token, never the token itself. A session's tokens go with its auth.sessions row (sign-out, reuse).
+create table if not exists auth.refresh_tokens (
+  instance_id uuid null,
+  id bigserial not null primary key,
+  token varchar(255) null,
+  user_id varchar(255) null,
+  revoked boolean null,
+  created_at timestamptz null,
+  updated_at timestamptz null,
+  parent varchar(255) null,
+  session_id uuid null references auth.sessions (id) on delete cascade
+);
+create unique index if not exists refresh_tokens_token_unique on auth.refresh_tokens (token);
+create index if not exists refresh_tokens_parent_idx on auth.refresh_tokens (parent);
+create index if not exists refresh_tokens_session_id_revoked_idx on auth.refresh_tokens (session_id, revoked);
+create index if not exists refresh_tokens_updated_at_idx on auth.refresh_tokens (updated_at desc);
+
 create or replace function auth.uid() returns uuid language sql stable as $$
   select coalesce(
     nullif(current_setting('request.jwt.claim.sub', true), ''),
@@ -109,8 +128,9 @@ $$;
 grant execute on function auth.uid(), auth.role(), auth.email(), auth.jwt() to anon, authenticated, service_role;
 
 -- Supabase keeps auth.users away from the API roles; only the service role reads it here.
-revoke all on auth.users, auth.sessions from anon, authenticated;
-grant select, insert, update, delete on auth.users, auth.sessions to service_role;
+revoke all on auth.users, auth.sessions, auth.refresh_tokens from anon, authenticated;
+grant select, insert, update, delete on auth.users, auth.sessions, auth.refresh_tokens to service_role;
+grant usage on sequence auth.refresh_tokens_id_seq to service_role;
 
 grant usage on schema public to anon, authenticated, service_role;
 -- Newer Supabase projects grant nothing by default; the migrations grant explicitly, so mirror that posture.

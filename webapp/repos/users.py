@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -189,3 +190,44 @@ def clear_password_change(conn: psycopg.Connection, user_id: str) -> None:
 def must_change_password(conn: psycopg.Connection, user_id: str) -> bool:
     row = conn.execute("select 1 from public.password_change_required where user_id = %s", [user_id]).fetchone()
     return row is not None
+
+
+# -- the user as Supabase Auth's API shows it (local backend's /auth/v1) ---------------------------------------------
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: str
+    aud: str
+    role: str
+    email: str
+    phone: str
+    email_confirmed_at: datetime | None
+    last_sign_in_at: datetime | None
+    app_metadata: dict[str, Any]
+    user_metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    is_anonymous: bool
+
+
+def record(conn: psycopg.Connection, user_id: str, *, for_update: bool = False) -> UserRecord | None:
+    """The live (not deleted) user's row with the columns GoTrue's user object shows."""
+    lock = " for update" if for_update else ""
+    with conn.cursor(row_factory=class_row(UserRecord)) as cur:
+        cur.execute(
+            f"""select id::text as id, coalesce(aud, 'authenticated') as aud, coalesce(role, 'authenticated') as role,
+                       coalesce(email, '') as email, coalesce(phone, '') as phone, email_confirmed_at,
+                       last_sign_in_at, coalesce(raw_app_meta_data, '{{}}') as app_metadata,
+                       coalesce(raw_user_meta_data, '{{}}') as user_metadata,
+                       coalesce(created_at, now()) as created_at, coalesce(updated_at, now()) as updated_at,
+                       is_anonymous
+                from auth.users where id = %s and deleted_at is null{lock}""",
+            [user_id],
+        )
+        return cur.fetchone()
+
+
+def set_user_metadata(conn: psycopg.Connection, user_id: str, metadata: dict[str, Any]) -> None:
+    """Replace raw_user_meta_data (the caller merges). A user id that matches no row changes nothing."""
+    conn.execute("update auth.users set raw_user_meta_data = %s, updated_at = now() where id = %s",
+                 [json.dumps(metadata), user_id])
