@@ -308,6 +308,7 @@ USER_SCHEMAS: dict[str, Schema] = {
         "mode": string(enum=["member", "byok"]),
         "requests": integer(), "tokens_in": integer(), "tokens_out": integer(), "credits": CREDITS,
         "credits_micro": MICRO, "errors": integer("Requests answered with a status of 400 or more."),
+        "api_key": nullable(UUID), "api_key_name": nullable(string("The key's name (revoked keys keep theirs).")),
     }, ["requests", "tokens_in", "tokens_out", "credits", "credits_micro", "errors"],
         description="Totals of one group; only the keys named in group_by are present."),
     "RecentRequest": obj({
@@ -315,10 +316,12 @@ USER_SCHEMAS: dict[str, Schema] = {
         "model": nullable(string()), "tokens_in": integer(), "tokens_out": integer(),
         "usage": nullable(string(enum=["measured", "estimated", "corrected"])), "credits": CREDITS, "status": integer(),
         "error_code": nullable(string()), "created_at": DATETIME,
-    }),
+        "api_key_id": nullable(UUID), "api_key_name": nullable(string()),
+    }, ["request_id", "mode", "provider", "model", "tokens_in", "tokens_out", "usage", "credits", "status",
+        "error_code", "created_at"]),
     "UsageSummary": obj({
         "from": DATE, "to": DATE,
-        "group_by": array(string(enum=["day", "provider", "model", "mode"]), minItems=1),
+        "group_by": array(string(enum=["day", "provider", "model", "mode", "api_key"]), minItems=1),
         "buckets": array(ref("UsageBucket")),
         "recent": array(ref("RecentRequest"), "The 50 most recent requests, newest first.", maxItems=50),
     }),
@@ -457,6 +460,12 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
     }),
     "AdminUserDetail": obj({"user": ref("AdminUser"),
                             "ledger": array(ref("AdminLedgerEntry"), "The 100 newest entries.", maxItems=100)}),
+    "PasswordResetLink": obj({
+        "user_id": UUID, "email": string(),
+        "expires_at": {**DATETIME, "description": "One hour after it was made; the link also ends once used or "
+                                                  "when a newer link is made for the user."},
+        "url": string("The link to give the user, /reset-password?token=...; this answer is its only copy."),
+    }),
     "CreditAdjustment": obj({
         "amount": {"type": ["number", "string"],
                    "description": "Credits, non-zero, at most 1,000,000,000 and 6 decimals. Signed, unless "
@@ -741,9 +750,12 @@ def _user_paths() -> dict[str, Schema]:
                            _param("from", "query", or_empty(DATE), "First day (default: 29 days before `to`)."),
                            _param("to", "query", or_empty(DATE), "Last day (default: today, UTC)."),
                            _param("group_by", "query",
-                                  or_empty(array(string(enum=["day", "provider", "model", "mode", ""]))),
-                                  "Comma-separated groups (default: day,provider); empty items are ignored.",
+                                  or_empty(array(string(enum=["day", "provider", "model", "mode", "api_key", ""]))),
+                                  "Comma-separated groups (default: day,provider); empty items are ignored. "
+                                  "`api_key` groups by personal API key (null: requests made without one).",
                                   style="form", explode=False),
+                           _param("api_key", "query", or_empty(UUID),
+                                  "Only requests made with this personal API key (its id)."),
                        ]),
         },
         "/api/user/credits": {
@@ -865,6 +877,19 @@ def _admin_paths() -> dict[str, Schema]:
                          **_errors(*admin_errors, "413", "422")},
                         body=_body(ref("CreditAdjustment"), "The amount and why.")),
         },
+        "/api/admin/users/{user_id}/password-reset": {
+            "parameters": [_param("user_id", "path", UUID, "The user's id.")],
+            "post": _op("adminCreatePasswordResetLink", users, "Create a one-time password reset link",
+                        "For a user who forgot their password (local sign-in backend): the link lets them choose a "
+                        "new one, once, within an hour, and signs them out everywhere. A new link ends the older "
+                        "ones. Only a keyed hash of the token is stored. Audited (`user.password_reset_link`).",
+                        "admin",
+                        {"201": _json(ref("PasswordResetLink"), "The link, shown once."),
+                         "404": _json(ref("ApiError"), "No such user (`user_not_found`)."),
+                         "409": _json(ref("ApiError"), "Sign-in is Supabase's, which sends its own recovery "
+                                                        "email (`reset_links_local_only`)."),
+                         **_errors(*admin_errors)}),
+        },
         "/api/admin/logs": {
             "get": _op("adminListLogs", reports, "Request logs", "Newest first, filtered and paginated.", "admin",
                        {"200": {**_json(ref("RequestLogPage"), "One page of logs."), "links": {
@@ -949,14 +974,102 @@ key and `<host>/v1` as the base URL.
 model, key source and multiplier served it and what it cost."""
 
 
+# -- personal API keys --------------------------------------------------------------------------------------------
+
+_KEY_FIELDS: dict[str, Schema] = {
+    "name": string("1 to 100 printable characters.", minLength=1, maxLength=100),
+    "expires_at": nullable(string("When the key stops working: a date (midnight UTC) or an ISO 8601 time, in the "
+                                  "future and at most 10 years away. Null or empty: never.", maxLength=40)),
+    "monthly_credit_cap": nullable(string("Credits this key may spend per calendar month (UTC), 0 to "
+                                          "1,000,000,000 and at most your own monthly cap. Null or empty: none.",
+                                          pattern=r"^[0-9]{0,10}(\.[0-9]{0,6})?$", maxLength=17)),
+    "allow": array(string("A provider slug (`openai`) or `provider/model` from the catalog.", minLength=1,
+                          maxLength=300), "The only providers/models the key may call (fallbacks included); "
+                   "empty: everything you may call.", maxItems=100),
+    "mode": string("`user`: your mode at the time of the request; `member` or `byok`: only that mode.",
+                   enum=["user", "member", "byok"]),
+}
+
+API_KEY_SCHEMAS: dict[str, Schema] = {
+    "ApiKey": obj({
+        "id": UUID, "name": string(), "prefix": string("The key's public id (after `sb_`).", pattern="^[0-9A-Za-z]{12}$"),
+        "hint": string("How the key starts: `sb_<prefix>_…`."), "mode": string(enum=["user", "member", "byok"]),
+        "allow": array(string()), "status": string(enum=["active", "expired", "revoked"]),
+        "monthly_credit_cap": nullable(CREDITS), "expires_at": nullable(DATETIME), "revoked_at": nullable(DATETIME),
+        "last_used_at": nullable(DATETIME), "created_at": DATETIME,
+        "month": obj({"requests": integer(), "credits": CREDITS, "credits_micro": MICRO},
+                     description="This calendar month (UTC) so far."),
+    }, description="A personal API key as its owner (or an admin) sees it: never the key, never its hash."),
+    "ApiKeyList": obj({"api_keys": array(ref("ApiKey"))}),
+    "ApiKeyEnvelope": obj({"api_key": ref("ApiKey")}),
+    "ApiKeyCreated": obj({
+        "api_key": ref("ApiKey"),
+        "secret": string("The key: shown this once, never again.", pattern="^sb_[0-9A-Za-z]{12}_[0-9A-Za-z]{43}$"),
+        "warning": string(),
+    }),
+    "ApiKeyCreate": obj(dict(_KEY_FIELDS), ["name"]),
+    "ApiKeyUpdate": obj(dict(_KEY_FIELDS), [], description="Only the fields sent change."),
+}
+
+
+def _api_key_paths() -> dict[str, Schema]:
+    tag, errs = "User", ("401", "503")
+    forbidden = _json(ref("ApiError"), "Sent with a personal API key (`api_key_forbidden`): keys are managed with "
+                                       "a session or a Supabase access token only.")
+    not_found = _json(ref("ApiError"), "None of your keys has this id (`api_key_not_found`).")
+    key_id = _param("key_id", "path", UUID, "The key's id.")
+    return {
+        "/api/user/api-keys": {
+            "get": _op("listApiKeys", tag, "List your personal API keys",
+                       "Live keys (revoked ones are kept for the logs, not listed), with this month's requests "
+                       "and credits.", "user",
+                       {"200": _json(ref("ApiKeyList"), "Your keys."), "403": forbidden, **_errors(*errs)}),
+            "post": _op("createApiKey", tag, "Create a personal API key",
+                        "Returns the key once (`secret`); only a keyed hash is stored. Use it as "
+                        "`Authorization: Bearer sb_...` (or `X-Api-Key`) on /v1 and /api/user. At most 50 live "
+                        "keys.", "user",
+                        {"201": _json(ref("ApiKeyCreated"), "The new key and its secret."), "403": forbidden,
+                         **_errors(*errs, "413", "422")},
+                        body=_body(ref("ApiKeyCreate"), "Name and optional restrictions.")),
+        },
+        "/api/user/api-keys/{key_id}": {
+            "parameters": [key_id],
+            "patch": _op("updateApiKey", tag, "Change a key's name or restrictions",
+                         "Takes effect on the key's next request.", "user",
+                         {"200": _json(ref("ApiKeyEnvelope"), "The key after the change."), "403": forbidden,
+                          "404": not_found, **_errors(*errs, "413", "422")},
+                         body=_body(ref("ApiKeyUpdate"), "The fields to change.")),
+            "delete": _op("revokeApiKey", tag, "Revoke a key",
+                          "Refused from its next request on, in every worker. Idempotent.", "user",
+                          {"200": _json(ref("ApiKeyEnvelope"), "The revoked key."), "403": forbidden,
+                           "404": not_found, **_errors(*errs)}),
+        },
+        "/api/admin/users/{user_id}/api-keys": {
+            "parameters": [_param("user_id", "path", UUID, "The user's id.")],
+            "get": _op("adminListUserApiKeys", "Admin: users", "A user's personal API keys",
+                       "Revoked ones included. No key or hash is ever shown.", "admin",
+                       {"200": _json(ref("ApiKeyList"), "The keys (empty for an unknown user)."),
+                        **_errors("401", "403", "503")}),
+        },
+        "/api/admin/api-keys/{key_id}": {
+            "parameters": [key_id],
+            "delete": _op("adminRevokeApiKey", "Admin: users", "Revoke any user's personal API key",
+                          "Audited (`api_key.revoke`); refused from its next request on.", "admin",
+                          {"200": _json(ref("ApiKeyEnvelope"), "The revoked key."),
+                           "404": _json(ref("ApiError"), "No such key (`api_key_not_found`)."),
+                           **_errors("401", "403", "503")}),
+        },
+    }
+
+
 @functools.cache
 def _build() -> Schema:
     paths: dict[str, Schema] = {}
-    for part in (_v1_paths(), _user_paths(), _pricing_paths(), _admin_paths(), _meta_paths()):
+    for part in (_v1_paths(), _user_paths(), _api_key_paths(), _pricing_paths(), _admin_paths(), _meta_paths()):
         paths.update(part)
     schemas: dict[str, Schema] = {}
-    for group in (ERROR_SCHEMAS, COMMON_SCHEMAS, V1_SCHEMAS, USER_SCHEMAS, PRICING_SCHEMAS, ADMIN_SCHEMAS,
-                  META_SCHEMAS):
+    for group in (ERROR_SCHEMAS, COMMON_SCHEMAS, V1_SCHEMAS, USER_SCHEMAS, API_KEY_SCHEMAS, PRICING_SCHEMAS,
+                  ADMIN_SCHEMAS, META_SCHEMAS):
         schemas.update(group)
     return {
         "openapi": "3.1.0",

@@ -149,6 +149,8 @@ def plan(model: str, task: str | None, byok: ByokHeaders | None, ctx: UserContex
     if not pairs:
         raise NotFound(f"No enabled provider serves the model {model!r}.", code="model_not_found", field="model")
     if scope is not None:
+        if explicit and not scope.allows(explicit, bare):
+            raise _not_allowed(model)  # a provider named in the request is never swapped for an allowed one
         pairs = [(s, m) for s, m in pairs if scope.allows(s, m)]
         if not pairs:
             raise _not_allowed(model)
