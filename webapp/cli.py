@@ -1,9 +1,12 @@
-"""Operator commands: flask db upgrade|seed, flask users create-admin, flask credits grant, flask keys rotate."""
+"""Operator commands: flask db upgrade|seed, flask users create-admin|reset-password, flask credits grant,
+flask keys rotate."""
 
 from __future__ import annotations
 
 import os
 import secrets
+from datetime import UTC
+from urllib.parse import urlencode
 
 import click
 from flask import Flask, current_app
@@ -59,12 +62,37 @@ def create_admin(email: str, if_none: bool) -> None:
             users_repo.set_password(conn, existing.id, password)
             click.echo(f"{email} is now an admin")
             return
-        users_repo.create(conn, email, password, admin=True)
+        created = users_repo.create(conn, email, password, admin=True)
+        if not os.environ.get("ADMIN_PASSWORD"):
+            users_repo.require_password_change(conn, created.id)
     if os.environ.get("ADMIN_PASSWORD"):
         click.echo(f"admin {email} created with the password from ADMIN_PASSWORD")
     else:
         click.echo(f"admin {email} created; one-time password: {password}")
-        click.echo("sign in and change it; it is not stored anywhere in clear")
+        click.echo("sign in with it: you are asked to choose your own password (Settings → Security) until you do;"
+                   " it is not stored anywhere in clear")
+
+
+@users_cli.command("reset-password")
+@click.argument("email")
+@click.option("--base-url", default=lambda: os.environ.get("PUBLIC_URL", "http://127.0.0.1:8000"),
+              show_default="PUBLIC_URL or http://127.0.0.1:8000", help="Where users open Switchboard.")
+def reset_password(email: str, base_url: str) -> None:
+    """Print a one-time link that lets EMAIL choose a new password (local sign-in backend): valid for one hour,
+    once; making a new link ends the older ones. Audited. The link is printed here and stored nowhere."""
+    from webapp.services import account_security
+
+    svc = _svc()
+    if svc.settings.auth_backend != "local":
+        raise click.ClickException("reset links are for AUTH_BACKEND=local; with Supabase, the user asks for a"
+                                   " recovery email on the sign-in page (Forgot password?)")
+    link = account_security.create_reset_link_by_operator(svc.db, svc.settings, email)
+    if link is None:
+        raise click.ClickException(f"no user {email}")
+    url = base_url.rstrip("/") + "/reset-password?" + urlencode({"token": link.token})
+    until = link.expires_at.astimezone(UTC)
+    click.echo(f"password reset link for {link.email} (valid until {until:%Y-%m-%d %H:%M} UTC, once):")
+    click.echo(url)
 
 
 @credits_cli.command("grant")

@@ -161,6 +161,24 @@ SPECS: dict[str, Spec] = {
         update="update public.sign_in_attempts set failures = failures + 1 where key = %(key)s",
         delete="delete from public.sign_in_attempts where key = %(key)s",
     ),
+    # One-time password reset links (a keyed hash of the token, never the token): only the service role; a user
+    # cannot even see that a link for their own account exists.
+    "password_reset_links": Spec(
+        targets=("A", "B"),
+        select="select 1 from public.password_reset_links where id = %(key)s",
+        insert="insert into public.password_reset_links (user_id, token_hash) values (%(user)s, %(fresh_bytes)s)",
+        update="update public.password_reset_links set used_at = now() where id = %(key)s",
+        delete="delete from public.password_reset_links where id = %(key)s",
+    ),
+    # The "must change the one-time password" flag: only the service role (the settings page asks as it).
+    "password_change_required": Spec(
+        targets=("A", "B"),
+        select="select 1 from public.password_change_required where user_id = %(key)s",
+        insert="insert into public.password_change_required (user_id) values (%(user)s)",
+        update="update public.password_change_required set since = now() where user_id = %(key)s",
+        delete="delete from public.password_change_required where user_id = %(key)s",
+        prep={"insert": "delete from public.password_change_required where user_id = %(user)s"},
+    ),
     # Receipt rows the log table refused, kept aside by the log writer: only the service role, append-only.
     "request_log_rejects": Spec(
         targets=("row",),
@@ -273,6 +291,20 @@ EXPECTED: dict[str, dict[str, str]] = {
         "userB":   "X X X X",
         "admin":   "X X X X",
         "service": "+ + + +",
+    },
+    "password_reset_links": {       # service role only, even for the link's own user
+        "anon":    "XX XX XX XX",
+        "userA":   "XX XX XX XX",
+        "userB":   "XX XX XX XX",
+        "admin":   "XX XX XX XX",
+        "service": "++ ++ ++ ++",
+    },
+    "password_change_required": {   # service role only
+        "anon":    "XX XX XX XX",
+        "userA":   "XX XX XX XX",
+        "userB":   "XX XX XX XX",
+        "admin":   "XX XX XX XX",
+        "service": "++ ++ ++ ++",
     },
     "request_log_rejects": {        # service role only, append-only
         "anon":    "X X X X",
@@ -396,6 +428,7 @@ def cell_params(world: World, table: str, target: str) -> dict[str, Any]:
     params: dict[str, Any] = {
         "key": world.keys[(table, target)],
         "fresh": str(uuid.uuid4()),
+        "fresh_bytes": uuid.uuid4().bytes,
         "slug": f"rls-{uuid.uuid4().hex[:10]}",
         "model": f"rls-model-{uuid.uuid4().hex[:10]}",
         "spare_provider": world.providers["spare"],
@@ -468,6 +501,11 @@ def world(db: Database, database_urls: tuple[str, str]) -> Iterator[World]:
             stream_id = str(uuid.uuid4())
             su.execute("insert into public.active_streams (request_id, user_id) values (%s, %s)", [stream_id, uid])
             keys[("active_streams", target)] = stream_id
+            keys[("password_reset_links", target)] = su.execute(
+                "insert into public.password_reset_links (user_id, token_hash) values (%s, %s) returning id::text",
+                [uid, uuid.uuid4().bytes]).fetchone()[0]
+            su.execute("insert into public.password_change_required (user_id) values (%s)", [uid])
+            keys[("password_change_required", target)] = uid
     claims = {"userA": claims_for(a), "userB": claims_for(b), "admin": claims_for(adm)}
     try:
         yield World(db, claims, ids, providers, keys)
@@ -491,7 +529,7 @@ def test_rls_cell(world: World, table: str, actor: str, op: str, target: str, ex
 def test_matrix_size() -> None:
     """The matrix is table x actor x operation x target; keep the count visible when tables are added."""
     assert len(CELLS) == sum(len(s.targets) for s in SPECS.values()) * len(ACTORS) * len(OPERATIONS)
-    assert len(CELLS) == 540
+    assert len(CELLS) == 620
 
 
 # --- Columns no `authenticated` caller may ever read: the encrypted keys -------------------------------------------

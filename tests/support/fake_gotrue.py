@@ -9,6 +9,15 @@ supabase_auth 2.34.1 parses (`Session`, `User`, `helpers.handle_exception`):
                                                        single-use (reuse -> 400 refresh_token_already_used)
 - POST /auth/v1/logout?scope=global|local|others    -> 204; the scope is recorded
 - GET  /auth/v1/user                                -> the user of the bearer token
+- PUT  /auth/v1/user {"password"}                   -> the updated user; weak_password / same_password (422); the
+                                                       user's other sessions end, as user.UpdatePassword does
+- POST /auth/v1/recover {"email"}?redirect_to=...   -> {} whether or not the email has an account; a known email
+                                                       gets a recovery "email" in `outbox` (token_hash, redirect_to);
+                                                       a second request within `recover_interval` is 429
+                                                       over_email_send_rate_limit (recover.go, mail.go)
+- POST /auth/v1/verify {"token_hash","type":"recovery"} -> a session; the token is single use and expires after
+                                                       `otp_ttl` (403 otp_expired "Email link is invalid or has
+                                                       expired")
 - GET  /auth/v1/.well-known/jwks.json               -> the public EC key (with kid) that signs the access tokens
 
 Access tokens are ES256 JWTs with the claims GoTrue issues (internal/tokens/service.go), signed with a fresh P-256
@@ -106,6 +115,16 @@ class FakeUser:
         }
 
 
+@dataclass(frozen=True)
+class RecoveryEmail:
+    """What GoTrue would have mailed: the recovery link's parts as the email template sees them."""
+
+    email: str
+    token_hash: str
+    redirect_to: str | None
+    sent_at: float
+
+
 @dataclass
 class RefreshToken:
     token: str
@@ -166,6 +185,10 @@ class FakeGoTrue:
         self.sessions: dict[str, str] = {}  # live session id -> user id
         self.logouts: list[tuple[str, str]] = []  # (scope, session id)
         self.requests: list[RecordedRequest] = []
+        self.outbox: list[RecoveryEmail] = []  # recovery emails "sent"
+        self.recovery_tokens: dict[str, tuple[str, float]] = {}  # token hash -> (user id, sent at)
+        self.recover_interval = 60  # GoTrue's SMTP max frequency: one recovery email per user per minute
+        self.otp_ttl = 3600  # GoTrue's mailer OTP expiry
         self._lock = threading.RLock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -409,6 +432,62 @@ class FakeGoTrue:
             raise GoTrueError(403, "user_not_found", "User from sub claim in JWT does not exist")
         return 200, user.to_json()
 
+    def _update_user(self, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, Any]:
+        claims = self._bearer_claims(headers)
+        user = self.user_by_id(str(claims["sub"]))
+        if user is None:
+            raise GoTrueError(403, "user_not_found", "User from sub claim in JWT does not exist")
+        password = body.get("password")
+        if isinstance(password, str) and password:
+            if len(password) < self.min_password_length:
+                raise GoTrueError(422, "weak_password",
+                                  f"Password should be at least {self.min_password_length} characters.",
+                                  extra={"weak_password": {"reasons": ["length"]}})
+            if secrets.compare_digest(password, user.password):
+                raise GoTrueError(422, "same_password", "New password should be different from the old password.")
+            with self._lock:
+                user.password = password
+                # user.UpdatePassword: recovery tokens cleared, every other session logged out
+                for token in [t for t, (uid, _) in self.recovery_tokens.items() if uid == user.id]:
+                    del self.recovery_tokens[token]
+                for other in [s for s, uid in self.sessions.items() if uid == user.id and s != claims["session_id"]]:
+                    self._end_session(other)
+        return 200, user.to_json()
+
+    def _recover(self, query: dict[str, str], body: dict[str, Any]) -> tuple[int, Any]:
+        email = str(body.get("email") or "").strip().lower()
+        if not email:
+            raise GoTrueError(400, "validation_failed", "Password recovery requires an email")
+        if "@" not in email:
+            raise GoTrueError(400, "validation_failed", "Unable to validate email address: invalid format")
+        with self._lock:
+            user = self.users.get(email)
+            if user is None:
+                return 200, {}
+            last = max((sent for uid, sent in self.recovery_tokens.values() if uid == user.id), default=0.0)
+            if time.time() - last < self.recover_interval:
+                raise GoTrueError(429, "over_email_send_rate_limit",
+                                  f"For security purposes, you can only request this after "
+                                  f"{self.recover_interval} seconds.")
+            for token in [t for t, (uid, _) in self.recovery_tokens.items() if uid == user.id]:
+                del self.recovery_tokens[token]  # a new recovery token replaces the old one
+            token_hash = secrets.token_hex(28)  # GoTrue: sha224 hex of email + OTP
+            now = time.time()
+            self.recovery_tokens[token_hash] = (user.id, now)
+            self.outbox.append(RecoveryEmail(user.email, token_hash, query.get("redirect_to"), now))
+        return 200, {}
+
+    def _verify(self, body: dict[str, Any]) -> tuple[int, Any]:
+        if body.get("type") != "recovery":
+            raise GoTrueError(400, "validation_failed", "Unsupported verification type")
+        token_hash = str(body.get("token_hash") or "")
+        with self._lock:
+            found = self.recovery_tokens.pop(token_hash, None)  # single use
+            user = self.user_by_id(found[0]) if found else None
+            if found is None or user is None or time.time() - found[1] > self.otp_ttl:
+                raise GoTrueError(403, "otp_expired", "Email link is invalid or has expired")
+            return 200, self._new_session(user)
+
     def dispatch(self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
                  body: Any) -> tuple[int, Any]:
         if method == "GET" and path == JWKS_PATH:  # public: no apikey needed, as on Supabase
@@ -434,6 +513,12 @@ class FakeGoTrue:
             return self._logout(query, headers)
         if route == ("GET", "/user"):
             return self._user(headers)
+        if route == ("PUT", "/user"):
+            return self._update_user(headers, body)
+        if route == ("POST", "/recover"):
+            return self._recover(query, body)
+        if route == ("POST", "/verify"):
+            return self._verify(body)
         raise GoTrueError(404, "not_found", "Not found")
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

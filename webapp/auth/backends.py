@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import re
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,6 +46,7 @@ class AuthBackend(Protocol):
     def sign_in(self, email: str, password: str) -> AuthSession: ...
     def refresh(self, session: AuthSession) -> AuthSession: ...
     def sign_out(self, session: AuthSession) -> None: ...
+    def change_password(self, session: AuthSession, current_password: str, new_password: str) -> AuthSession: ...
 
 
 # Keyboard rows and counting runs: "123456789012" or "qwertyuiopasdf" are on no list yet guessed first.
@@ -142,6 +144,14 @@ class LocalBackend:
         with self.db.as_service() as conn:
             users_repo.end_session(conn, session.refresh_token, session.user_id)
 
+    def change_password(self, session: AuthSession, current_password: str, new_password: str) -> AuthSession:
+        """Check the current password, store the new one and end every other session; this one is kept (its id
+        is the web session's refresh_token)."""
+        from webapp.services.account_security import change_password_local
+
+        change_password_local(self.db, session.user_id, session.refresh_token, current_password, new_password)
+        return session
+
 
 class EmailTaken(Exception):
     """GoTrue refused a sign-up because the email has an account (never shown to the user as such)."""
@@ -157,11 +167,12 @@ class SupabaseBackend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def _client(self, access_token: str | None = None) -> Any:
+    def _client(self, access_token: str | None = None, flow_type: str = "pkce") -> Any:
         from supabase import ClientOptions, create_client
 
         headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
-        options = ClientOptions(persist_session=False, auto_refresh_token=False, headers=headers)
+        options = ClientOptions(persist_session=False, auto_refresh_token=False, headers=headers,
+                                flow_type=flow_type)
         return create_client(self.settings.supabase_url, self.settings.supabase_anon_key, options=options)
 
     @staticmethod
@@ -230,6 +241,70 @@ class SupabaseBackend:
                 auth.admin.sign_out(token, "local")
             except Exception:  # the session ends locally whatever the server says
                 return None
+
+    def change_password(self, session: AuthSession, current_password: str, new_password: str) -> AuthSession:
+        """Check the current password with a password grant (whose extra session is ended at once), update the
+        password with the user's own access token, then sign out the user's other sessions. GoTrue's own rules
+        (weak_password, same_password) come back beside the field. Returns the session to keep (set_session
+        refreshes it when it had expired)."""
+        errors: dict[str, str] = {}
+        problem = password_problem(new_password or "")
+        if problem:
+            errors["password"] = problem
+        if not current_password:
+            errors["current_password"] = "Enter your current password."  # noqa: S105 (a message)
+        elif len(current_password) > MAX_PASSWORD or not self._password_ok(session.email, current_password):
+            errors["current_password"] = "This is not your current password."  # noqa: S105 (a message)
+        if errors:
+            raise ValidationError(errors)
+        with self._client().auth as auth:
+            kept = self._call(auth.set_session, session.access_token, session.refresh_token)
+            try:
+                self._call(auth.update_user, {"password": new_password})
+            except Unauthorized as exc:
+                if exc.code == "same_password":
+                    raise ValidationError({"password": "Choose a password different from the current one."}
+                                          ) from None
+                raise
+            fresh = self._to_session(kept) if kept.session else session
+            self._call(auth.admin.sign_out, fresh.access_token, "others")
+        return fresh
+
+    def _password_ok(self, email: str, password: str) -> bool:
+        """True when GoTrue accepts the password; the session that proves it is ended straight away."""
+        with self._client().auth as auth:
+            try:
+                resp = self._call(auth.sign_in_with_password, {"email": email, "password": password})
+            except Unauthorized:
+                return False
+            with suppress(Exception):  # the check's answer stands; GoTrue ends the extra session on its own
+                auth.admin.sign_out(resp.session.access_token, "local")
+        return True
+
+    def request_password_reset(self, email: str, redirect_to: str) -> None:
+        """Ask GoTrue to send its recovery email (POST /recover). GoTrue answers the same whether or not the email
+        has an account; so does this."""
+        if not EMAIL_RE.fullmatch(email or ""):
+            raise ValidationError({"email": "Enter a valid email address."})
+        # Implicit flow: the email's link carries a token_hash the recovery page verifies server-side; a PKCE
+        # challenge would need a verifier kept by this one short-lived client.
+        with self._client(flow_type="implicit").auth as auth:
+            self._call(auth.reset_password_for_email, email.strip(), {"redirect_to": redirect_to})
+
+    def complete_recovery(self, token_hash: str, new_password: str) -> str:
+        """Verify the recovery link's token_hash (verifyOtp type=recovery, single use), set the new password with
+        the session it gives, then end every session of the user. Returns the account's email. A weak password
+        is refused before the link is used."""
+        problem = password_problem(new_password or "")
+        if problem:
+            raise ValidationError({"password": problem})
+        with self._client(flow_type="implicit").auth as auth:
+            resp = self._call(auth.verify_otp, {"token_hash": token_hash, "type": "recovery"})
+            if not resp.session:
+                raise Unauthorized("This link is invalid or expired.", code="otp_expired")
+            self._call(auth.update_user, {"password": new_password})
+            self._call(auth.admin.sign_out, resp.session.access_token, "global")
+            return str(resp.session.user.email or "")
 
 
 def make_backend(settings: Settings, db: Database) -> AuthBackend:

@@ -7,14 +7,26 @@ user, so the settings page cannot be used to guess a password faster than the si
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
 
 from webapp import passwords
 from webapp.auth.backends import password_problem
+from webapp.config import Settings
 from webapp.db import Database, principal_refused
-from webapp.errors import RateLimited, ValidationError
-from webapp.repos import sign_in_attempts
+from webapp.errors import AppError, Conflict, NotFound, RateLimited, ValidationError
+from webapp.repos import admin as admin_repo
+from webapp.repos import password_resets, sign_in_attempts
 from webapp.repos import users as users_repo
+from webapp.services.admin import admin_tx
 
 CHANGE_LIMIT = 5  # wrong current passwords per user per window, as sign-in allows per account
 CHANGE_WINDOW = 15 * 60
@@ -83,5 +95,146 @@ def change_password_local(db: Database, user_id: str, keep_session_id: str | Non
 
 
 def must_change_password(db: Database, user_id: str) -> bool:
+    """Whether the user still has to replace a one-time password (one statement, one round trip)."""
+    with db.service_statement() as conn:
+        row = conn.execute("select exists (select 1 from public.password_change_required where user_id = %s)",
+                           [user_id]).fetchone()
+    return bool(row and row[0])
+
+
+# -- one-time reset links (local backend) ---------------------------------------------------------------------------
+
+RESET_TTL = 3600  # a link is good for one hour
+INVALID_LINK = "This link is invalid or expired."
+RESET_ADDRESS_LIMIT = 20  # failed reset attempts per client address per window
+RESET_TOKEN_LIMIT = 10  # failed attempts per link per window
+RESET_WINDOW = 15 * 60
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+class InvalidResetLink(AppError):
+    """The only thing a reset page says about a link that does not work, whatever the reason."""
+
+    status = 400
+    code = "reset_link_invalid"
+
+    def __init__(self) -> None:
+        super().__init__(INVALID_LINK)
+
+
+@dataclass(frozen=True)
+class ResetLink:
+    token: str  # shown once, in the link; never stored
+    user_id: str
+    email: str
+    expires_at: datetime
+
+
+def _reset_key(settings: Settings) -> bytes:
+    """The HMAC key for reset tokens, derived from SECRET_KEY for this one purpose."""
+    return hmac.new(settings.secret_key.encode(), b"switchboard password reset link v1", hashlib.sha256).digest()
+
+
+def reset_token_hash(settings: Settings, token: str) -> bytes:
+    return hmac.new(_reset_key(settings), token.encode(), hashlib.sha256).digest()
+
+
+def _well_formed(token: Any) -> bool:
+    return isinstance(token, str) and 32 <= len(token) <= 64 and set(token) <= _TOKEN_CHARS
+
+
+def issue_reset_link(conn: psycopg.Connection, settings: Settings, user: users_repo.AuthUser, actor_id: str | None,
+                     via: str) -> ResetLink:
+    """A new link for `user` inside the caller's transaction, ending their older links; audited."""
+    token = secrets.token_urlsafe(32)
+    link_id, created = password_resets.replace(conn, user.id, reset_token_hash(settings, token), actor_id)
+    expires = created + timedelta(seconds=RESET_TTL)
+    admin_repo.insert_audit(conn, actor_id, "user.password_reset_link", f"user:{user.email}", None,
+                            {"link": link_id, "via": via, "expires_at": expires.isoformat()})
+    return ResetLink(token, user.id, user.email, expires)
+
+
+def _reset_keys(settings: Settings, token: str, address: str | None) -> list[str]:
+    keys = ["reset-link:" + reset_token_hash(settings, token if isinstance(token, str) else "").hex()[:32]]
+    if address:
+        keys.append("reset-address:" + address)
+    return keys
+
+
+def _check_reset_throttle(db: Database, keys: list[str]) -> None:
+    limits = [RESET_TOKEN_LIMIT, RESET_ADDRESS_LIMIT][: len(keys)]
     with db.as_service() as conn:
-        return users_repo.must_change_password(conn, user_id)
+        wait = sign_in_attempts.wait_seconds(conn, keys, limits, RESET_WINDOW)
+    if wait > 0:
+        raise RateLimited("Too many attempts. Wait a while and try again.", code="reset_throttled",
+                          headers={"Retry-After": str(wait)})
+
+
+def _reset_failed(db: Database, keys: list[str]) -> None:
+    with db.as_service() as conn:
+        sign_in_attempts.record_failure(conn, keys, RESET_WINDOW)
+
+
+def reset_link_email(db: Database, settings: Settings, token: Any, address: str | None) -> str:
+    """The email of the live link's account (for the page's heading), or InvalidResetLink; throttled."""
+    keys = _reset_keys(settings, token, address)
+    _check_reset_throttle(db, keys)
+    link = None
+    if _well_formed(token):
+        with db.as_service() as conn:
+            link = password_resets.find_live(conn, reset_token_hash(settings, token), RESET_TTL)
+    if link is None:
+        _reset_failed(db, keys)
+        raise InvalidResetLink()
+    return link.email
+
+
+def reset_password(db: Database, settings: Settings, token: Any, new_password: str, address: str | None) -> str:
+    """Use a live link: set the new password, clear the must-change flag, end every session of the user, mark the
+    link used and audit it, in one transaction. Returns the account's email. A weak password leaves the link
+    unused (ValidationError); a link that does not work is InvalidResetLink, whatever the reason; throttled per
+    link and per client address."""
+    keys = _reset_keys(settings, token, address)
+    _check_reset_throttle(db, keys)
+    problem = password_problem(new_password or "")
+    if problem:
+        _reset_failed(db, keys[:1])  # counts against the link only: a person choosing a password is no attack
+        raise ValidationError({"password": problem})
+    link = None
+    if _well_formed(token):
+        new_hash = passwords.hash_password(new_password)
+        with db.as_service() as conn:
+            link = password_resets.use(conn, reset_token_hash(settings, token), RESET_TTL)
+            if link is not None:
+                users_repo.set_password_hash(conn, link.user_id, new_hash)
+                users_repo.clear_password_change(conn, link.user_id)
+                ended = users_repo.end_sessions_except(conn, link.user_id, None)
+                admin_repo.insert_audit(conn, link.user_id, "user.password_reset", f"user:{link.email}", None,
+                                        {"link": link.id, "sessions_ended": ended})
+    if link is None:
+        _reset_failed(db, keys)
+        raise InvalidResetLink()
+    return link.email
+
+
+def create_reset_link_by_admin(db: Database, settings: Settings, claims: Mapping[str, Any], user_id: str
+                               ) -> ResetLink:
+    """An admin makes a link for a user (the database confirms the admin first); audited with the admin as actor.
+    Local backend only: with Supabase, the user asks for GoTrue's recovery email on the forgot-password page."""
+    if settings.auth_backend != "local":
+        raise Conflict("Reset links are for the local sign-in backend. With Supabase, the user asks for a "
+                       "recovery email on the “Forgot password?” page.", code="reset_links_local_only")
+    uid = _uuid_or_none(user_id)
+    with admin_tx(db, claims) as conn, admin_repo.service_role(conn):
+        user = users_repo.by_id(conn, uid) if uid else None
+        if user is None:
+            raise NotFound("No such user.", code="user_not_found")
+        return issue_reset_link(conn, settings, user, str(claims["sub"]), "admin")
+
+
+def create_reset_link_by_operator(db: Database, settings: Settings, email: str) -> ResetLink | None:
+    """`flask users reset-password EMAIL`: a link for the user, audited with no actor (the operator's shell).
+    None when no live user has this email."""
+    with db.as_service() as conn:
+        user = users_repo.by_email(conn, email.strip())
+        return issue_reset_link(conn, settings, user, None, "cli") if user else None

@@ -22,10 +22,11 @@ SECURITY_HEADERS = {
 
 
 def register_web(app: Flask) -> None:
-    from webapp.web import admin, auth, pages, settings_page
+    from webapp.web import account, admin, auth, pages, settings_page
 
     for bp in (auth.bp, pages.bp, settings_page.bp, admin.bp):
         app.register_blueprint(bp)
+    app.register_blueprint(account.bp)
 
     @app.template_filter("multiplier")
     def _multiplier(value: Decimal) -> str:

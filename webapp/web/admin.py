@@ -32,6 +32,7 @@ def _helpers() -> dict[str, Any]:
 
     settings = _svc().settings
     return {"credits": format_credits, "page_link": page_link, "errors": {}, "form": {},
+            "local_auth": settings.auth_backend == "local",
             "bounds": {"min": f"{settings.multiplier_min:g}", "max": f"{settings.multiplier_max:g}"}}
 
 
@@ -174,6 +175,19 @@ def adjust_credits(user_id: Any) -> Any:
     return _submit("admin/user.html", "credits", "d", lambda: admin_users.adjust(db, g.claims, uid, request.form),
                    lambda: admin_users.detail(db, g.claims, uid),
                    lambda d: f"{d.user.email}: balance now {format_credits(d.user.balance)} credits")
+
+
+@bp.post("/admin/users/<uuid:user_id>/password-reset")
+@admin_page_required
+def password_reset_link(user_id: Any) -> Any:
+    """A one-time reset link for the user, shown once in the answer (never stored, never logged); audited."""
+    from webapp.services import account_security
+
+    svc = _svc()
+    link = account_security.create_reset_link_by_admin(svc.db, svc.settings, g.claims, str(user_id))
+    url = url_for("account.reset_password", token=link.token, _external=True)
+    return _render("admin/user.html", "password_reset", notice=f"{link.email}: reset link created", link=link,
+                   reset_url=url, d=admin_users.detail(svc.db, g.claims, str(user_id)))
 
 
 # -- logs, analytics, audit ---------------------------------------------------------------------------------------

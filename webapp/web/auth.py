@@ -15,6 +15,7 @@ from webapp.auth.backends import SIGN_UP_NOTICE
 from webapp.auth.session import WebUser, end_session, start_session
 from webapp.auth.throttle import SignInThrottle
 from webapp.errors import AppError, RateLimited, ValidationError
+from webapp.services import account_security
 
 bp = Blueprint("auth", __name__)
 
@@ -91,6 +92,9 @@ def _form(template: str) -> Any:
         return render_template(template, email=email, errors=errors), exc.status, headers
     start_session(auth)
     login_user(WebUser(claims, auth.access_token))
+    if signing_in and account_security.must_change_password(svc.db, auth.user_id):
+        # A one-time password (the first admin's): the settings page shows why and where to change it.
+        return redirect(url_for("settings_page.index"))
     return redirect(safe_next(request.args.get("next")))
 
 

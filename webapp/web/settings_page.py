@@ -6,6 +6,7 @@ fragment re-rendered and the errors beside the fields; a success answers 200 wit
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ from jinja2_fragments.flask import render_block
 
 from webapp.errors import ValidationError
 from webapp.repos.providers import Provider
-from webapp.services import charts, overview, usage, user_settings
+from webapp.services import account_security, charts, overview, usage, user_settings
 from webapp.services import keys as keys_service
 from webapp.services import quote as quote_service
 
@@ -87,6 +88,9 @@ def _render(block: str, state: FormState = BLANK, status: int = 200, **extra: An
     o = overview.for_user(_svc().db, current_user.claims)
     ctx = {"o": o, "ordered": _ordered(o), "catalog": _catalog(), "email": current_user.email, "state": state,
            **extra}
+    # Asked only where the page shows it (the notice at the top, the Security section): one service statement.
+    ctx.setdefault("must_change_password", functools.partial(account_security.must_change_password, _svc().db,
+                                                             current_user.get_id()))
     if request.headers.get("HX-Request"):
         html = render_block(TEMPLATE, block, **ctx)
     else:
