@@ -179,6 +179,16 @@ SPECS: dict[str, Spec] = {
         delete="delete from public.password_change_required where user_id = %(key)s",
         prep={"insert": "delete from public.password_change_required where user_id = %(user)s"},
     ),
+    # Personal API keys: the owner (and admins) read the metadata; every write goes through the app as the service
+    # role; nobody deletes (revoking is a soft delete, so the logs keep the key's name).
+    "api_keys": Spec(
+        targets=("A", "B"),
+        select="select 1 from public.api_keys where id = %(key)s",
+        insert="insert into public.api_keys (user_id, name, prefix, hash) values (%(user)s, 'rls',"
+               " substr(md5(%(fresh)s), 1, 12), encode(sha256(convert_to(%(fresh)s, 'UTF8')), 'hex'))",
+        update="update public.api_keys set name = 'rls renamed' where id = %(key)s",
+        delete="delete from public.api_keys where id = %(key)s",
+    ),
     # Receipt rows the log table refused, kept aside by the log writer: only the service role, append-only.
     "request_log_rejects": Spec(
         targets=("row",),
@@ -305,6 +315,13 @@ EXPECTED: dict[str, dict[str, str]] = {
         "userB":   "XX XX XX XX",
         "admin":   "XX XX XX XX",
         "service": "++ ++ ++ ++",
+    },
+    "api_keys": {                   # A's key, B's key: metadata to its owner and admins; writes by the app only
+        "anon":    "XX XX XX XX",
+        "userA":   "+0 XX XX XX",
+        "userB":   "0+ XX XX XX",
+        "admin":   "++ XX XX XX",
+        "service": "++ ++ ++ XX",
     },
     "request_log_rejects": {        # service role only, append-only
         "anon":    "X X X X",
@@ -506,6 +523,9 @@ def world(db: Database, database_urls: tuple[str, str]) -> Iterator[World]:
                 [uid, uuid.uuid4().bytes]).fetchone()[0]
             su.execute("insert into public.password_change_required (user_id) values (%s)", [uid])
             keys[("password_change_required", target)] = uid
+            keys[("api_keys", target)] = su.execute(
+                "insert into public.api_keys (user_id, name, prefix, hash) values (%s, 'rls matrix', %s, %s)"
+                " returning id::text", [uid, uuid.uuid4().hex[:12], uuid.uuid4().hex * 2]).fetchone()[0]
     claims = {"userA": claims_for(a), "userB": claims_for(b), "admin": claims_for(adm)}
     try:
         yield World(db, claims, ids, providers, keys)
@@ -529,7 +549,7 @@ def test_rls_cell(world: World, table: str, actor: str, op: str, target: str, ex
 def test_matrix_size() -> None:
     """The matrix is table x actor x operation x target; keep the count visible when tables are added."""
     assert len(CELLS) == sum(len(s.targets) for s in SPECS.values()) * len(ACTORS) * len(OPERATIONS)
-    assert len(CELLS) == 620
+    assert len(CELLS) == 660
 
 
 # --- Columns no `authenticated` caller may ever read: the encrypted keys -------------------------------------------
@@ -549,6 +569,30 @@ def test_ciphertext_never_selectable_by_api_roles(world: World, table: str, expr
     params = {"key": world.keys[(table, "A")]}
     got = attempt(world, actor, f"select {expr} from public.{table} where id = %(key)s", params, fetch=True)
     assert got == expected, f"select {expr} from {table} as {actor}: expected {expected!r}, got {got!r}"
+
+
+# --- A personal API key's hash: the service role's only; key claims never carry admin rights ----------------------
+
+@pytest.mark.parametrize(("expr", "actor"), [(e, a) for e in ("hash", "*") for a in ACTORS])
+def test_api_key_hash_never_selectable_by_api_roles(world: World, expr: str, actor: str) -> None:
+    params = {"key": world.keys[("api_keys", "A")]}  # A's own key (and the admin may read its metadata)
+    got = attempt(world, actor, f"select {expr} from public.api_keys where id = %(key)s", params, fetch=True)
+    assert got == (ALLOWED if actor == "service" else DENIED), f"select {expr} from api_keys as {actor}: {got!r}"
+
+
+def test_admin_key_claims_are_not_admin_under_rls(world: World) -> None:
+    """An admin's request made with a personal API key runs as `authenticated` with `api_key_id` in its claims:
+    public.is_admin() says no, so the admin-wide policies give it nothing beyond the admin's own rows."""
+    key_claims = {**world.claims["admin"], "api_key_id": str(uuid.uuid4())}
+    params = {"key": world.keys[("api_keys", "B")]}
+    with world.db.as_user(key_claims) as conn:
+        assert conn.execute("select public.is_admin()").fetchone() == (False,)
+        assert conn.execute("select 1 from public.api_keys where id = %(key)s", params).fetchall() == []
+        assert conn.execute("select 1 from public.llm_request_logs where user_id = %s",
+                            [world.user_ids["B"]]).fetchall() == []
+    with world.db.as_user(world.claims["admin"]) as conn:
+        assert conn.execute("select public.is_admin()").fetchone() == (True,)
+        assert conn.execute("select 1 from public.api_keys where id = %(key)s", params).fetchall() == [(1,)]
 
 
 # --- A user cannot hand their own row to someone else --------------------------------------------------------------
