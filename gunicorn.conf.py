@@ -14,4 +14,6 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "180"))
 graceful_timeout = 30
 keepalive = 5
 accesslog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s'
+# The path without its query string (%(U)s, not the request line %(r)s): password reset and recovery links carry
+# their one-time token in the query, and no secret may reach a log.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s'

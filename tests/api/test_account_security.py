@@ -576,3 +576,26 @@ def test_supabase_has_no_local_reset_links(sb_client: FlaskClient, gotrue: FakeG
     resp = sb_client.post(f"/api/admin/users/{admin.id}/password-reset", headers={"Authorization": f"Bearer {token}"})
     assert resp.status_code == 409 and resp.get_json()["error"]["code"] == "reset_links_local_only"
     assert sb_client.get("/reset-password?token=" + "A" * 43).status_code == 400
+
+
+# --- logs ---------------------------------------------------------------------------------------------------------
+
+def test_reset_tokens_never_reach_the_access_log(test_env: dict[str, str], make_user: Any, tmp_path: Any) -> None:
+    """Under the production gunicorn.conf.py, a request for a reset or recovery link logs its path, not its query."""
+    import requests
+
+    from tests.load.harness import GunicornServer
+    from tests.load.pgcluster import free_port
+
+    server = GunicornServer(test_env, tmp_path / "gunicorn.log", free_port(), workers=1, threads=2)
+    server.start()
+    try:
+        secret, token_hash = "Zq" + uuid.uuid4().hex + "Xw", uuid.uuid4().hex + "beef"
+        assert requests.get(f"{server.url}/reset-password?token={secret}", timeout=10).status_code == 400
+        assert requests.get(f"{server.url}/auth/recover?token_hash={token_hash}&type=recovery",
+                            timeout=10).status_code == 400
+    finally:
+        server.stop()
+    log = server.log_text()
+    assert '"GET /reset-password HTTP/1.1" 400' in log and '"GET /auth/recover HTTP/1.1" 400' in log
+    assert secret not in log and token_hash not in log
