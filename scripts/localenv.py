@@ -15,6 +15,7 @@ import base64
 import os
 import secrets
 import sys
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -58,6 +59,18 @@ def ensure_database(admin_base: str, name: str, app_password: str) -> None:
         conn.execute(sql.SQL("grant connect on database {} to authenticator").format(sql.Identifier(name)))
 
 
+def anon_key(jwt_secret: str) -> str:
+    """A legacy-style Supabase anon key for the local backend: an HS256 JWT with role `anon`, signed with the
+    local JWT secret. Not a credential (it is public in every front end): the /auth/v1 API asks for it in the
+    `apikey` header as Supabase's gateway does, and the official clients need one to start."""
+    from jose import jws
+
+    now = int(time.time())
+    claims = {"iss": "supabase", "ref": "local", "role": "anon", "iat": now, "exp": now + 10 * 365 * 24 * 3600}
+    token: str = jws.sign(claims, jwt_secret, algorithm="HS256")
+    return token
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--database", default="switchboard")
@@ -79,6 +92,9 @@ def main() -> int:
         if key not in env:
             env[key] = value
             changed = True
+    if "SUPABASE_ANON_KEY" not in env and env.get("AUTH_BACKEND") == "local":
+        env["SUPABASE_ANON_KEY"] = anon_key(env["SUPABASE_JWT_SECRET"])
+        changed = True
     if not os.environ.get("DATABASE_URL"):
         pg = read_env(PG_ENV)
         admin_base = f"postgresql://postgres:{quote(pg['PG_SUPERPASS'])}@127.0.0.1:{pg['PG_PORT']}"

@@ -50,9 +50,11 @@ class Rotation:
     token: str | None = None
 
 
-def rotate(conn: psycopg.Connection, token: str, reuse_seconds: int = REUSE_INTERVAL_SECONDS) -> Rotation:
+def rotate(conn: psycopg.Connection, token: str, reuse_seconds: int | None = None) -> Rotation:
     """Exchange `token` for a child token, in the caller's transaction. The token's row is locked, so two
     refreshes with one token run one after the other (the second then meets a revoked token)."""
+    if reuse_seconds is None:
+        reuse_seconds = REUSE_INTERVAL_SECONDS  # read at call time: the journeys shorten it to keep tests fast
     if not token or len(token) > MAX_TOKEN_CHARS:
         return Rotation("not_found")
     row = conn.execute(
