@@ -77,3 +77,59 @@ def test_supabase_js_journey(js_server: tuple[str, str], db: Any) -> None:
     with db.as_service() as conn:
         live = conn.execute("select count(*) from auth.sessions where user_id = %s", [user_id]).fetchone()
     assert live == (0,)
+
+
+# The README's "local development" snippet for JavaScript (Node or a browser bundle), run verbatim as an ES module.
+JS_README_SNIPPET = """\
+import { createClient } from '@supabase/supabase-js'
+import OpenAI from 'openai'
+
+const SUPABASE_URL = process.env.SUPABASE_URL ?? 'http://127.0.0.1:8000' // make run serves Supabase Auth's API
+const SWITCHBOARD_URL = process.env.SWITCHBOARD_URL ?? 'http://127.0.0.1:8000'
+
+const supabase = createClient(SUPABASE_URL, process.env.SUPABASE_ANON_KEY)
+const { data, error } = await supabase.auth.signInWithPassword({
+  email: process.env.SWITCHBOARD_EMAIL,
+  password: process.env.SWITCHBOARD_PASSWORD,
+})
+if (error) throw error
+
+const openai = new OpenAI({
+  baseURL: `${SWITCHBOARD_URL}/v1`,
+  apiKey: data.session.access_token, // the user's own short-lived token, never a provider key
+  dangerouslyAllowBrowser: true, // needed only in a browser; harmless in Node
+})
+const reply = await openai.chat.completions.create({
+  model: process.env.SWITCHBOARD_MODEL ?? 'openai/gpt-4o-mini',
+  messages: [{ role: 'user', content: 'Hello' }],
+})
+console.log(reply.choices[0].message.content)
+await supabase.auth.signOut()
+"""
+
+
+def run_node_module(node: str, source: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `source` as an ES module from tests/js, where `import '@supabase/supabase-js'` resolves to the project's
+    node_modules (bare imports resolve from the module's own directory, so a temporary directory would not do)."""
+    path = ROOT / "tests" / "js" / f"_snippet_{uuid.uuid4().hex}.mjs"
+    path.write_text(source)
+    try:
+        return subprocess.run([node, str(path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
+    finally:
+        path.unlink()
+
+
+def test_readme_javascript_snippet_runs(js_server: tuple[str, str], member: Any, db: Any) -> None:
+    node = node_or_fail()
+    url, key = js_server
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(Path.home()), "SUPABASE_URL": url,
+           "SWITCHBOARD_URL": url, "SUPABASE_ANON_KEY": key, "SWITCHBOARD_EMAIL": member.email,
+           "SWITCHBOARD_PASSWORD": member.password, "SWITCHBOARD_MODEL": "echo-1"}
+    proc = run_node_module(node, JS_README_SNIPPET, env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "The quick brown fox jumps over the lazy dog."
+    with db.as_service() as conn:  # signed out: no session of the snippet's is left with a refresh token
+        rows = conn.execute("select count(*) from auth.sessions s join auth.refresh_tokens r on r.session_id = s.id"
+                            " where s.user_id = %s", [member.id]).fetchone()
+    assert rows == (0,)

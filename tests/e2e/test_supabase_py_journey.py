@@ -6,9 +6,13 @@ providers on loopback."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -144,3 +148,47 @@ def test_supabase_py_with_a_wrong_anon_key_is_refused(auth_server: tuple[str, st
     with pytest.raises(AuthApiError) as refused:
         client(url, "not-the-anon-key").auth.sign_in_with_password({"email": "a@example.test", "password": "x" * 12})
     assert refused.value.status == 401 and "Invalid API key" in refused.value.message
+
+
+# The README's "local development" snippet for Python, run verbatim (SUPABASE_URL and SWITCHBOARD_URL default to
+# `make run`'s http://127.0.0.1:8000; the test points both at the app on its loopback port).
+PY_README_SNIPPET = '''\
+import os
+
+from openai import OpenAI
+from supabase import create_client
+
+SUPABASE_URL = os.environ.get("SUPABASE_URL", "http://127.0.0.1:8000")  # make run serves Supabase Auth's API
+SWITCHBOARD_URL = os.environ.get("SWITCHBOARD_URL", "http://127.0.0.1:8000")
+
+supabase = create_client(SUPABASE_URL, os.environ["SUPABASE_ANON_KEY"])
+session = supabase.auth.sign_in_with_password(
+    {"email": os.environ["SWITCHBOARD_EMAIL"], "password": os.environ["SWITCHBOARD_PASSWORD"]}
+).session
+
+client = OpenAI(base_url=f"{SWITCHBOARD_URL}/v1", api_key=session.access_token)
+reply = client.chat.completions.create(
+    model=os.environ.get("SWITCHBOARD_MODEL", "openai/gpt-4o-mini"),
+    messages=[{"role": "user", "content": "Hello"}],
+)
+print(reply.choices[0].message.content)
+supabase.auth.sign_out()
+'''
+
+
+def snippet_env(url: str, key: str, email: str, password: str) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(Path.home()), "SUPABASE_URL": url,
+            "SWITCHBOARD_URL": url, "SUPABASE_ANON_KEY": key, "SWITCHBOARD_EMAIL": email,
+            "SWITCHBOARD_PASSWORD": password, "SWITCHBOARD_MODEL": "echo-1"}
+
+
+def test_readme_python_snippet_runs(auth_server: tuple[str, str], member: Any, db: Any) -> None:
+    url, key = auth_server
+    proc = subprocess.run([sys.executable, "-c", PY_README_SNIPPET], env=snippet_env(url, key, member.email,
+                          member.password), capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "The quick brown fox jumps over the lazy dog."
+    with db.as_service() as conn:  # signed out: the snippet's session is over
+        rows = conn.execute("select count(*) from auth.sessions s join auth.refresh_tokens r on r.session_id = s.id"
+                            " where s.user_id = %s", [member.id]).fetchone()
+    assert rows == (0,)
