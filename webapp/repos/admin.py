@@ -272,6 +272,7 @@ class LogFilter:
     status: str | None = None  # "ok", "error" or a three-digit status
     start: date | None = None
     end_exclusive: date | None = None
+    api_key_id: str | None = None  # requests made with this personal API key
 
 
 @dataclass(frozen=True)
@@ -322,6 +323,9 @@ def _log_where(f: LogFilter) -> tuple[str, list[Any]]:
     if f.mode:
         clauses.append("l.mode = %s")
         params.append(f.mode)
+    if f.api_key_id:
+        clauses.append("l.api_key_id = %s")
+        params.append(f.api_key_id)
     if f.status == "ok":
         clauses.append("l.status < 400")
     elif f.status == "error":

@@ -23,7 +23,7 @@ MAX_PAGE = 1_000_000
 NUMBER_RE = re.compile(r"[0-9]{1,7}")  # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 STATUS_RE = re.compile(r"^[1-5][0-9][0-9]$")
-FILTERS = ("user", "provider", "mode", "status", "from", "to")
+FILTERS = ("user", "provider", "mode", "status", "from", "to", "api_key")
 
 
 def _page(args: Mapping[str, Any], errors: dict[str, str]) -> tuple[int, int]:
@@ -101,6 +101,11 @@ def _log_filter(args: Mapping[str, Any], errors: dict[str, str]) -> tuple[admin_
     start, end = _date(args, "from", errors), _date(args, "to", errors)
     if start and end and start > end:
         errors["from"] = "The start must not be after the end."
+    api_key = str(args.get("api_key") or "").strip()
+    try:
+        api_key = str(uuid.UUID(api_key)) if api_key else ""
+    except ValueError:
+        errors["api_key"] = "A personal API key's id."
     user_ids: list[str] | None = None
     try:
         user_ids = [str(uuid.UUID(user))] if user else None
@@ -109,7 +114,8 @@ def _log_filter(args: Mapping[str, Any], errors: dict[str, str]) -> tuple[admin_
         pass
     f = admin_repo.LogFilter(user_ids=user_ids, provider=provider or None, mode=mode or None,
                              status=status or None, start=start,
-                             end_exclusive=end + timedelta(days=1) if end else None)
+                             end_exclusive=end + timedelta(days=1) if end else None,
+                             api_key_id=api_key or None)
     return f, user
 
 

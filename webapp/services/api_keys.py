@@ -280,12 +280,12 @@ def admin_listing(db: Database, claims: Mapping[str, Any], user_id: Any) -> list
         return repo.list_for_user(conn, uid, include_revoked=True)
 
 
-def admin_revoke(db: Database, claims: Mapping[str, Any], key_id: Any) -> repo.ApiKey:
-    """Revoke any user's key, audited in the same transaction."""
+def admin_revoke(db: Database, claims: Mapping[str, Any], key_id: Any, owner: str | None = None) -> repo.ApiKey:
+    """Revoke any user's key (of `owner` when given), audited in the same transaction."""
     kid = _key_id(key_id)
     with admin_tx(db, claims) as conn:
         before = repo.get(conn, kid)
-        if before is None:
+        if before is None or (owner is not None and before.user_id != owner):
             raise NotFound("No such API key.", code="api_key_not_found")
         with admin_repo.service_role(conn):
             repo.revoke(conn, kid)

@@ -908,6 +908,9 @@ def _admin_paths() -> dict[str, Schema]:
                            _param("from", "query", filter_param(DATE_CORE, "First day (inclusive), such as "
                                                                            "2026-11-23."), ""),
                            _param("to", "query", filter_param(DATE_CORE, "Last day (inclusive)."), ""),
+                           _param("api_key", "query", filter_param(
+                               "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+                               "Requests made with this personal API key (its id)."), ""),
                            *PAGING,
                        ]),
         },

@@ -165,7 +165,24 @@ def users() -> Any:
 @admin_page_required
 def user(user_id: Any) -> Any:
     detail = admin_users.detail(_svc().db, g.claims, str(user_id))
-    return _render("admin/user.html", "credits", d=detail)
+    return _render("admin/user.html", "credits", d=detail, user_keys=_user_keys(str(user_id)))
+
+
+def _user_keys(user_id: str) -> list[dict[str, Any]]:
+    from webapp.services import api_keys
+
+    return [api_keys.key_dict(k) for k in api_keys.admin_listing(_svc().db, g.claims, user_id)]
+
+
+@bp.post("/admin/users/<uuid:user_id>/api-keys/<uuid:key_id>/revoke")
+@admin_page_required
+def revoke_user_api_key(user_id: Any, key_id: Any) -> Any:
+    from webapp.services import api_keys
+
+    key = api_keys.admin_revoke(_svc().db, g.claims, str(key_id), owner=str(user_id))
+    detail = admin_users.detail(_svc().db, g.claims, str(user_id))
+    return _render("admin/user.html", "user_api_keys", notice=f"API key “{key.name}” revoked", d=detail,
+                   user_keys=_user_keys(str(user_id)))
 
 
 @bp.post("/admin/users/<uuid:user_id>/credits")

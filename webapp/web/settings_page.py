@@ -17,7 +17,7 @@ from jinja2_fragments.flask import render_block
 
 from webapp.errors import ValidationError
 from webapp.repos.providers import Provider
-from webapp.services import account_security, charts, overview, usage, user_settings
+from webapp.services import account_security, api_keys, charts, overview, usage, user_settings
 from webapp.services import keys as keys_service
 from webapp.services import quote as quote_service
 
@@ -79,8 +79,13 @@ def _ordered(o: overview.Overview) -> list[Provider]:
 
 def _usage() -> dict[str, Any]:
     start, end = usage.parse_range(None, None)
-    data = usage.summary(_svc().db, current_user.claims, start, end, ["day", "provider"])
-    return {"charts": charts.usage_charts(data["buckets"], start, end), "recent": data["recent"]}
+    try:  # the API-key filter; anything but one of the user's key ids shows everything
+        api_key = usage.parse_api_key(request.args.get("api_key", "")[:64] or None)
+    except ValidationError:
+        api_key = None
+    data = usage.summary(_svc().db, current_user.claims, start, end, ["day", "provider"], api_key)
+    return {"charts": charts.usage_charts(data["buckets"], start, end), "recent": data["recent"],
+            "api_key": api_key, "api_keys": api_keys.listing(_svc().db, current_user.claims)}
 
 
 def _render(block: str, state: FormState = BLANK, status: int = 200, **extra: Any) -> Response:
@@ -95,6 +100,7 @@ def _render(block: str, state: FormState = BLANK, status: int = 200, **extra: An
         html = render_block(TEMPLATE, block, **ctx)
     else:
         ctx.setdefault("usage", _usage())
+        ctx.setdefault("api_keys", [api_keys.key_dict(k) for k in ctx["usage"]["api_keys"]])
         html = render_template(TEMPLATE, **ctx)
     return make_response(html, status)
 
@@ -268,3 +274,6 @@ def quote() -> Response:
     except ValidationError as exc:
         return _render("quote", FormState("quote", exc.errors, payload), 422)
     return _render("quote", FormState("quote", values=payload), quote=result)
+
+
+from webapp.web import settings_api_keys  # noqa: E402, F401  (the "API keys" section registers its routes on bp)
