@@ -9,8 +9,10 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,8 @@ from webapp.repos import refresh_tokens
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "js" / "journey.mjs"
 PACKAGES = ("@supabase/supabase-js", "openai")
+CHROMIUM = os.environ.get("SWITCHBOARD_CHROMIUM", "/usr/bin/chromium")  # as tests/browser uses it
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage"]
 
 
 def node_or_fail() -> str:
@@ -133,3 +137,103 @@ def test_readme_javascript_snippet_runs(js_server: tuple[str, str], member: Any,
         rows = conn.execute("select count(*) from auth.sessions s join auth.refresh_tokens r on r.session_id = s.id"
                             " where s.user_id = %s", [member.id]).fetchone()
     assert rows == (0,)
+
+
+# -- the browser variant: supabase-js and openai in Chromium, on a page of another origin (CORS) -------------------
+
+PAGE = """<!doctype html><meta charset="utf-8"><title>supabase-js in a browser</title>
+<script src="/node_modules/@supabase/supabase-js/dist/umd/supabase.js"></script>
+<script type="module">
+import OpenAI from '/node_modules/openai/index.mjs'
+window.journey = async (url, key, email, password) => {
+  const sb = supabase.createClient(url, key, { auth: { persistSession: false, autoRefreshToken: false } })
+  const signedIn = await sb.auth.signInWithPassword({ email, password })
+  if (signedIn.error) return { failed: 'sign-in', message: signedIn.error.message }
+  const refreshed = await sb.auth.refreshSession()
+  if (refreshed.error) return { failed: 'refresh', message: refreshed.error.message }
+  const user = await sb.auth.updateUser({ data: { from: 'browser' } })
+  const openai = new OpenAI({ baseURL: url + '/v1', apiKey: refreshed.data.session.access_token,
+                              dangerouslyAllowBrowser: true, maxRetries: 0 })
+  const reply = await openai.chat.completions.create({ model: 'echo-1', messages: [{ role: 'user', content: 'hi' }] })
+  const wrong = await sb.auth.signInWithPassword({ email, password: 'not the passphrase at all' })
+  const signOut = await sb.auth.signOut()
+  return { reply: reply.choices[0].message.content, metadata: user.data.user?.user_metadata,
+           wrongCode: wrong.error?.code ?? null, signOutError: signOut.error?.message ?? null,
+           receipt: reply._request_id ?? null }
+}
+window.ready = true
+</script>"""
+
+
+class _PageHandler(BaseHTTPRequestHandler):
+    """The front end's own origin: the page, and the two npm packages' files (nothing else of the repo)."""
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/":
+            body, kind = PAGE.encode(), "text/html; charset=utf-8"
+        elif path.startswith(("/node_modules/@supabase/", "/node_modules/openai/")) and ".." not in path:
+            file = ROOT / path.lstrip("/")
+            if not file.is_file():
+                self.send_error(404)
+                return
+            body, kind = file.read_bytes(), "text/javascript; charset=utf-8"
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def front_end() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PageHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_browser_supabase_js_and_openai_from_another_origin(gateway: Gateway, settings: Settings, front_end: str,
+                                                          member: Any, db: Any) -> None:
+    node_or_fail()
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run `make test` (it installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    key = anon_key(settings)
+    app = create_app(settings.with_overrides(supabase_anon_key=key, cors_origins=(front_end,)))
+    try:
+        with serve(app) as url, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                failed: list[str] = []
+                page.on("requestfailed", lambda r: failed.append(f"{r.method} {r.url}: {r.failure}"))
+                page.goto(front_end + "/")
+                page.wait_for_function("window.ready === true", timeout=10_000)
+                result = page.evaluate("([u, k, e, p]) => window.journey(u, k, e, p)",
+                                       [url, key, member.email, member.password])
+            finally:
+                browser.close()
+    finally:
+        app.extensions["switchboard"].db.close()
+    assert failed == [], failed  # a CORS refusal shows here
+    assert result["reply"] == "The quick brown fox jumps over the lazy dog.", result
+    assert result["metadata"] == {"from": "browser"}
+    # The error code is read from the 2024 format, which supabase-js picks by the exposed version header.
+    assert result["wrongCode"] == "invalid_credentials"
+    assert result["signOutError"] is None
+    with db.as_service() as conn:
+        assert conn.execute("select count(*) from auth.sessions where user_id = %s",
+                            [member.id]).fetchone() == (0,)
