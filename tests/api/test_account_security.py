@@ -244,7 +244,7 @@ def use_link(client: FlaskClient, url: str, password: str, confirm: str | None =
     parts = urlsplit(url)
     return client.post(parts.path + "?" + parts.query, data={
         "password": password, "password_confirm": password if confirm is None else confirm,
-        "csrf_token": csrf(client)})
+        "csrf_token": csrf(client)}, follow_redirects=True)
 
 
 def test_reset_link_sets_a_new_password_once_and_ends_every_session(app: Flask, make_user: Any, db: Any,
@@ -540,7 +540,9 @@ def test_supabase_recovery_link_sets_a_new_password(sb_client: FlaskClient, gotr
     assert weak.status_code == 422 and gotrue.requests_to("/verify", "POST") == []
 
     done = sb_client.post(link, data={"password": NEW, "password_confirm": NEW, "csrf_token": csrf(sb_client, link)})
-    assert done.status_code == 200 and "Your password is changed" in done.get_data(as_text=True)
+    assert done.status_code == 302 and done.headers["Location"] == "/auth/sign-in"
+    assert "Your password is changed" in sb_client.get("/auth/sign-in").get_data(as_text=True)
+    assert "Your password is changed" not in sb_client.get("/auth/sign-in").get_data(as_text=True)  # once
     assert user.password == NEW
     [verify] = gotrue.requests_to("/verify", "POST")
     assert verify.body["token_hash"] == mail.token_hash and verify.body["type"] == "recovery"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, Response, current_app, make_response, render_template, request, session, url_for
+from flask import Blueprint, Response, current_app, make_response, redirect, render_template, request, session, url_for
 from flask_login import current_user, logout_user
 from jinja2_fragments.flask import render_block
 
@@ -20,6 +20,7 @@ from webapp.repos import sign_in_attempts
 from webapp.repos import users as users_repo
 from webapp.services import account_security
 from webapp.web import settings_page
+from webapp.web.auth import SIGN_IN_NOTICE
 
 bp = Blueprint("account", __name__)
 
@@ -175,11 +176,13 @@ def reset_password() -> Any:
 
 
 def _signed_out_notice(email: str) -> Any:
-    """The sign-in page with the "password changed" notice. Any session this browser had is over too."""
+    """On to the sign-in page, which shows the "password changed" notice once. Any session this browser had is
+    over too."""
     if current_user.is_authenticated:
         logout_user()
     session.clear()
-    return render_template("auth/sign_in.html", email=email, errors={}, notice=RESET_DONE)
+    session[SIGN_IN_NOTICE] = {"notice": RESET_DONE, "email": email}
+    return redirect(url_for("auth.sign_in"))
 
 
 # -- Supabase backend: GoTrue's recovery email lands here --------------------------------------------------------

@@ -6,7 +6,7 @@ import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
@@ -18,6 +18,7 @@ from webapp.errors import AppError, RateLimited, ValidationError
 from webapp.services import account_security
 
 bp = Blueprint("auth", __name__)
+SIGN_IN_NOTICE = "sign_in_notice"  # session key: {"notice", "email"} for the next sign-in page, shown once
 
 # What a path and query of this app may contain: RFC 3986 pchar, "/", "?" and percent-escapes. No whitespace,
 # no control characters, no backslash (browsers read "\" as "/"), no "#".
@@ -104,6 +105,10 @@ def sign_in() -> Any:
         return _form("auth/sign_in.html")
     if current_user.is_authenticated:
         return redirect(url_for("settings_page.index"))
+    shown = session.pop(SIGN_IN_NOTICE, None)  # set once by a page that sends the user here (a password reset)
+    if isinstance(shown, dict):
+        return render_template("auth/sign_in.html", email=str(shown.get("email", "")), errors={},
+                               notice=str(shown.get("notice", "")))
     return render_template("auth/sign_in.html", email="", errors={})
 
 
