@@ -12,12 +12,10 @@ AUTH_BACKEND=local: with a Supabase project these paths belong to Supabase."""
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -26,6 +24,22 @@ from werkzeug.exceptions import HTTPException
 
 from webapp import passwords
 from webapp.auth import backends
+from webapp.auth.gotrue_shapes import (
+    INVALID_LOGIN,
+    NIL_UUID,
+    GoTrueError,
+    OAuthError,
+    bad_request,
+    check_metadata_size,
+    check_password_strength,
+    error_response,
+    metadata_field,
+    read_body,
+    signup_json,
+    string_field,
+    user_json,
+    valid_email,
+)
 from webapp.auth.throttle import SignInThrottle
 from webapp.auth.tokens import mint_access_token
 from webapp.db import principal_ids
@@ -37,117 +51,9 @@ log = logging.getLogger("switchboard.gotrue")
 
 bp = Blueprint("gotrue", __name__, url_prefix="/auth/v1")
 
-API_VERSION_HEADER = "X-Supabase-Api-Version"
-API_VERSION_2024 = "2024-01-01"
-MAX_METADATA_BYTES = 4096  # user_metadata rides in every access token: keep the Authorization header small
-MAX_EMAIL = 255
-INVALID_LOGIN = "Invalid login credentials"
-NIL_UUID = "00000000-0000-0000-0000-000000000000"
-
-
-class GoTrueError(Exception):
-    """An error answered in GoTrue's shape: HTTP status, GoTrue error code, message (and extra body fields)."""
-
-    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.headers = headers or {}
-        self.extra = extra or {}
-
-
-class OAuthError(Exception):
-    """GoTrue's OAuth-style error: always 400 {"error", "error_description"}, whatever the API version."""
-
-    def __init__(self, error: str, description: str) -> None:
-        super().__init__(description)
-        self.error, self.description = error, description
-
-
-def _bad_request(message: str, code: str = "validation_failed") -> GoTrueError:
-    return GoTrueError(400, code, message)
-
 
 def _svc() -> Any:
     return current_app.extensions["switchboard"]
-
-
-# -- answers -------------------------------------------------------------------------------------------------------
-
-def _wants_2024() -> bool:
-    """GoTrue's DetermineClosestAPIVersion: a valid date on or after 2024-01-01 selects the 2024 format."""
-    raw = request.headers.get(API_VERSION_HEADER, "")
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
-        return False
-    try:
-        return datetime.strptime(raw, "%Y-%m-%d").date() >= datetime(2024, 1, 1).date()
-    except ValueError:
-        return False
-
-
-def error_response(err: GoTrueError) -> Response:
-    if _wants_2024():
-        body: dict[str, Any] = {"code": err.code, "message": err.message}
-    else:
-        body = {"code": err.status, "error_code": err.code, "msg": err.message}
-    body.update(err.extra)
-    resp = jsonify(body)
-    resp.status_code = err.status
-    resp.headers["x-sb-error-code"] = err.code
-    if _wants_2024():
-        resp.headers[API_VERSION_HEADER] = API_VERSION_2024
-    for name, value in err.headers.items():
-        resp.headers[name] = value
-    return resp
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _identity(user_id: str, email: str, confirmed: bool, created: str | None, updated: str | None,
-              last_sign_in: str | None) -> dict[str, Any]:
-    """The email identity GoTrue keeps in auth.identities (the local schema has no such table): derived from the
-    user, with a stable identity id."""
-    return {
-        "identity_id": str(uuid.uuid5(uuid.NAMESPACE_URL, "switchboard:identity:email:" + user_id)),
-        "id": user_id,
-        "user_id": user_id,
-        "identity_data": {"email": email, "email_verified": confirmed, "phone_verified": False, "sub": user_id},
-        "provider": "email",
-        "last_sign_in_at": last_sign_in,
-        "created_at": created,
-        "updated_at": updated,
-        "email": email,
-    }
-
-
-def user_json(user: users_repo.UserRecord) -> dict[str, Any]:
-    """GoTrue's user object (models.User) for a row of auth.users."""
-    confirmed = _iso(user.email_confirmed_at)
-    created, updated, last = _iso(user.created_at), _iso(user.updated_at), _iso(user.last_sign_in_at)
-    body: dict[str, Any] = {
-        "id": user.id, "aud": user.aud, "role": user.role, "email": user.email,
-        "email_confirmed_at": confirmed, "phone": user.phone, "confirmed_at": confirmed,
-        "last_sign_in_at": last, "app_metadata": user.app_metadata, "user_metadata": user.user_metadata,
-        "identities": [_identity(user.id, user.email, confirmed is not None, created, updated, last)],
-        "created_at": created, "updated_at": updated, "is_anonymous": user.is_anonymous,
-    }
-    return {k: v for k, v in body.items() if v is not None}  # GoTrue omits empty timestamps (omitempty)
-
-
-def _signup_json(user_id: str, email: str, data: dict[str, Any]) -> dict[str, Any]:
-    """What sign-up answers, for a new email and a taken one alike: GoTrue's answer when the email must be
-    confirmed first (a user, no session), built from the request alone so the two cannot be told apart."""
-    now = _iso(datetime.now(UTC))
-    return {
-        "id": user_id, "aud": "authenticated", "role": "authenticated", "email": email, "phone": "",
-        "app_metadata": {"provider": "email", "providers": ["email"]}, "user_metadata": data,
-        "identities": [_identity(user_id, email, False, now, now, None)],
-        "created_at": now, "updated_at": now, "is_anonymous": False,
-    }
 
 
 def _session_json(user: users_repo.UserRecord, session_id: str, refresh_token: str) -> dict[str, Any]:
@@ -158,72 +64,6 @@ def _session_json(user: users_repo.UserRecord, session_id: str, refresh_token: s
                               user_metadata=user.user_metadata, session_id=session_id, now=now)
     return {"access_token": token, "token_type": "bearer", "expires_in": settings.access_token_ttl,
             "expires_at": now + settings.access_token_ttl, "refresh_token": refresh_token, "user": user_json(user)}
-
-
-# -- request reading -----------------------------------------------------------------------------------------------
-
-def _body() -> dict[str, Any]:
-    """The JSON object sent, read with the strict parser whatever the content type (GoTrue reads any body as
-    JSON). Not an object, or text Postgres cannot store (lone surrogates): 400 bad_json."""
-    data = request.get_data(cache=True)
-    if not data or data.isspace():
-        return {}
-    body = request.get_json(force=True)  # a parse failure raises AppError invalid_json (mapped to bad_json)
-    if not isinstance(body, dict):
-        raise _bad_request("Could not parse request body as JSON: the body must be a JSON object", "bad_json")
-    try:
-        json.dumps(body, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise _bad_request("Could not parse request body as JSON: invalid Unicode (lone surrogate escape)",
-                           "bad_json") from None
-    return body
-
-
-def _string(body: dict[str, Any], name: str) -> str:
-    value = body.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise _bad_request(f"Could not parse request body as JSON: {name} must be a string", "bad_json")
-    return value
-
-
-def _metadata(body: dict[str, Any], name: str) -> dict[str, Any] | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise _bad_request(f"Could not parse request body as JSON: {name} must be an object", "bad_json")
-    return value
-
-
-def _check_metadata_size(metadata: dict[str, Any]) -> None:
-    if len(json.dumps(metadata, ensure_ascii=False).encode("utf-8")) > MAX_METADATA_BYTES:
-        raise GoTrueError(422, "validation_failed",
-                          f"User metadata is limited to {MAX_METADATA_BYTES} bytes of JSON.")
-
-
-def _valid_email(raw: str) -> str:
-    """GoTrue's validateEmail, with the app's own email rule."""
-    email = raw.strip()
-    if not email:
-        raise _bad_request("An email address is required")
-    if len(email) > MAX_EMAIL:
-        raise _bad_request("An email address is too long")
-    if not backends.EMAIL_RE.fullmatch(email):
-        raise _bad_request("Unable to validate email address: invalid format")
-    return email.lower()
-
-
-def _check_password_strength(password: str) -> None:
-    """GoTrue's checkPasswordStrength answers, with the app's rules (webapp.auth.backends.password_problem)."""
-    problem = backends.password_problem(password)
-    if problem is None:
-        return
-    if len(password) > backends.MAX_PASSWORD:
-        raise _bad_request(f"Password cannot be longer than {backends.MAX_PASSWORD} characters")
-    reason = "length" if len(password) < backends.MIN_PASSWORD else "pwned"
-    raise GoTrueError(422, "weak_password", problem, extra={"weak_password": {"reasons": [reason]}})
 
 
 def _client_address() -> str | None:
@@ -317,58 +157,60 @@ def jwks() -> Any:
 def signup() -> Any:
     """Create the account if the email is free. Never signs in and never tells whether the email was taken: the
     same answer (a user, no session) and the same work (one password hash, one insert attempt) either way."""
-    body = _body()
-    email_raw, phone, password = _string(body, "email"), _string(body, "phone"), _string(body, "password")
-    data = _metadata(body, "data") or {}
+    body = read_body()
+    email_raw, phone = string_field(body, "email"), string_field(body, "phone")
+    password = string_field(body, "password")
+    data = metadata_field(body, "data") or {}
     if not password:
-        raise _bad_request("Signup requires a valid password")
-    _check_password_strength(password)
+        raise bad_request("Signup requires a valid password")
+    check_password_strength(password)
     if email_raw and phone:
-        raise _bad_request("Only an email address or phone number should be provided on signup.")
+        raise bad_request("Only an email address or phone number should be provided on signup.")
     if phone:
-        raise _bad_request("Phone signups are disabled", "phone_provider_disabled")
+        raise bad_request("Phone signups are disabled", "phone_provider_disabled")
     if not email_raw:
-        raise _bad_request("Sign up only available with email provider")
-    email = _valid_email(email_raw)
-    _check_metadata_size(data)
+        raise bad_request("Sign up only available with email provider")
+    email = valid_email(email_raw)
+    check_metadata_size(data)
     password_hash = passwords.hash_password(password)
     with _svc().db.as_service() as conn:
         created = users_repo.create_if_absent(conn, email, password_hash)
         user_id = created.id if created else str(uuid.uuid4())
         # Run for a taken email too (on no row), so both paths cost the same statements.
         users_repo.set_user_metadata(conn, created.id if created else NIL_UUID, data)
-    return jsonify(_signup_json(user_id, email, data))
+    return jsonify(signup_json(user_id, email, data))
 
 
 @bp.post("/token")
 def token() -> Any:
     grant = request.args.get("grant_type") or request.form.get("grant_type") or ""
     if grant == "password":
-        return jsonify(_password_grant(_body()))
+        return jsonify(_password_grant(read_body()))
     if grant == "refresh_token":
-        return jsonify(_refresh_grant(_body()))
-    raise _bad_request("unsupported_grant_type", "invalid_credentials")
+        return jsonify(_refresh_grant(read_body()))
+    raise bad_request("unsupported_grant_type", "invalid_credentials")
 
 
 def _password_grant(body: dict[str, Any]) -> dict[str, Any]:
     """Sign in with email and password: the local backend's check (users_repo.check_password), throttled with the
     web sign-in's throttle, counted the same way."""
-    email, phone, password = _string(body, "email").strip(), _string(body, "phone"), _string(body, "password")
+    email, phone = string_field(body, "email").strip(), string_field(body, "phone")
+    password = string_field(body, "password")
     if email and phone:
-        raise _bad_request("Only an email address or phone number should be provided on login.")
+        raise bad_request("Only an email address or phone number should be provided on login.")
     if phone and not email:
         raise GoTrueError(422, "phone_provider_disabled", "Phone logins are disabled")
     if not email:
-        raise _bad_request("missing email or phone")
+        raise bad_request("missing email or phone")
+    if not backends.EMAIL_RE.fullmatch(email) or not password or len(password) > backends.MAX_PASSWORD:
+        # No account can match: refused without hashing or counting (nothing about any account is revealed, and
+        # a megabyte "email" never reaches the throttle's table).
+        raise bad_request(INVALID_LOGIN, "invalid_credentials")
     throttle = SignInThrottle(_svc().db)
     try:
         throttle.check(email, _client_address())
     except RateLimited as exc:
         raise GoTrueError(429, "over_request_rate_limit", exc.message, headers=exc.headers) from None
-    if not backends.EMAIL_RE.fullmatch(email) or not password or len(password) > backends.MAX_PASSWORD:
-        # No account can match: refused without hashing (nothing about any account is revealed) and, as on the
-        # sign-in page, not counted.
-        raise _bad_request(INVALID_LOGIN, "invalid_credentials")
     user, answer = None, None
     with _svc().db.as_service() as conn:
         user = users_repo.check_password(conn, email, password)
@@ -380,7 +222,7 @@ def _password_grant(body: dict[str, Any]) -> dict[str, Any]:
             answer = _session_json(record, session_id, refresh)
     if answer is None:
         throttle.failed(email, _client_address())
-        raise _bad_request(INVALID_LOGIN, "invalid_credentials")
+        raise bad_request(INVALID_LOGIN, "invalid_credentials")
     throttle.succeeded(email)
     return answer
 
@@ -400,7 +242,7 @@ def _refresh_grant(body: dict[str, Any]) -> dict[str, Any]:
     if presented is None or presented == "":
         raise OAuthError("invalid_request", "refresh_token required")
     if not isinstance(presented, str):
-        raise _bad_request("Could not parse request body as JSON: refresh_token must be a string", "bad_json")
+        raise bad_request("Could not parse request body as JSON: refresh_token must be a string", "bad_json")
     answer = None
     # The transaction commits whatever the outcome: a detected reuse must end the session for good.
     with _svc().db.as_service() as conn:
@@ -413,7 +255,7 @@ def _refresh_grant(body: dict[str, Any]) -> dict[str, Any]:
         if rotation.outcome == "already_used":
             log.warning("refresh token reused after its interval: session ended (user %s)", rotation.user_id)
         code, message = _REFRESH_REFUSED.get(rotation.outcome, _REFRESH_REFUSED["not_found"])
-        raise _bad_request(message, code)
+        raise bad_request(message, code)
     return answer
 
 
@@ -433,15 +275,15 @@ def update_user() -> Any:
     through the app's password change, which ends every other session). Email, phone and app_metadata cannot be
     changed here. Everything is checked before anything is written."""
     user_id, session_id = _caller()
-    body = _body()
-    email, phone = _string(body, "email").strip(), _string(body, "phone")
-    data = _metadata(body, "data")
+    body = read_body()
+    email, phone = string_field(body, "email").strip(), string_field(body, "phone")
+    data = metadata_field(body, "data")
     password = body.get("password")
     if password is not None and not isinstance(password, str):
-        raise _bad_request("Could not parse request body as JSON: password must be a string", "bad_json")
-    current = _string(body, "current_password")
+        raise bad_request("Could not parse request body as JSON: password must be a string", "bad_json")
+    current = string_field(body, "current_password")
     if password is not None:
-        _check_password_strength(password)
+        check_password_strength(password)
     if body.get("app_metadata") is not None:
         raise GoTrueError(403, "not_admin", "Updating app_metadata requires admin privileges")
     db = _svc().db
@@ -453,7 +295,7 @@ def update_user() -> Any:
         raise GoTrueError(422, "validation_failed",
                           "Changing the email address or phone number is not available on this server.")
     if data is not None:
-        _check_metadata_size(_merged(record.user_metadata, data))
+        check_metadata_size(_merged(record.user_metadata, data))
     if password is not None:
         _change_password(user_id, session_id, current, password)
     with db.as_service() as conn:
@@ -490,10 +332,10 @@ def _change_password(user_id: str, session_id: str | None, current: str, new: st
     except ValidationError as exc:
         wrong_current = exc.errors.get("current_password")
         if wrong_current and not current:
-            raise _bad_request("Current password required when setting new password.",
+            raise bad_request("Current password required when setting new password.",
                                "current_password_required") from None
         if wrong_current:
-            raise _bad_request("Current password required when setting new password.",
+            raise bad_request("Current password required when setting new password.",
                                "current_password_mismatch") from None
         if exc.errors.get("password") == account_security.SAME_PASSWORD:
             raise GoTrueError(422, "same_password", "New password should be different from the old password.") \
@@ -509,7 +351,7 @@ def logout() -> Any:
     user_id, session_id = _caller()
     scope = request.args.get("scope", "")
     if scope not in ("", "global", "local", "others"):
-        raise _bad_request(f'Unsupported logout scope "{scope[:40]}"')
+        raise bad_request(f'Unsupported logout scope "{scope[:40]}"')
     with _svc().db.as_service() as conn:
         if scope == "local" and session_id:
             users_repo.end_session(conn, session_id, user_id)
@@ -552,7 +394,7 @@ def _other_error(exc: Exception) -> Response:
     a database outage (503, which the clients retry), and the unexpected (500)."""
     if isinstance(exc, AppError):
         if exc.code == "invalid_json":
-            return error_response(_bad_request(f"Could not parse request body as JSON: {exc.message}", "bad_json"))
+            return error_response(bad_request(f"Could not parse request body as JSON: {exc.message}", "bad_json"))
         if isinstance(exc, RateLimited):
             return error_response(GoTrueError(429, "over_request_rate_limit", exc.message, headers=exc.headers))
         code = "validation_failed" if exc.status < 500 else "unexpected_failure"
