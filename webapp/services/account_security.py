@@ -1,9 +1,14 @@
-"""Account security for the local auth backend: changing a password, and the "must change password" flag.
+"""Account security for the local auth backend: changing a password, one-time reset links, and the "must change
+password" flag (set on the first admin's printed one-time password).
 
 Changing a password ends every other session of the user (auth.sessions rows; their access tokens are refused on
 the next request by public.principal_status and their refresh tokens go by foreign key cascade), in the same
 transaction that stores the new hash. Wrong current passwords are counted with the sign-in throttle's table, per
-user, so the settings page cannot be used to guess a password faster than the sign-in page."""
+user, so the settings page cannot be used to guess a password faster than the sign-in page.
+
+A reset link carries a random token (256 bits); only its HMAC (key derived from SECRET_KEY) is stored. A link is
+good for an hour, once, and only while it is the user's newest; using it ends every session of the user. Failed
+uses are throttled per link and per client address, and every failure reads the same: INVALID_LINK."""
 
 from __future__ import annotations
 
