@@ -171,8 +171,9 @@ def test_change_password_needs_a_signed_in_user(client: FlaskClient) -> None:
     assert hx.status_code == 401 and "/auth/sign-in" in hx.headers["HX-Redirect"]
 
 
-def test_change_password_local_is_one_transaction(db: Any, make_user: Any, admin_conn: psycopg.Connection) -> None:
-    """The service helper "gotrue" calls: the kept session survives, a bad keep id keeps nothing."""
+def test_change_password_local_keeps_only_the_given_session(db: Any, make_user: Any,
+                                                             admin_conn: psycopg.Connection) -> None:
+    """The service /auth/v1 calls too: the kept session survives; a keep id that is no session id keeps none."""
     user = make_user()
     with db.as_service() as conn:
         extra = users_repo.create_session(conn, user.id)
@@ -367,7 +368,7 @@ def test_admin_page_creates_a_link_shown_once_and_audited(app: Flask, make_user:
     assert 'id="create-reset-link"' in page and "reset-url" not in page
     resp = client.post(f"/admin/users/{user.id}/password-reset", data={"csrf_token": csrf(client, "/settings")},
                        headers=HX)
-    assert resp.status_code == 200
+    assert resp.status_code == 200 and resp.headers["Cache-Control"] == "no-store"
     html = resp.get_data(as_text=True)
     url = re.search(r'id="reset-url" readonly value="([^"]+)"', html)
     assert url and "/reset-password?token=" in url.group(1)

@@ -203,8 +203,9 @@ def password_reset_link(user_id: Any) -> Any:
     svc = _svc()
     link = account_security.create_reset_link_by_admin(svc.db, svc.settings, g.claims, str(user_id))
     url = url_for("account.reset_password", token=link.token, _external=True)
-    return _render("admin/user.html", "password_reset", notice=f"{link.email}: reset link created", link=link,
-                   reset_url=url, d=admin_users.detail(svc.db, g.claims, str(user_id)))
+    html, status = _render("admin/user.html", "password_reset", notice=f"{link.email}: reset link created",
+                           link=link, reset_url=url, d=admin_users.detail(svc.db, g.claims, str(user_id)))
+    return html, status, {"Cache-Control": "no-store"}  # the link's only copy: no cache may keep it
 
 
 # -- logs, analytics, audit ---------------------------------------------------------------------------------------
