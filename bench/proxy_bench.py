@@ -6,13 +6,14 @@
 One run (about 90 s; --quick about 30 s):
   1. starts bench/fast_upstream.py (asyncio, answers at once) in its own process,
   2. recreates the database `switchboard_bench` (migrations + seed), registers provider `bench` pointing at the
-     fast upstream with an encrypted admin key and model rates, and a member-mode user with plenty of credits,
-     then serves Switchboard under gunicorn (gunicorn.conf.py, 2 workers x N gthread threads, LOG_LEVEL=WARNING;
+     fast upstream with an encrypted admin key and model rates, and a member-mode user with plenty of credits and
+     a personal API key (BENCH_DATABASE_NAME picks another database name), then serves Switchboard under gunicorn (gunicorn.conf.py, 2 workers x N gthread threads, LOG_LEVEL=WARNING;
      the per-user rate and stream limits raised out of reach but still evaluated): every request does the full
      accounting (context + admission read, credits reserve, settle, async log row),
   3. serves bench/bare_proxy.py under gunicorn with the same settings,
   4. measures from separate processes: (a) latency at 1 connection, N sequential requests per target, json and
-     streaming (time to the end of the stream), the three targets taking turns; (b) throughput at 20 connections
+     streaming (time to the end of the stream), the targets taking turns (Switchboard twice: with the user's JWT
+     and, as `sb-apikey`, with their personal API key); (b) throughput at 20 connections
      for D seconds (wrk when installed, `apt-get install wrk`, else a threaded Python load generator), with the
      CPU each party used meanwhile,
   5. prints a table and whether the targets are met (p50 added latency <= 3 ms; Switchboard throughput >= 50 % of
@@ -51,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 import requests  # noqa: E402
 
-DB_NAME = "switchboard_bench"
+DB_NAME = os.environ.get("BENCH_DATABASE_NAME", "switchboard_bench")  # another name lets two runs coexist
 UPSTREAM_KEY = "sk-bench-admin-" + "0" * 16
 RATE_IN, RATE_OUT = 1_000_000, 2_000_000  # micro-credits per 1K tokens
 GRANT = 10**13  # micro-credits: ten million credits, far more than any run spends
@@ -162,6 +163,7 @@ class Fixture:
     admin_url: str
     user_ids: list[str]
     tokens: list[str]
+    api_keys: list[str]  # one personal API key per user (sb_...), for the key-authenticated target
 
 
 def prepare_database(upstream: str, users: int) -> Fixture:
@@ -197,9 +199,20 @@ def prepare_database(upstream: str, users: int) -> Fixture:
             user = users_repo.create(conn, f"bench-{uuid.uuid4().hex[:10]}@example.test", uuid.uuid4().hex)
             credits_repo.adjust(conn, user.id, GRANT, "benchmark grant", None)
             made.append((user, users_repo.create_session(conn, user.id)))  # a live session, as sign-in makes
+        api_keys = [personal_api_key(conn, settings, u.id) for u, _ in made]
     tokens = [mint_access_token(settings, user_id=u.id, email=u.email, app_metadata=u.app_metadata,
                                 user_metadata=u.user_metadata, session_id=sid, ttl=6 * 3600) for u, sid in made]
-    return Fixture(env, admin_url, [u.id for u, _ in made], tokens)
+    return Fixture(env, admin_url, [u.id for u, _ in made], tokens, api_keys)
+
+
+def personal_api_key(conn: psycopg.Connection, settings: Any, user_id: str) -> str:
+    """A personal API key of the user (no restriction), stored as the app stores it: only its keyed hash."""
+    from webapp.services import api_keys
+
+    key, prefix = api_keys.generate()
+    conn.execute("insert into public.api_keys (user_id, name, prefix, hash) values (%s, 'bench', %s, %s)",
+                 [user_id, prefix, api_keys.digest(settings, key)])
+    return key
 
 
 def accounting(fx: Fixture) -> dict[str, int]:
@@ -641,6 +654,9 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
         "bare": Target("bare", f"http://127.0.0.1:{bare_port}/v1/chat/completions", UPSTREAM_KEY, "echo-1"),
         "switchboard": Target("switchboard", f"http://127.0.0.1:{sb_port}/v1/chat/completions", fx.tokens[0],
                               "bench/echo-1", tuple(fx.tokens[1:])),
+        # The same member requests, authenticated by a personal API key instead of a JWT.
+        "sb-apikey": Target("sb-apikey", f"http://127.0.0.1:{sb_port}/v1/chat/completions", fx.api_keys[0],
+                            "bench/echo-1", tuple(fx.api_keys[1:])),
     }
     wait_until(lambda: requests.get(f"http://127.0.0.1:{sb_port}/healthz", timeout=2).ok, sb)
     wait_until(lambda: requests.post(targets["bare"].url, data=targets["bare"].body(False),
@@ -649,6 +665,7 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
     if args.serve:
         info = {"upstream": targets["direct"].url, "bare": targets["bare"].url,
                 "switchboard": targets["switchboard"].url, "upstream_key": UPSTREAM_KEY, "tokens": fx.tokens,
+                "api_keys": fx.api_keys,
                 "switchboard_master_pid": sb.popen.pid,
                 "bare_master_pid": bare.popen.pid, "logs": str(workdir), "env": fx.env}
         (workdir / "serve.json").write_text(json.dumps(info, indent=1))
@@ -664,15 +681,17 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
         for t in targets.values():
             check_once(t, stream)
         served += 1
-    r = check_once(targets["switchboard"], False)
-    served += 1
-    if r.headers.get("X-Switchboard-Mode") != "member" or r.headers.get("X-Switchboard-Key-Source") != "admin_db" \
-            or float(r.headers.get("X-Switchboard-Credits", "0")) <= 0:
-        raise RuntimeError(f"Switchboard did not serve in member mode with credits: {dict(r.headers)}")
+    served += 1  # the key target's checks above
+    for name in ("switchboard", "sb-apikey"):
+        r = check_once(targets[name], False)
+        served += 1
+        if r.headers.get("X-Switchboard-Mode") != "member" or r.headers.get("X-Switchboard-Key-Source") != "admin_db" \
+                or float(r.headers.get("X-Switchboard-Credits", "0")) <= 0:
+            raise RuntimeError(f"Switchboard ({name}) did not serve in member mode with credits: {dict(r.headers)}")
     for stream in (False, True):
-        for name in ("bare", "switchboard"):
+        for name in ("bare", "switchboard", "sb-apikey"):
             n = warm(targets[name], stream, args.connections, 3 if args.quick else 10)
-            served += n if name == "switchboard" else 0
+            served += n if name != "bare" else 0
     print(f"  servers ready and warmed ({time.monotonic() - t_start:.1f} s); load generator: latency = Python "
           f"requests.Session, throughput = {args.loadgen}", flush=True)
 
@@ -690,13 +709,14 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
             times = res["times_ms"][name]
             latency[(mode, name)] = {"p50": percentile(times, 0.5), "p99": percentile(times, 0.99),
                                      "mean": sum(times) / len(times)}
-        served += args.requests + 20
+        served += 2 * (args.requests + 20)
     lat_cpu = cpu_split(cpu0, proc_cpu(), ours - {stack.procs[0].popen.pid}, stack.procs[0].popen.pid,
                         time.monotonic() - t_lat, 0.0)
     print(f"  latency done ({time.monotonic() - t_start:.1f} s)", flush=True)
 
     tput: dict[tuple[str, str], Any] = {}
-    masters = {"direct": stack.procs[0].popen.pid, "bare": bare.popen.pid, "switchboard": sb.popen.pid}
+    masters = {"direct": stack.procs[0].popen.pid, "bare": bare.popen.pid, "switchboard": sb.popen.pid,
+               "sb-apikey": sb.popen.pid}
     rounds = 2 if args.duration >= 6 and args.duration % 2 == 0 else 1
     per_round = argparse.Namespace(**{**vars(args), "duration": args.duration // rounds})
     for stream in (False, True):
@@ -705,7 +725,7 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
             for name, t in targets.items():
                 res = throughput(t, stream, per_round, workdir, {masters[name]}, masters["direct"])
                 tput.setdefault((mode, name), []).append(res)
-                if name == "switchboard":
+                if name in ("switchboard", "sb-apikey"):
                     served += int(res["rps"] * per_round.duration)
                 time.sleep(0.2)
         for name in targets:
@@ -744,7 +764,7 @@ def report(args: argparse.Namespace, latency: dict[tuple[str, str], dict[str, fl
            tput: dict[tuple[str, str], dict[str, Any]], acct: dict[str, int], served: int, elapsed: float,
            lat_cpu: dict[str, float]) -> None:
     print()
-    print(f"Latency at 1 connection: {args.requests} sequential requests per row, the three targets taking turns "
+    print(f"Latency at 1 connection: {args.requests} sequential requests per row, the targets taking turns "
           f"(ms; stream = time to the end of the stream). Meanwhile Postgres (every database) used "
           f"{lat_cpu['postgres']:.2f} cores, processes not ours {lat_cpu['other']:.2f}, the hypervisor stole "
           f"{lat_cpu['steal']:.2f}")
@@ -753,11 +773,11 @@ def report(args: argparse.Namespace, latency: dict[tuple[str, str], dict[str, fl
     for mode in ("json", "stream"):
         d = latency[(mode, "direct")]
         b = latency[(mode, "bare")]
-        for name in ("direct", "bare", "switchboard"):
+        for name in ("direct", "bare", "switchboard", "sb-apikey"):
             x = latency[(mode, name)]
             added = "" if name == "direct" else f"{x['p50'] - d['p50']:+.2f}"
             added99 = "" if name == "direct" else f"{x['p99'] - d['p99']:+.2f}"
-            vs_bare = f"{x['p50'] - b['p50']:+.2f}" if name == "switchboard" else ""
+            vs_bare = f"{x['p50'] - b['p50']:+.2f}" if name not in ("direct", "bare") else ""
             print(f"{mode:<7} {name:<12} {x['p50']:>8.2f} {x['p99']:>8.2f} {x['mean']:>8.2f} {added:>10} "
                   f"{added99:>10} {vs_bare:>12}")
     print()
@@ -775,9 +795,9 @@ def report(args: argparse.Namespace, latency: dict[tuple[str, str], dict[str, fl
 
     for mode in ("json", "stream"):
         bare_rps = tput[(mode, "bare")]["rps"]
-        for name in ("direct", "bare", "switchboard"):
+        for name in ("direct", "bare", "switchboard", "sb-apikey"):
             x = tput[(mode, name)]
-            pct = f"{100 * x['rps'] / bare_rps:.0f}%" if name == "switchboard" and bare_rps else ""
+            pct = f"{100 * x['rps'] / bare_rps:.0f}%" if name not in ("direct", "bare") and bare_rps else ""
             c = x["cpu"]
             proxy = "-" if name == "direct" else f"{c['server']:.2f}"
             print(f"{mode:<7} {name:<12} {x['rps']:>9.0f} {x['errors']:>7} {x['p50']:>8.2f} {x['p99']:>8.2f} "

@@ -566,8 +566,10 @@ RECEIPT_HEADERS: dict[str, Schema] = {
 
 RESPONSES: dict[str, Schema] = {
     "Unauthorized": _json(ref("ApiError"), "No bearer token, or it is not a valid Supabase access token "
-                                           "(`missing_token`, `invalid_token`, `token_expired`)."),
-    "Forbidden": _json(ref("ApiError"), "The token is valid but not an admin's (`admin_required`)."),
+                                           "(`missing_token`, `invalid_token`, `token_expired`) or personal API "
+                                           "key (`invalid_api_key`, `api_key_revoked`, `api_key_expired`)."),
+    "Forbidden": _json(ref("ApiError"), "The token is valid but not an admin's (`admin_required`), or it is a "
+                                        "personal API key, which never has admin rights (`api_key_forbidden`)."),
     "NotFound": _json(ref("ApiError"), "No such resource."),
     "ValidationFailed": _json(ref("ApiValidationError"), "Some fields are not valid; `error.fields` says which."),
     "PayloadTooLarge": _json(ref("ApiError"), "The body is larger than MAX_BODY_BYTES."),
@@ -577,7 +579,9 @@ RESPONSES: dict[str, Schema] = {
                                           "digits, or a name twice in one object."),
     "AuthUnavailable": _json(ref("ApiError"), "The sign-in key service (JWKS) could not be reached to verify the "
                                               "token (`jwks_unavailable`)."),
-    "V1Unauthorized": _json(ref("OpenAIError"), "No bearer token, or it is not a valid Supabase access token."),
+    "V1Unauthorized": _json(ref("OpenAIError"), "No bearer token, or it is not a valid Supabase access token or "
+                                                "personal API key (`invalid_api_key`, `api_key_revoked`, "
+                                                "`api_key_expired`)."),
     "V1AuthUnavailable": _json(ref("OpenAIError"), "The sign-in key service (JWKS) could not be reached."),
 }
 
@@ -967,7 +971,9 @@ keys) or **BYOK** mode (your own keys), plus JSON APIs for settings, usage, pric
 
 **Authentication.** Send a Supabase access token (a JWT, as issued at sign-in) as `Authorization: Bearer <token>`. \
 Admin operations need a token whose `app_metadata.role` is `admin`. With an OpenAI SDK, use the token as the API \
-key and `<host>/v1` as the base URL.
+key and `<host>/v1` as the base URL. A **personal API key** (`sb_...`, created with `POST /api/user/api-keys`) is \
+accepted wherever a user token is (`/v1/*`, `/api/user/*`; also as `X-Api-Key`), runs as its owner within its \
+limits, and is refused on admin operations and on key management (`api_key_forbidden`).
 
 **Errors.** Under `/api` every error is `{"error": {"code", "message", ...}}` (ApiError); validation failures are \
 422 with `error.fields`. Under `/v1` errors use OpenAI's shape `{"error": {"message", "type", "param", "code"}}` \
@@ -1052,7 +1058,7 @@ def _api_key_paths() -> dict[str, Schema]:
             "get": _op("adminListUserApiKeys", "Admin: users", "A user's personal API keys",
                        "Revoked ones included. No key or hash is ever shown.", "admin",
                        {"200": _json(ref("ApiKeyList"), "The keys (empty for an unknown user)."),
-                        **_errors("401", "403", "503")}),
+                        **_errors("401", "403", "404", "503")}),
         },
         "/api/admin/api-keys/{key_id}": {
             "parameters": [key_id],
@@ -1085,8 +1091,9 @@ def _build() -> Schema:
         "components": {
             "securitySchemes": {"bearerAuth": {
                 "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                "description": "A Supabase access token (JWT) from sign-in. Admin operations need "
-                               "app_metadata.role = admin."}},
+                "description": "A Supabase access token (JWT) from sign-in, or a personal API key (sb_...) "
+                               "where a user's token is accepted. Admin operations need app_metadata.role = "
+                               "admin (and never accept a key)."}},
             "schemas": schemas,
             "responses": RESPONSES,
         },
