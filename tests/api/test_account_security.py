@@ -269,6 +269,7 @@ def test_reset_link_sets_a_new_password_once_and_ends_every_session(app: Flask, 
 
     page = open_link(client, url)
     assert page.status_code == 200 and user.email in page.get_data(as_text=True)
+    assert token not in page.get_data(as_text=True)  # the form posts to the page's own address
     weak = use_link(client, url, "short")
     assert weak.status_code == 422 and 'id="password-error"' in weak.get_data(as_text=True)
     mistyped = use_link(client, url, NEW, "something else entirely")
@@ -535,6 +536,7 @@ def test_supabase_recovery_link_sets_a_new_password(sb_client: FlaskClient, gotr
 
     form = sb_client.get(link)  # a mail scanner opening the link does not use it up
     assert form.status_code == 200 and 'name="password"' in form.get_data(as_text=True)
+    assert mail.token_hash not in form.get_data(as_text=True)
     assert gotrue.requests_to("/verify", "POST") == []
     weak = sb_client.post(link, data={"password": "short", "password_confirm": "short",
                                       "csrf_token": csrf(sb_client, link)})

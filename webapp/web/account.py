@@ -157,11 +157,10 @@ def reset_password() -> Any:
     token = request.args.get("token", "")
     if not _local():
         return _invalid(account_security.InvalidResetLink())
-    action = url_for("account.reset_password", token=token)
     try:
         email = account_security.reset_link_email(svc.db, svc.settings, token, _address())
         if request.method == "GET":
-            return _reset_page(action=action, email=email)
+            return _reset_page(email=email)
         errors: dict[str, str] = {}
         _confirmed(errors)
         if errors:
@@ -169,7 +168,7 @@ def reset_password() -> Any:
         email = account_security.reset_password(svc.db, svc.settings, token, request.form.get("password", ""),
                                                 _address())
     except ValidationError as exc:
-        return _reset_page(422, action=action, email=email, errors=exc.errors)
+        return _reset_page(422, email=email, errors=exc.errors)
     except AppError as exc:
         return _invalid(exc)
     return _signed_out_notice(email)
@@ -196,9 +195,8 @@ def recover() -> Any:
     token_hash = request.args.get("token_hash", "")
     if _local() or request.args.get("type", "recovery") != "recovery" or not _TOKEN_HASH.fullmatch(token_hash):
         return _invalid(account_security.InvalidResetLink())
-    action = url_for("account.recover", token_hash=token_hash, type="recovery")
     if request.method == "GET":
-        return _reset_page(action=action, email="")
+        return _reset_page(email="")
     keys = ["recover-link:" + (_address() or "unknown")]
     errors: dict[str, str] = {}
     _confirmed(errors)
@@ -213,7 +211,7 @@ def recover() -> Any:
             raise ValidationError(errors)
         email = svc.auth_backend.complete_recovery(token_hash, request.form.get("password", ""))
     except ValidationError as exc:
-        return _reset_page(422, action=action, email="", errors=exc.errors)
+        return _reset_page(422, email="", errors=exc.errors)
     except AppError as exc:
         if exc.status in (400, 401, 403):
             with svc.db.as_service() as conn:
@@ -221,7 +219,7 @@ def recover() -> Any:
             return _invalid(account_security.InvalidResetLink())
         if isinstance(exc, RateLimited):
             return _invalid(exc)
-        return _reset_page(exc.status, action=action, email="", errors={"form": exc.message})
+        return _reset_page(exc.status, email="", errors={"form": exc.message})
     with svc.db.as_service() as conn:
         user = users_repo.by_email(conn, email) if email else None
         if user is not None:
