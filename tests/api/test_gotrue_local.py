@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import secrets
+import statistics
 import time
 import uuid
 from collections.abc import Iterator
@@ -126,6 +127,21 @@ def test_sign_up_does_not_reveal_a_taken_email(api: FlaskClient, make_user: Any)
     assert sign_in(api, owner.email)["user"]["user_metadata"] == {}
     assert post(api, "/token?grant_type=password",
                 {"email": owner.email, "password": "another fine passphrase"}).status_code == 400
+
+
+def test_sign_up_takes_about_as_long_for_a_taken_email(api: FlaskClient, make_user: Any) -> None:
+    owner = make_user()
+
+    def timed(email: str) -> float:
+        started = time.perf_counter()
+        assert post(api, "/signup", {"email": email, "password": "another fine passphrase"}).status_code == 200
+        return time.perf_counter() - started
+
+    timed(new_email())  # warm up
+    taken = statistics.median(timed(owner.email) for _ in range(5))
+    fresh = statistics.median(timed(new_email()) for _ in range(5))
+    # Without the password hash on the taken path it would answer in one query's time, a fraction of a hash.
+    assert 0.5 < taken / fresh < 2.0, (taken, fresh)
 
 
 @pytest.mark.parametrize(("body", "status", "code"), [
