@@ -408,6 +408,32 @@ def test_cli_prints_a_link_and_audits_it(app: Flask, make_user: Any, db: Any,
     assert unknown.exit_code != 0 and "no user" in unknown.output
 
 
+def test_two_uses_of_one_link_at_once_exactly_one_wins(app: Flask, make_user: Any, db: Any) -> None:
+    import threading
+
+    admin, user = make_user(admin=True), make_user()
+    token = token_of(create_link(app.test_client(), admin, user.id))
+    settings = app.extensions["switchboard"].settings
+    barrier, outcomes = threading.Barrier(2), []
+
+    def use(password: str, address: str) -> None:
+        barrier.wait()
+        try:
+            account_security.reset_password(db, settings, token, password, address)
+            outcomes.append(password)
+        except account_security.InvalidResetLink:
+            outcomes.append("invalid")
+
+    threads = [threading.Thread(target=use, args=(NEW + str(i), f"10.3.3.{i}")) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(outcomes) == 2 and outcomes.count("invalid") == 1
+    winner = next(o for o in outcomes if o != "invalid")
+    assert password_ok(db, user.email, winner)
+
+
 def test_reset_clears_the_must_change_flag(app: Flask, make_user: Any, db: Any) -> None:
     admin, user = make_user(admin=True), make_user()
     with db.as_service() as conn:
@@ -446,7 +472,12 @@ def gotrue_password_grant(fake: FakeGoTrue, email: str, password: str) -> dict[s
 
 def test_supabase_change_password(sb_client: FlaskClient, gotrue: FakeGoTrue) -> None:  # noqa: F811
     user = gotrue.add_user(f"sb-{uuid.uuid4().hex[:8]}@example.test", PASSWORD)
-    assert sign_in(sb_client, user.email, PASSWORD).status_code == 302
+    db = sb_client.application.extensions["switchboard"].db
+    with db.as_service() as conn:  # e.g. an admin made with `flask users create-admin` on this database
+        users_repo.require_password_change(conn, user.id)
+    resp = sign_in(sb_client, user.email, PASSWORD)
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/settings")
+    assert "Change your password" in sb_client.get("/settings").get_data(as_text=True)
     mine = sb_web_session(sb_client)
     my_sid = gotrue.verify(mine["access_token"])["session_id"]
     other = gotrue_password_grant(gotrue, user.email, PASSWORD)
@@ -468,6 +499,8 @@ def test_supabase_change_password(sb_client: FlaskClient, gotrue: FakeGoTrue) ->
     assert sb_client.get("/settings").status_code == 200
     assert sb_client.get("/v1/models", headers={"Authorization": f"Bearer {other['access_token']}"}
                          ).status_code == 401
+    assert not account_security.must_change_password(db, user.id)
+    assert "Change your password" not in sb_client.get("/settings").get_data(as_text=True)
 
 
 def test_supabase_change_password_refusals(sb_client: FlaskClient, gotrue: FakeGoTrue) -> None:  # noqa: F811
