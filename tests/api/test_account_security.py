@@ -79,6 +79,9 @@ def test_change_password_keeps_this_session_and_ends_every_other(app: Flask, mak
     assert elsewhere.get("/api/user/credits", headers=user.headers).status_code == 200
     keep = web_sid(here)
     assert len(session_ids(admin_conn, user.id)) == 3
+    for sid in session_ids(admin_conn, user.id):  # refresh tokens, as /auth/v1 keeps them for each session
+        admin_conn.execute("insert into auth.refresh_tokens (token, user_id, revoked, session_id, created_at)"
+                           " values (%s, %s, false, %s, now())", [uuid.uuid4().hex, user.id, sid])
 
     resp = change(here, user.password, NEW)
     assert resp.status_code == 200, resp.get_data(as_text=True)
@@ -87,6 +90,9 @@ def test_change_password_keeps_this_session_and_ends_every_other(app: Flask, mak
     assert NEW not in html and user.password not in html
 
     assert session_ids(admin_conn, user.id) == {keep}
+    live_refresh = admin_conn.execute("select session_id::text from auth.refresh_tokens where user_id = %s",
+                                      [user.id]).fetchall()
+    assert live_refresh == [(keep,)]  # the other sessions' refresh tokens are gone with them
     assert here.get("/settings").status_code == 200  # this session stays
     assert elsewhere.get("/settings").status_code == 302  # the other browser is signed out on its next request
     refused = here.get("/api/user/credits", headers=user.headers)  # the script's token too
