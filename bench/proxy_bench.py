@@ -739,8 +739,9 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
     profile = ""
     if args.profile:
         n_prof = 100 if args.quick else 300
-        profile = stage_profile(fx, targets["switchboard"], n_prof)
-        served += 2 * (30 + n_prof)
+        profile = "\n".join(f" {name} ({'JWT' if name == 'switchboard' else 'personal API key'}):\n"
+                            + stage_profile(fx, targets[name], n_prof) for name in ("switchboard", "sb-apikey"))
+        served += 2 * 2 * (30 + n_prof)
 
     # The accounting really happened: every served request left a log row and a reserve + settle pair.
     deadline = time.monotonic() + 10

@@ -194,3 +194,42 @@ def test_unknown_key_is_refused(gw: Gateway) -> None:
     with pytest.raises(openai.AuthenticationError) as err:
         key_client(gw, "sb_AAAAAAAAAAAA_" + "B" * 43).chat.completions.create(model="echo-1", messages=MSG)
     assert err.value.body["code"] == "invalid_api_key"
+
+
+def test_a_key_costs_no_extra_round_trip(settings: Any, gw: Gateway, member: Any) -> None:
+    """The key is resolved inside the statements a JWT request sends anyway: the same number of statements reach
+    Postgres for a member request made with the user's token and with their personal API key."""
+    from webapp import create_app
+
+    secret, _ = make_key(gw, member)
+    app = create_app(settings)
+    client = app.test_client()
+    me = threading.get_ident()
+    waits = [0]
+    original = psycopg.Connection.wait
+
+    def counting(self: Any, *a: Any, **k: Any) -> Any:
+        if threading.get_ident() == me:
+            waits[0] += 1
+        return original(self, *a, **k)
+
+    def count(auth: str, path: str, body: Any = None) -> int:
+        for _ in range(3):  # warm: pools, catalog, tiktoken
+            client.open(path, method="POST" if body else "GET", json=body, headers={"Authorization": f"Bearer {auth}"})
+        waits[0] = 0
+        resp = client.open(path, method="POST" if body else "GET", json=body,
+                           headers={"Authorization": f"Bearer {auth}"})
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        return waits[0]
+
+    body = {"model": "echo-1", "messages": MSG}
+    psycopg.Connection.wait = counting  # type: ignore[method-assign]
+    try:
+        for path, payload in (("/v1/chat/completions", body), ("/v1/models", None), ("/api/user/settings", None),
+                              ("/api/user/llm/usage", None)):
+            by_key, by_token = count(secret, path, payload), count(member.token, path, payload)
+            assert by_key == by_token, f"{path}: {by_key} statements with the key, {by_token} with the token"
+    finally:
+        psycopg.Connection.wait = original  # type: ignore[method-assign]
+        app.extensions["switchboard"].logs.flush()
+        app.extensions["switchboard"].db.close()
