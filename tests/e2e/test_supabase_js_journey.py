@@ -83,7 +83,8 @@ def test_supabase_js_journey(js_server: tuple[str, str], db: Any) -> None:
     assert live == (0,)
 
 
-# The README's "local development" snippet for JavaScript (Node or a browser bundle), run verbatim as an ES module.
+# The README's "local development" snippet for JavaScript (Node), run verbatim as an ES module. In a browser the
+# same code needs `dangerouslyAllowBrowser: true` for the openai SDK (see the Chromium test below).
 JS_README_SNIPPET = """\
 import { createClient } from '@supabase/supabase-js'
 import OpenAI from 'openai'
@@ -101,7 +102,6 @@ if (error) throw error
 const openai = new OpenAI({
   baseURL: `${SWITCHBOARD_URL}/v1`,
   apiKey: data.session.access_token, // the user's own short-lived token, never a provider key
-  dangerouslyAllowBrowser: true, // needed only in a browser; harmless in Node
 })
 const reply = await openai.chat.completions.create({
   model: process.env.SWITCHBOARD_MODEL ?? 'openai/gpt-4o-mini',
