@@ -233,3 +233,20 @@ def test_a_key_costs_no_extra_round_trip(settings: Any, gw: Gateway, member: Any
         psycopg.Connection.wait = original  # type: ignore[method-assign]
         app.extensions["switchboard"].logs.flush()
         app.extensions["switchboard"].db.close()
+
+
+def test_admin_receipts_and_logs_name_the_key(gw: Gateway, member: Any, make_user: Any) -> None:
+    secret, key = make_key(gw, member, name="receipt key")
+    raw = key_client(gw, secret).chat.completions.with_raw_response.create(model="echo-1", messages=MSG)
+    request_id = raw.headers["x-request-id"]
+    admin = make_user(admin=True)
+    receipt = requests.get(gw.url + f"/api/admin/logs/{request_id}", headers=admin.headers, timeout=10).json()["log"]
+    assert receipt["api_key"] == {"id": key["id"], "name": "receipt key", "prefix": key["prefix"]}
+    page = requests.get(gw.url + f"/api/admin/logs?api_key={key['id']}", headers=admin.headers, timeout=10).json()
+    assert [e["request_id"] for e in page["logs"]] == [request_id]
+    assert secret not in json.dumps(page) and secret not in json.dumps(receipt)
+    # With the admin's own personal key, the admin routes stay closed.
+    admin_secret, _ = make_key(gw, admin)
+    resp = requests.get(gw.url + f"/api/admin/logs/{request_id}", headers={"Authorization": f"Bearer {admin_secret}"},
+                        timeout=10)
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "api_key_forbidden"

@@ -160,7 +160,9 @@ def log_dict(e: admin_repo.LogEntry) -> dict[str, Any]:
             "credits": format_credits(e.credits), "credits_micro": e.credits,
             "multiplier": format(e.multiplier.normalize(), "f") if e.multiplier is not None else None,
             "fallback_path": list(e.fallback_path), "stream": e.stream, "status": e.status,
-            "error_code": e.error_code, "latency_ms": e.latency_ms, "created_at": e.created_at.isoformat()}
+            "error_code": e.error_code, "latency_ms": e.latency_ms, "created_at": e.created_at.isoformat(),
+            "api_key": ({"id": e.api_key_id, "name": e.api_key_name, "prefix": e.api_key_prefix}
+                        if e.api_key_id else None)}
 
 
 def logs_dict(p: LogsPage) -> dict[str, Any]:

@@ -485,6 +485,8 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
         "multiplier": nullable(MULTIPLIER), "fallback_path": array(string(), "provider:outcome per attempt."),
         "stream": BOOL, "status": integer(), "error_code": nullable(string()), "latency_ms": integer(),
         "created_at": DATETIME,
+        "api_key": nullable(obj({"id": UUID, "name": nullable(string()), "prefix": nullable(string())},
+                                description="The personal API key the request came with (never the key).")),
     }, description="One gateway request's receipt: no key and no prompt text."),
     "RequestLogPage": obj({
         "logs": array(ref("RequestLog")), "page": integer(minimum=1), "per_page": integer(minimum=1, maximum=200),
