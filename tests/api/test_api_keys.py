@@ -264,3 +264,31 @@ def test_key_limit_per_user(client: FlaskClient, user: Any, db: Database, monkey
     _create(client, user)
     r = client.post("/api/user/api-keys", json={"name": "third"}, headers=user.headers)
     assert r.status_code == 422 and "name" in r.get_json()["error"]["fields"]
+
+
+def test_api_key_secret_is_configured_or_derived(test_env: dict[str, str]) -> None:
+    from webapp.config import ConfigError, derive_api_key_secret, load_settings
+
+    env = {k: v for k, v in test_env.items() if k != "API_KEY_SECRET"}
+    derived = load_settings(env)
+    assert derived.api_key_secret == derive_api_key_secret(env["SECRET_KEY"]) != env["SECRET_KEY"]
+    assert load_settings(env).api_key_secret == derived.api_key_secret  # stable across restarts
+    assert load_settings({**env, "SECRET_KEY": "s" * 40}).api_key_secret != derived.api_key_secret
+    explicit = load_settings({**env, "API_KEY_SECRET": "a" * 32})
+    assert explicit.api_key_secret == "a" * 32 and "a" * 32 not in repr(explicit)
+    with pytest.raises(ConfigError, match="API_KEY_SECRET"):
+        load_settings({**env, "API_KEY_SECRET": "short"})
+
+
+def test_a_key_from_another_server_secret_is_refused(client: FlaskClient, user: Any, settings: Any,
+                                                     db: Database) -> None:
+    """Only the keyed hash is stored: the same key hashed under another API_KEY_SECRET matches nothing."""
+    from webapp import create_app
+
+    secret = _create(client, user)["secret"]
+    other = create_app(settings.with_overrides(api_key_secret="z" * 40))
+    try:
+        r = other.test_client().get("/api/user/settings", headers=_key_headers(secret))
+        assert r.status_code == 401 and r.get_json()["error"]["code"] == "invalid_api_key"
+    finally:
+        other.extensions["switchboard"].db.close()
