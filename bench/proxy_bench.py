@@ -7,7 +7,8 @@ One run (about 90 s; --quick about 30 s):
   1. starts bench/fast_upstream.py (asyncio, answers at once) in its own process,
   2. recreates the database `switchboard_bench` (migrations + seed), registers provider `bench` pointing at the
      fast upstream with an encrypted admin key and model rates, and a member-mode user with plenty of credits and
-     a personal API key (BENCH_DATABASE_NAME picks another database name), then serves Switchboard under gunicorn (gunicorn.conf.py, 2 workers x N gthread threads, LOG_LEVEL=WARNING;
+     a personal API key (BENCH_DATABASE_NAME picks another database name), then serves Switchboard under
+     gunicorn (gunicorn.conf.py, 2 workers x N gthread threads, LOG_LEVEL=WARNING;
      the per-user rate and stream limits raised out of reach but still evaluated): every request does the full
      accounting (context + admission read, credits reserve, settle, async log row),
   3. serves bench/bare_proxy.py under gunicorn with the same settings,

@@ -51,7 +51,7 @@ def _no_horizontal_scroll(page: Any) -> None:
 
 
 def test_create_copy_use_filter_and_revoke_a_key(keys_page: tuple[Any, Any, str], gateway: Gateway) -> None:  # noqa: F811
-    page, user, size = keys_page
+    page, _user, size = keys_page
     page.locator("#api-keys").scroll_into_view_if_needed()
     assert page.locator("#api-keys-none").is_visible()
 

@@ -7,11 +7,10 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request
 
 from webapp.auth.guards import session_token_required, token_required
-from webapp.services import api_keys
+from webapp.services import api_keys, user_account, user_settings
 from webapp.services import keys as keys_service
 from webapp.services import quote as quote_service
 from webapp.services import usage as usage_service
-from webapp.services import user_account, user_settings
 
 bp = Blueprint("user_api", __name__, url_prefix="/api/user")
 

@@ -1003,7 +1003,8 @@ _KEY_FIELDS: dict[str, Schema] = {
 
 API_KEY_SCHEMAS: dict[str, Schema] = {
     "ApiKey": obj({
-        "id": UUID, "name": string(), "prefix": string("The key's public id (after `sb_`).", pattern="^[0-9A-Za-z]{12}$"),
+        "id": UUID, "name": string(),
+        "prefix": string("The key's public id (after `sb_`).", pattern="^[0-9A-Za-z]{12}$"),
         "hint": string("How the key starts: `sb_<prefix>_…`."), "mode": string(enum=["user", "member", "byok"]),
         "allow": array(string()), "status": string(enum=["active", "expired", "revoked"]),
         "monthly_credit_cap": nullable(CREDITS), "expires_at": nullable(DATETIME), "revoked_at": nullable(DATETIME),
