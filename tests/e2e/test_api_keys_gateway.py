@@ -250,3 +250,21 @@ def test_admin_receipts_and_logs_name_the_key(gw: Gateway, member: Any, make_use
     resp = requests.get(gw.url + f"/api/admin/logs/{request_id}", headers={"Authorization": f"Bearer {admin_secret}"},
                         timeout=10)
     assert resp.status_code == 403 and resp.json()["error"]["code"] == "api_key_forbidden"
+
+
+def test_the_user_guide_snippet_runs_as_written(gw: Gateway, member: Any) -> None:
+    """The Python snippet of the user guide's "API keys" section, extracted and run in a fresh interpreter."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "user-guide.md").read_text()
+    section = guide.split("## API keys", 1)[1].split("\n## ", 1)[0]
+    (snippet,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    secret, _ = make_key(gw, member)
+    env = {**os.environ, "SWITCHBOARD_URL": gw.url, "SWITCHBOARD_API_KEY": secret, "SWITCHBOARD_MODEL": "echo-1"}
+    done = subprocess.run([sys.executable, "-c", snippet], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == REPLY
