@@ -123,7 +123,11 @@ def _expiry(value: Any, errors: dict[str, str], out: dict[str, Any], now: dateti
     if when is None:
         errors["expires_at"] = "A date or time such as 2027-01-31 or 2027-01-31T12:00:00Z, or empty for never."
         return
-    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    try:  # a time at the very ends of the calendar cannot be moved to UTC
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except OverflowError:
+        errors["expires_at"] = "At most 10 years from now."
+        return
     if when <= now:
         errors["expires_at"] = "The expiry must be in the future."
     elif when > now + timedelta(days=MAX_EXPIRY_DAYS):
