@@ -22,6 +22,7 @@ PUBLIC_TABLES = (
     "credit_accounts", "credit_ledger", "credit_reservations", "llm_request_logs", "admin_audit_log",
     "catalog_version", "rate_limit_windows", "active_streams", "sign_in_attempts", "request_log_rejects",
     "password_reset_links", "password_change_required",
+    "api_keys",
 )
 
 
