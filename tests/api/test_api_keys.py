@@ -295,3 +295,25 @@ def test_a_key_from_another_server_secret_is_refused(client: FlaskClient, user: 
         assert r.status_code == 401 and r.get_json()["error"]["code"] == "invalid_api_key"
     finally:
         other.extensions["switchboard"].db.close()
+
+
+def test_revoke_in_one_worker_is_refused_by_another_on_its_next_request(client: FlaskClient, user: Any,
+                                                                         settings: Any) -> None:
+    """Nothing about a key is cached in a worker: another app instance (another worker, another machine) refuses
+    a key revoked through this one on its very next request."""
+    from webapp import create_app
+
+    created = _create(client, user)
+    other = create_app(settings)
+    try:
+        worker2 = other.test_client()
+        h = _key_headers(created["secret"])
+        for _ in range(3):
+            assert worker2.get("/api/user/settings", headers=h).status_code == 200
+            assert worker2.get("/v1/models", headers=h).status_code == 200
+        assert client.delete(f"/api/user/api-keys/{created['api_key']['id']}", headers=user.headers).status_code == 200
+        r = worker2.get("/v1/models", headers=h)
+        assert r.status_code == 401 and r.get_json()["error"]["code"] == "api_key_revoked"
+        assert worker2.get("/api/user/settings", headers=h).status_code == 401
+    finally:
+        other.extensions["switchboard"].db.close()
