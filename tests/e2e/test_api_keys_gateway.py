@@ -268,3 +268,19 @@ def test_the_user_guide_snippet_runs_as_written(gw: Gateway, member: Any) -> Non
     done = subprocess.run([sys.executable, "-c", snippet], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == REPLY
+
+
+def test_the_readme_snippet_runs_as_written(gw: Gateway, member: Any) -> None:
+    """The README's "server or script" snippet, read from the README and run in a fresh interpreter."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.readme import snippet
+
+    secret, _ = make_key(gw, member)
+    env = {**os.environ, "SWITCHBOARD_URL": gw.url, "SWITCHBOARD_API_KEY": secret, "SWITCHBOARD_MODEL": "echo-1"}
+    done = subprocess.run([sys.executable, "-c", snippet("python-api-key")], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == REPLY

@@ -21,6 +21,7 @@ import pytest
 from tests.e2e.conftest import Gateway, balance
 from tests.e2e.test_supabase_py_journey import REUSE_SECONDS, anon_key
 from tests.support.live import serve
+from tests.support.readme import snippet
 from webapp import create_app
 from webapp.config import Settings
 from webapp.repos import credits as credits_repo
@@ -85,31 +86,7 @@ def test_supabase_js_journey(js_server: tuple[str, str], db: Any) -> None:
 
 # The README's "local development" snippet for JavaScript (Node), run verbatim as an ES module. In a browser the
 # same code needs `dangerouslyAllowBrowser: true` for the openai SDK (see the Chromium test below).
-JS_README_SNIPPET = """\
-import { createClient } from '@supabase/supabase-js'
-import OpenAI from 'openai'
-
-const SUPABASE_URL = process.env.SUPABASE_URL ?? 'http://127.0.0.1:8000' // make run serves Supabase Auth's API
-const SWITCHBOARD_URL = process.env.SWITCHBOARD_URL ?? 'http://127.0.0.1:8000'
-
-const supabase = createClient(SUPABASE_URL, process.env.SUPABASE_ANON_KEY)
-const { data, error } = await supabase.auth.signInWithPassword({
-  email: process.env.SWITCHBOARD_EMAIL,
-  password: process.env.SWITCHBOARD_PASSWORD,
-})
-if (error) throw error
-
-const openai = new OpenAI({
-  baseURL: `${SWITCHBOARD_URL}/v1`,
-  apiKey: data.session.access_token, // the user's own short-lived token, never a provider key
-})
-const reply = await openai.chat.completions.create({
-  model: process.env.SWITCHBOARD_MODEL ?? 'openai/gpt-4o-mini',
-  messages: [{ role: 'user', content: 'Hello' }],
-})
-console.log(reply.choices[0].message.content)
-await supabase.auth.signOut()
-"""
+JS_README_SNIPPET = snippet("js-local")
 
 
 def run_node_module(node: str, source: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -165,6 +142,25 @@ window.ready = true
 </script>"""
 
 
+# The README's browser snippet (a module exporting `ask`) imported by a page that signs in with supabase-js; the
+# import map resolves the snippet's bare `import OpenAI from 'openai'` as a bundler would.
+README_PAGE = """<!doctype html><meta charset="utf-8"><title>the README's browser snippet</title>
+<script type="importmap">{"imports": {"openai": "/node_modules/openai/index.mjs"}}</script>
+<script src="/node_modules/@supabase/supabase-js/dist/umd/supabase.js"></script>
+<script type="module">
+import { ask } from '/ask.mjs'
+window.run = async (url, key, email, password) => {
+  const sb = supabase.createClient(url, key, { auth: { persistSession: false, autoRefreshToken: false } })
+  const signedIn = await sb.auth.signInWithPassword({ email, password })
+  if (signedIn.error) return { failed: signedIn.error.message }
+  const reply = await ask(sb, url, 'echo-1', 'Hello')
+  await sb.auth.signOut()
+  return { reply }
+}
+window.ready = true
+</script>"""
+
+
 class _PageHandler(BaseHTTPRequestHandler):
     """The front end's own origin: the page, and the two npm packages' files (nothing else of the repo)."""
 
@@ -172,6 +168,10 @@ class _PageHandler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path == "/":
             body, kind = PAGE.encode(), "text/html; charset=utf-8"
+        elif path == "/readme":
+            body, kind = README_PAGE.encode(), "text/html; charset=utf-8"
+        elif path == "/ask.mjs":  # the README's browser snippet, as the app would serve its own module
+            body, kind = snippet("js-browser").encode(), "text/javascript; charset=utf-8"
         elif path.startswith(("/node_modules/@supabase/", "/node_modules/openai/")) and ".." not in path:
             file = ROOT / path.lstrip("/")
             if not file.is_file():
@@ -237,3 +237,33 @@ def test_browser_supabase_js_and_openai_from_another_origin(gateway: Gateway, se
     with db.as_service() as conn:
         assert conn.execute("select count(*) from auth.sessions where user_id = %s",
                             [member.id]).fetchone() == (0,)
+
+
+def test_readme_browser_snippet_runs_in_chromium(gateway: Gateway, settings: Settings, front_end: str, member: Any,
+                                                 db: Any) -> None:
+    """The README's browser snippet, served verbatim as a module of a page on another origin, signs nothing itself:
+    the page's supabase-js client does, and the snippet calls /v1 with the session's token through CORS."""
+    node_or_fail()
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run `make test` (it installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    key = anon_key(settings)
+    app = create_app(settings.with_overrides(supabase_anon_key=key, cors_origins=(front_end,)))
+    try:
+        with serve(app) as url, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(front_end + "/readme")
+                page.wait_for_function("window.ready === true", timeout=10_000)
+                result = page.evaluate("([u, k, e, p]) => window.run(u, k, e, p)",
+                                       [url, key, member.email, member.password])
+            finally:
+                browser.close()
+    finally:
+        app.extensions["switchboard"].db.close()
+    assert errors == []
+    assert result == {"reply": "The quick brown fox jumps over the lazy dog."}

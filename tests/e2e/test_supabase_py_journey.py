@@ -22,6 +22,7 @@ from jose import jws
 from supabase import AuthApiError, AuthError, ClientOptions, create_client
 from tests.e2e.conftest import Gateway, balance
 from tests.support.live import serve
+from tests.support.readme import snippet
 from webapp import create_app
 from webapp.config import Settings
 from webapp.repos import credits as credits_repo
@@ -152,28 +153,7 @@ def test_supabase_py_with_a_wrong_anon_key_is_refused(auth_server: tuple[str, st
 
 # The README's "local development" snippet for Python, run verbatim (SUPABASE_URL and SWITCHBOARD_URL default to
 # `make run`'s http://127.0.0.1:8000; the test points both at the app on its loopback port).
-PY_README_SNIPPET = '''\
-import os
-
-from openai import OpenAI
-from supabase import create_client
-
-SUPABASE_URL = os.environ.get("SUPABASE_URL", "http://127.0.0.1:8000")  # make run serves Supabase Auth's API
-SWITCHBOARD_URL = os.environ.get("SWITCHBOARD_URL", "http://127.0.0.1:8000")
-
-supabase = create_client(SUPABASE_URL, os.environ["SUPABASE_ANON_KEY"])
-session = supabase.auth.sign_in_with_password(
-    {"email": os.environ["SWITCHBOARD_EMAIL"], "password": os.environ["SWITCHBOARD_PASSWORD"]}
-).session
-
-client = OpenAI(base_url=f"{SWITCHBOARD_URL}/v1", api_key=session.access_token)
-reply = client.chat.completions.create(
-    model=os.environ.get("SWITCHBOARD_MODEL", "openai/gpt-4o-mini"),
-    messages=[{"role": "user", "content": "Hello"}],
-)
-print(reply.choices[0].message.content)
-supabase.auth.sign_out()
-'''
+PY_README_SNIPPET = snippet("python-local")
 
 
 def snippet_env(url: str, key: str, email: str, password: str) -> dict[str, str]:
