@@ -204,8 +204,10 @@ def front_end() -> Iterator[str]:
         thread.join(5)
 
 
-def test_browser_supabase_js_and_openai_from_another_origin(gateway: Gateway, settings: Settings, front_end: str,
-                                                          member: Any, db: Any) -> None:
+def in_chromium(settings: Settings, front_end: str, page_path: str, function: str,
+                member: Any) -> tuple[Any, list[str], list[str]]:
+    """Serve the app (the page's origin allowed by CORS), open `page_path` of the front end in Chromium, and call
+    window.<function>(url, anon key, email, password). Returns its result, failed requests and page errors."""
     node_or_fail()
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}: run `make test` (it installs Debian's chromium)")
@@ -213,21 +215,29 @@ def test_browser_supabase_js_and_openai_from_another_origin(gateway: Gateway, se
 
     key = anon_key(settings)
     app = create_app(settings.with_overrides(supabase_anon_key=key, cors_origins=(front_end,)))
+    failed: list[str] = []
+    errors: list[str] = []
     try:
         with serve(app) as url, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page()
-                failed: list[str] = []
                 page.on("requestfailed", lambda r: failed.append(f"{r.method} {r.url}: {r.failure}"))
-                page.goto(front_end + "/")
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(front_end + page_path)
                 page.wait_for_function("window.ready === true", timeout=10_000)
-                result = page.evaluate("([u, k, e, p]) => window.journey(u, k, e, p)",
+                result = page.evaluate(f"([u, k, e, p]) => window.{function}(u, k, e, p)",
                                        [url, key, member.email, member.password])
             finally:
                 browser.close()
     finally:
         app.extensions["switchboard"].db.close()
+    return result, failed, errors
+
+
+def test_browser_supabase_js_and_openai_from_another_origin(gateway: Gateway, settings: Settings, front_end: str,
+                                                          member: Any, db: Any) -> None:
+    result, failed, _ = in_chromium(settings, front_end, "/", "journey", member)
     assert failed == [], failed  # a CORS refusal shows here
     assert result["reply"] == "The quick brown fox jumps over the lazy dog.", result
     assert result["metadata"] == {"from": "browser"}
@@ -243,27 +253,6 @@ def test_readme_browser_snippet_runs_in_chromium(gateway: Gateway, settings: Set
                                                  db: Any) -> None:
     """The README's browser snippet, served verbatim as a module of a page on another origin, signs nothing itself:
     the page's supabase-js client does, and the snippet calls /v1 with the session's token through CORS."""
-    node_or_fail()
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: run `make test` (it installs Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
-    key = anon_key(settings)
-    app = create_app(settings.with_overrides(supabase_anon_key=key, cors_origins=(front_end,)))
-    try:
-        with serve(app) as url, sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                page.goto(front_end + "/readme")
-                page.wait_for_function("window.ready === true", timeout=10_000)
-                result = page.evaluate("([u, k, e, p]) => window.run(u, k, e, p)",
-                                       [url, key, member.email, member.password])
-            finally:
-                browser.close()
-    finally:
-        app.extensions["switchboard"].db.close()
-    assert errors == []
+    result, failed, errors = in_chromium(settings, front_end, "/readme", "run", member)
+    assert failed == [] and errors == [], (failed, errors)
     assert result == {"reply": "The quick brown fox jumps over the lazy dog."}
