@@ -37,6 +37,61 @@ def update_provider(provider_id: Any) -> Any:
     return jsonify({"provider": admin.provider_dict(view, with_keys=True)})
 
 
+@bp.post("/llm/providers")
+@admin_token_required
+def create_provider() -> Any:
+    from webapp.services import provider_admin
+
+    view = provider_admin.create_provider(_svc().db, _svc().settings, g.claims, _body())
+    return jsonify({"provider": admin.provider_dict(view, with_keys=True)}), 201
+
+
+@bp.patch("/llm/providers/<uuid:provider_id>")
+@admin_token_required
+def patch_provider(provider_id: Any) -> Any:
+    view = admin.update_provider(_svc().db, _svc().settings, g.claims, str(provider_id), _body())
+    return jsonify({"provider": admin.provider_dict(view, with_keys=True)})
+
+
+@bp.delete("/llm/providers/<uuid:provider_id>")
+@admin_token_required
+def retire_provider(provider_id: Any) -> Any:
+    from webapp.services import provider_admin
+
+    done = provider_admin.retire_provider(_svc().db, _svc().settings, g.claims, str(provider_id))
+    return jsonify({"retired": {"slug": done.slug, "name": done.name, "archived": done.archived,
+                                "users_notified": done.users_notified}})
+
+
+@bp.post("/llm/providers/<uuid:provider_id>/models/fetch")
+@admin_token_required
+def fetch_models(provider_id: Any) -> Any:
+    from webapp.services import provider_admin
+
+    svc = _svc()
+    got = provider_admin.fetch_models(svc.db, svc.settings, svc.keyring, g.claims, str(provider_id))
+    return jsonify({"models": [{"id": m, "offered": m in got.offered} for m in got.models],
+                    "skipped": got.skipped})
+
+
+@bp.post("/llm/providers/<uuid:provider_id>/models")
+@admin_token_required
+def add_models(provider_id: Any) -> Any:
+    from webapp.services import provider_admin
+
+    view = provider_admin.add_models(_svc().db, _svc().settings, g.claims, str(provider_id), _body())
+    return jsonify({"provider": admin.provider_dict(view, with_keys=True)})
+
+
+@bp.patch("/llm/providers/<uuid:provider_id>/models")
+@admin_token_required
+def bulk_edit_models(provider_id: Any) -> Any:
+    from webapp.services import provider_admin
+
+    view = provider_admin.bulk_edit(_svc().db, _svc().settings, g.claims, str(provider_id), _body())
+    return jsonify({"provider": admin.provider_dict(view, with_keys=True)})
+
+
 @bp.post("/llm/providers/<uuid:provider_id>/keys")
 @admin_token_required
 def add_key(provider_id: Any) -> Any:
@@ -165,3 +220,22 @@ def revoke_api_key(key_id: Any) -> Any:
     from webapp.services import api_keys
 
     return jsonify({"api_key": api_keys.key_dict(api_keys.admin_revoke(_svc().db, g.claims, str(key_id)))})
+
+
+# -- site settings: credits at sign-up, a credit's display value, the low-balance threshold -----------------------
+
+@bp.get("/settings/credits")
+@admin_token_required
+def credit_settings() -> Any:
+    from webapp.services import site_settings
+
+    return jsonify({"settings": site_settings.settings_dict(site_settings.for_admin(_svc().db, g.claims))})
+
+
+@bp.put("/settings/credits")
+@admin_token_required
+def update_credit_settings() -> Any:
+    from webapp.services import site_settings
+
+    saved, changed = site_settings.update(_svc().db, g.claims, _body())
+    return jsonify({"settings": site_settings.settings_dict(saved), "changed": changed})

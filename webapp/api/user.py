@@ -78,6 +78,19 @@ def credits() -> Any:
     return jsonify(user_account.credits_summary(_svc().db, g.claims))
 
 
+@bp.get("/credits/ledger")
+@token_required
+def credits_ledger() -> Any:
+    limit, before = user_account.parse_page(request.args.get("limit"), request.args.get("before"))
+    return jsonify(user_account.ledger_dict(user_account.ledger_page(_svc().db, g.claims, limit, before)))
+
+
+@bp.get("/llm/receipts/<request_id>")
+@token_required
+def receipt(request_id: str) -> Any:
+    return jsonify({"receipt": user_account.receipt_dict(user_account.receipt(_svc().db, g.claims, request_id))})
+
+
 @bp.post("/llm/quote")
 @token_required
 def quote() -> Any:

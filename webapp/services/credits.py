@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import TypeVar
 
 import psycopg
@@ -26,6 +26,28 @@ def cost(tokens_in: int, tokens_out: int, input_rate: int, output_rate: int, mul
 
 def format_credits(micro: int) -> str:
     return f"{Decimal(micro) / MICRO:.6f}"
+
+
+def credits_label(micro: int) -> str:
+    """For pages: every micro-credit shown, with thousands separators ("1,234.000001")."""
+    return f"{Decimal(micro) / MICRO:,.6f}"
+
+
+def parse_amount(raw: object, maximum: Decimal, unit: str = "credits") -> tuple[int | None, str | None]:
+    """A non-negative decimal with at most 6 decimal places, as millionths: (value, None) or (None, message).
+    Every client number is hostile: bools, NaN, infinities, huge exponents and NUL are refused before arithmetic."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        return None, f"Enter a number of {unit}."
+    text = str(raw).strip()
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, ValueError):
+        return None, f"Enter a number of {unit}, for example 10 or 2.5."
+    if not value.is_finite() or value.adjusted() > 15 or value < 0 or value > maximum:
+        return None, f"From 0 to {maximum:,} {unit}."
+    if value != value.quantize(Decimal(1) / MICRO):
+        return None, "At most 6 decimal places."
+    return int(value * MICRO), None
 
 
 def reserve(db: Database, user_id: str, request_id: str, amount: int, cap: int | None) -> int:

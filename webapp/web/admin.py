@@ -237,3 +237,32 @@ def analytics() -> Any:
 def audit() -> Any:
     page = admin_reports.audit(_svc().db, g.claims, request.args)
     return _render("admin/audit.html", "audit", ap=page)
+
+
+# -- site settings (credits) --------------------------------------------------------------------------------------
+
+@bp.get("/admin/settings")
+@admin_page_required
+def site_settings_page() -> Any:
+    from webapp.services import site_settings
+
+    s = site_settings.for_admin(_svc().db, g.claims)
+    return _render("admin/settings.html", "site_settings", s=s, value_label=site_settings.value_label(s))
+
+
+@bp.post("/admin/settings")
+@admin_page_required
+def save_site_settings() -> Any:
+    from webapp.services import site_settings
+
+    db = _svc().db
+    fields = {k: request.form.get(k, "") for k in site_settings.FIELDS}
+    try:
+        saved, changed = site_settings.update(db, g.claims, fields)
+    except ValidationError as exc:
+        s = site_settings.for_admin(db, g.claims)
+        return _render("admin/settings.html", "site_settings", 422, s=s, value_label=site_settings.value_label(s),
+                       errors=exc.errors, form=request.form)
+    notice = "Settings saved; they apply from the next sign-up and page view." if changed else "Nothing changed."
+    return _render("admin/settings.html", "site_settings", notice=notice, s=saved, changed=changed,
+                   value_label=site_settings.value_label(saved))

@@ -17,7 +17,7 @@ from jinja2_fragments.flask import render_block
 
 from webapp.errors import ValidationError
 from webapp.repos.providers import Provider
-from webapp.services import account_security, api_keys, charts, overview, usage, user_settings
+from webapp.services import account_security, api_keys, charts, overview, usage, user_account, user_settings
 from webapp.services import keys as keys_service
 from webapp.services import quote as quote_service
 
@@ -96,6 +96,9 @@ def _render(block: str, state: FormState = BLANK, status: int = 200, **extra: An
     # Asked only where the page shows it (the notice at the top, the Security section): one service statement.
     ctx.setdefault("must_change_password", functools.partial(account_security.must_change_password, _svc().db,
                                                              current_user.get_id()))
+    # The credits area (balance, ledger, requests in flight): read only by the blocks that show it.
+    ctx.setdefault("credits_view", functools.cache(functools.partial(user_account.credits_view, _svc().db,
+                                                                     current_user.claims)))
     if request.headers.get("HX-Request"):
         html = render_block(TEMPLATE, block, **ctx)
     else:
@@ -167,6 +170,14 @@ def _signed_in() -> Any:
 @bp.app_template_filter("micro_credits")
 def _micro_credits(micro: int | None) -> str:
     return charts.credits_label(micro)
+
+
+@bp.app_template_filter("credits_exact")
+def _credits_exact(micro: int | None) -> str:
+    """Credits to the micro-credit: a 1-micro-credit charge shows."""
+    from webapp.services.credits import credits_label
+
+    return "" if micro is None else credits_label(int(micro))
 
 
 @bp.app_template_filter("utc_minute")
@@ -259,6 +270,35 @@ def overrides() -> Response:
 @bp.get("/settings/usage")
 def usage_fragment() -> Response:
     return _render("usage", usage=_usage())
+
+
+@bp.get("/settings/credits")
+def credits_fragment() -> Response:
+    return _render("credits")
+
+
+@bp.get("/settings/credits/ledger")
+def ledger_rows() -> Response:
+    """The next (older) page of the ledger: rows for htmx to append; without htmx, the page shows from there."""
+    try:
+        limit, before = user_account.parse_page(None, request.args.get("before"))
+    except ValidationError:
+        limit, before = user_account.PAGE, None
+    page = user_account.ledger_page(_svc().db, current_user.claims, limit, before)
+    if request.headers.get("HX-Request"):
+        return make_response(render_block(TEMPLATE, "ledger_rows", page=page))
+    return _render("content", ledger=page)
+
+
+@bp.get("/settings/receipts/<request_id>")
+def receipt(request_id: str) -> Response:
+    from webapp.errors import NotFound
+
+    try:
+        found = user_account.receipt(_svc().db, current_user.claims, request_id)
+    except NotFound:
+        return make_response(render_template("settings/receipt.html", r=None), 404)
+    return make_response(render_template("settings/receipt.html", r=user_account.receipt_dict(found)))
 
 
 @bp.post("/settings/quote")
