@@ -395,18 +395,19 @@ def overrides_form(*rows: tuple[str, str, str], remove: list[int] | None = None)
 
 
 def test_adding_a_task_override(me: Session, db: Database) -> None:
-    form = overrides_form(("summarize", "anthropic", "claude-haiku-4-5"), ("", "", ""))
+    # (Ollama on loopback needs no admin key, so it is offered in member mode.)
+    form = overrides_form(("summarize", "ollama", "llama3.2"), ("", "", ""))
     text = assert_fragment(me.post("/settings/overrides", form), "overrides")
     assert 'value="summarize"' in text and "Saved." in text
-    assert me.prefs(db).task_overrides == {"summarize": {"provider": "anthropic", "model": "claude-haiku-4-5"}}
+    assert me.prefs(db).task_overrides == {"summarize": {"provider": "ollama", "model": "llama3.2"}}
 
 
 def test_removing_a_task_override(me: Session, db: Database) -> None:
-    me.post("/settings/overrides", overrides_form(("a", "openai", "gpt-4o"), ("b", "groq", "llama-3.1-8b-instant")))
-    rows = (("a", "openai", "gpt-4o"), ("b", "groq", "llama-3.1-8b-instant"), ("", "", ""))
+    me.post("/settings/overrides", overrides_form(("a", "ollama", "llama3.2"), ("b", "lmstudio", "local-model")))
+    rows = (("a", "ollama", "llama3.2"), ("b", "lmstudio", "local-model"), ("", "", ""))
     resp = me.post("/settings/overrides", overrides_form(*rows, remove=[0]))
     assert resp.status_code == 200
-    assert me.prefs(db).task_overrides == {"b": {"provider": "groq", "model": "llama-3.1-8b-instant"}}
+    assert me.prefs(db).task_overrides == {"b": {"provider": "lmstudio", "model": "local-model"}}
 
 
 @pytest.mark.parametrize(("rows", "message"), [
@@ -415,7 +416,7 @@ def test_removing_a_task_override(me: Session, db: Database) -> None:
     ((("bad task", "openai", "gpt-4o"),), "name it with"),
     ((("summarize", "openai", ""),), "name a model"),
     ((("", "openai", "gpt-4o"),), "name it with"),
-    ((("t", "openai", "gpt-4o"), ("t", "groq", "x")), "listed twice"),
+    ((("t", "ollama", "llama3.2"), ("t", "lmstudio", "local-model")), "listed twice"),
 ])
 def test_invalid_task_override_is_422_beside_its_row(me: Session, db: Database, rows: tuple[Any, ...],
                                                      message: str) -> None:
@@ -535,7 +536,7 @@ def owner_with_data(app: Flask, make_user: Any, db: Database,
     owner = sign_in(app, make_user())
     owner.post("/settings/profile", {"username": f"owner_{uuid.uuid4().hex[:6]}", "first_name": "Olivia"})
     owner.post(f"/settings/keys/{settings_providers.down}", {"api_key": GOOD_KEY})
-    owner.post("/settings/overrides", overrides_form(("secret-task", "openai", "gpt-4o")))
+    owner.post("/settings/overrides", overrides_form(("secret-task", "ollama", "llama3.2")))
     yield owner
 
 

@@ -131,13 +131,16 @@ def test_get_settings_returns_defaults_for_a_new_user(client: FlaskClient, make_
     assert s["task_overrides"] == {} and s["monthly_credit_cap"] is None
 
 
-def test_put_settings_saves_every_field(client: FlaskClient, make_user: Any, db: Database) -> None:
+def test_put_settings_saves_every_field(client: FlaskClient, make_user: Any, db: Database,
+                                       settings_providers: SettingsProviders) -> None:
     user = make_user()
+    ok = settings_providers.ok  # BYOK: a default provider and an override need the user's key there
+    assert client.put(f"/api/user/llm/keys/{ok}", json={"api_key": GOOD_KEY}, headers=user.headers).status_code == 200
     body = {"username": f"u_{uuid.uuid4().hex[:8]}", "first_name": " Ada ", "last_name": "Lovelace",
-            "email_notifications": False, "marketing_emails": True, "llm_mode": "byok", "default_provider": "openai",
+            "email_notifications": False, "marketing_emails": True, "llm_mode": "byok", "default_provider": ok,
             "fallbacks_enabled": False, "never_spend_credits": True, "provider_priorities": ["anthropic", "openai"],
-            "task_overrides": {"summarize": {"provider": "anthropic", "model": "claude-haiku-4-5"}},
-            "monthly_credit_cap": "12.5"}
+            "task_overrides": {"summarize": {"provider": ok, "model": "any-model-of-mine"}},
+            "monthly_credit_cap": "12.5", "allow_dearer_fallbacks": True}
     resp = client.put("/api/user/settings", json=body, headers=user.headers)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     s = resp.get_json()["settings"]

@@ -110,7 +110,15 @@ def test_insufficient_balance_is_402_and_nothing_is_spent(gw: Gateway, make_user
 
 
 @pytest.mark.parametrize("trigger", ["429", "500", "503", "refuse", "hang"])
+def allow_dearer_fallbacks(gw: Gateway, user: Any) -> None:
+    """e2e-oa2 (1.5x) is dearer than e2e-oa (1x): a fallback to it needs the user's consent."""
+    resp = requests.put(gw.url + "/api/user/settings", json={"allow_dearer_fallbacks": True}, headers=user.headers,
+                        timeout=10)
+    assert resp.status_code == 200
+
+
 def test_fallback_to_next_provider_before_first_byte(gw: Gateway, member: Any, db: Any, trigger: str) -> None:
+    allow_dearer_fallbacks(gw, member)
     gw.oa1.behaviour = trigger
     gw.oa1.hang_seconds = 5
     before = balance(db, member.id)
@@ -125,6 +133,7 @@ def test_fallback_to_next_provider_before_first_byte(gw: Gateway, member: Any, d
 
 
 def test_stream_fallback_on_429(gw: Gateway, member: Any) -> None:
+    allow_dearer_fallbacks(gw, member)
     gw.oa1.behaviour = "429"
     with gw.client(member.token).chat.completions.with_streaming_response.create(
             model="echo-1", messages=MSG, stream=True) as resp:

@@ -167,8 +167,9 @@ def test_n_multiplies_the_reservation(gw: Gateway, member: Any) -> None:
                                  "max_tokens": 100, "n": n, "stream": True})
         assert resp.status_code == 200
         reserved.append(float(resp.headers["X-Switchboard-Credits-Reserved"]))
-    # 100 tokens x 2,000 micro x 2 more choices, over the same prompt, at the dearest route (e2e-oa2, 1.5x)
-    assert round((reserved[1] - reserved[0]) * 1_000_000) == 1.5 * 2 * 100 * 2000
+    # 100 tokens x 2,000 micro x 2 more choices, over the same prompt, on the pinned route (e2e-oa, 1x): a pin is
+    # never served by another provider, so e2e-oa2 (1.5x) is not reserved for
+    assert round((reserved[1] - reserved[0]) * 1_000_000) == 1 * 2 * 100 * 2000
 
 
 def test_tools_and_schemas_count_in_the_prompt(gw: Gateway, member: Any) -> None:

@@ -36,7 +36,9 @@ def get_settings() -> Any:
 @bp.put("/settings")
 @token_required
 def put_settings() -> Any:
-    prefs = user_settings.update(_svc().db, g.claims, request.get_json(silent=True), _catalog())
+    svc = _svc()
+    ctx, g.catalog = svc.gateway.context(g.claims)  # overrides are checked against what this user is offered
+    prefs = user_settings.update(svc.db, g.claims, request.get_json(silent=True), g.catalog, (ctx, svc.settings))
     return jsonify({"settings": user_settings.to_dict(prefs)})
 
 

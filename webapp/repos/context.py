@@ -21,7 +21,7 @@ select
   (select row_to_json(p) from (
      select user_id::text as user_id, username, first_name, last_name, email_notifications, marketing_emails,
             llm_mode, default_provider, fallbacks_enabled, never_spend_credits, provider_priorities,
-            task_overrides, monthly_credit_cap
+            task_overrides, monthly_credit_cap, allow_dearer_fallbacks
      from public.user_preferences where user_id = {uid}) p) as prefs,
   (select coalesce(json_agg(k order by k.priority), '[]'::json) from (
      select id::text as id, user_id::text as user_id, provider_id::text as provider_id, ciphertext, key_id,

@@ -25,14 +25,15 @@ class Preferences:
     provider_priorities: list[str] = field(default_factory=list)
     task_overrides: dict[str, Any] = field(default_factory=dict)
     monthly_credit_cap: int | None = None
+    allow_dearer_fallbacks: bool = False  # a fallback may cost more than the route the request reserved for
 
 
 _COLS = ("user_id::text as user_id, username, first_name, last_name, email_notifications, marketing_emails,"
          " llm_mode, default_provider, fallbacks_enabled, never_spend_credits, provider_priorities,"
-         " task_overrides, monthly_credit_cap")
+         " task_overrides, monthly_credit_cap, allow_dearer_fallbacks")
 EDITABLE = ("username", "first_name", "last_name", "email_notifications", "marketing_emails", "llm_mode",
             "default_provider", "fallbacks_enabled", "never_spend_credits", "provider_priorities",
-            "task_overrides", "monthly_credit_cap")
+            "task_overrides", "monthly_credit_cap", "allow_dearer_fallbacks")
 
 
 def get(conn: psycopg.Connection, user_id: str) -> Preferences:

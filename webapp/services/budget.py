@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import ROUND_CEILING
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -110,9 +111,12 @@ class Priced:
     limit: RouteLimit
 
 
-def reservation_bounds(routes: list[Priced], n: int, client_set_limit: bool) -> tuple[int, int]:
-    """(least, most) to reserve: most pays for the full limit on the dearest route; least pays for a short answer
-    there, or equals most when the client set its own limit (that limit is then honoured or refused, not cut)."""
+def reservation_bounds(routes: list[Priced], n: int, client_set_limit: bool, *,
+                       dearest: bool = True) -> tuple[int, int]:
+    """(least, most) to reserve: most pays for the full limit on the dearest route (with `dearest` off: on the
+    first route, whose price then bounds every fallback); least pays for a short answer there, or equals most when
+    the client set its own limit (that limit is then honoured or refused, not cut)."""
+    routes = routes if dearest else routes[:1]
     most = max(route_cost(p.rate, p.multiplier, p.limit.prompt, p.limit.cap, n) for p in routes)
     if client_set_limit:
         return most, most
@@ -210,3 +214,36 @@ def settle_usage(usage: Any, delivered: str, prompt_estimate: int, model: str, l
     if t_out is None or t_out > ceiling or 2 * t_out < seen - 2:
         t_out, source = seen, "corrected"
     return t_in, t_out, source
+
+
+def cached_tokens(usage: Any, prompt: int) -> int:
+    """The prompt tokens the upstream served from its cache (OpenAI `prompt_tokens_details.cached_tokens`; the
+    Anthropic adapter maps `cache_read_input_tokens` there; a raw `cache_read_input_tokens` is read too). Believed
+    only when the upstream's prompt count itself was (`prompt` is what the settle uses), and never above it."""
+    if not isinstance(usage, dict) or _count(usage.get("prompt_tokens")) != prompt:
+        return 0
+    details = usage.get("prompt_tokens_details")
+    value = details.get("cached_tokens") if isinstance(details, dict) else None
+    if value is None:
+        value = usage.get("cache_read_input_tokens")
+    counted = _count(value)
+    return min(counted, prompt) if counted is not None else 0
+
+
+def cached_rate(rate: ModelRate) -> int:
+    """The rate cached prompt tokens are charged at: the model's cached-input rate when set, never above its
+    input rate (nor below 0)."""
+    value = getattr(rate, "cached_input_rate", None)
+    if not isinstance(value, int) or isinstance(value, bool):
+        return rate.input_rate
+    return max(0, min(value, rate.input_rate))
+
+
+def usage_cost(prompt: int, cached: int, completion: int, rate: ModelRate, multiplier: Decimal) -> int:
+    """Micro-credits for measured usage: `cached` of the `prompt` tokens at the cached-input rate, the rest at the
+    input rate (each token counted once), the output at the output rate; exact decimal, rounded up. Never more
+    than `cost` at the plain input rate."""
+    cached = max(0, min(cached, prompt))
+    raw = (Decimal(prompt - cached) * rate.input_rate + Decimal(cached) * cached_rate(rate)
+           + Decimal(completion) * rate.output_rate) * Decimal(multiplier) / 1000
+    return int(raw.to_integral_value(rounding=ROUND_CEILING))

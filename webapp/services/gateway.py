@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import sys
 import time
@@ -59,6 +60,7 @@ class Receipt:
     shortfall: int = 0  # what the settle could not collect
     holds_reservation: bool = False  # a reservation row exists (even of 0 credits) and must be closed
     api_key_id: str | None = None  # the personal API key the request came with
+    cached_tokens: int = 0  # prompt tokens the upstream served from its cache (charged at the cached-input rate)
 
     def headers(self, *, final: bool = True) -> dict[str, str]:
         h = {
@@ -85,7 +87,9 @@ class Receipt:
         return {"request_id": self.request_id, "mode": self.mode, "provider": self.provider, "model": self.model,
                 "credits": credits.format_credits(self.credits),
                 "multiplier": format(self.multiplier.normalize(), "f"),
-                "usage": self.usage_source, "fallback_path": self.fallback_path}
+                "usage": self.usage_source, "fallback_path": self.fallback_path,
+                "prompt_tokens": self.tokens_in, "completion_tokens": self.tokens_out,
+                "cached_tokens": self.cached_tokens}
 
 
 class _StreamBody:
@@ -181,13 +185,15 @@ class Gateway:
         key_slugs = {catalog.by_id[k.provider_id].slug for k in ctx.keys if k.provider_id in catalog.by_id}
         out = []
         for slug, provider in catalog.providers.items():
-            if not provider.enabled:
+            if not router.pin_usable(provider):
                 continue
             if mode == "byok" and (slug not in key_slugs or not provider.byok_allowed):
                 continue
             if mode == "member" and not self.member_ready(provider, catalog):
                 continue
             for model in catalog.models_of(slug):
+                if router.offered_rate(catalog, slug, model) is None:
+                    continue
                 if scope is not None and not scope.allows(slug, model):
                     continue
                 out.append({"id": f"{slug}/{model}", "object": "model", "created": 0, "owned_by": slug})
@@ -224,7 +230,7 @@ class Gateway:
         try:
             if plan.mode == "member":
                 plan, limits = self._reserve(user_id, req, plan, receipt, ctx.preferences.monthly_credit_cap,
-                                             ctx.api_key)
+                                             ctx.api_key, ctx.preferences.allow_dearer_fallbacks)
             else:
                 limits = [None] * len(plan.routes)  # the user's own key: the body is theirs to shape
                 receipt.tokens_in = budget.prompt_tokens(req.body, req.messages, plan.routes[0].model)
@@ -232,6 +238,8 @@ class Gateway:
                 return self._stream(user_id, req, plan, limits, receipt, started)
             return self._complete(user_id, req, plan, limits, receipt, started)
         except AppError as exc:
+            if receipt.fallback_path:  # what was tried, in order: a failed answer says where it failed
+                exc.headers["X-Switchboard-Fallback"] = " > ".join(receipt.fallback_path)
             self._fail(user_id, req, plan, receipt, started, exc)
             raise
         except BaseException:
@@ -239,9 +247,11 @@ class Gateway:
             raise
 
     def _reserve(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, receipt: Receipt,
-                 cap: int | None, key: KeyScope | None = None) -> tuple[router.Plan, list[int | None]]:
+                 cap: int | None, key: KeyScope | None = None,
+                 allow_dearer: bool = False) -> tuple[router.Plan, list[int | None]]:
         """Member mode: price every route, reserve between a short answer and the full limit (the full limit when
-        the client set one), and give each route the output limit the reservation pays for."""
+        the client set one), and give each route the output limit the reservation pays for. Unless the user
+        allows dearer fallbacks, the reservation is for the first route that fits and no fallback costs more."""
         budget.refuse_unpriceable(req.body)
         counted: dict[str, int] = {}
         fitting: list[tuple[router.Route, budget.RouteLimit]] = []
@@ -258,17 +268,20 @@ class Gateway:
             window = max(r.rate.context_window for r in plan.routes if r.rate is not None)
             raise AppError(f"The prompt (about {min(counted.values())} tokens) does not fit the model's context window "
                            f"({window} tokens).", code="context_length_exceeded", status=400, field="messages")
+        if not allow_dearer:  # the first fitting route is what is reserved for: no fallback may cost more
+            fitting = [f for f in fitting if f is fitting[0] or not router.dearer(f[0], fitting[0][0])]
         plan = router.Plan([r for r, _ in fitting], plan.mode, plan.task, plan.requested_model)
         receipt.tokens_in = counted[tokens.encoding_name_for_model(plan.routes[0].model)]
         priced = [budget.Priced(r.rate, r.provider.credit_multiplier, lim) for r, lim in fitting if r.rate]
-        least, most = budget.reservation_bounds(priced, req.n, req.max_tokens is not None)
+        least, most = budget.reservation_bounds(priced, req.n, req.max_tokens is not None, dearest=allow_dearer)
         try:
             receipt.reserved, receipt.limited_by = credits.reserve_flex(
                 self.db, user_id, receipt.request_id, least, most, cap,
                 key.id if key else None, key.monthly_credit_cap if key else None)
             receipt.holds_reservation = True
         except credits.Unaffordable as exc:
-            raise self._unaffordable(exc, req.n, budget.largest_fit(exc.available, priced, req.n)) from None
+            reserved_for = priced if allow_dearer else priced[:1]
+            raise self._unaffordable(exc, req.n, budget.largest_fit(exc.available, reserved_for, req.n)) from None
         return plan, list(budget.output_limits(receipt.reserved, priced, req.n))
 
     @staticmethod
@@ -319,7 +332,7 @@ class Gateway:
             self._use_route(receipt, route, limit)
             return route, result
         assert failure is not None
-        raise self._client_error(failure, plan.routes)
+        raise self._client_error(failure, plan.routes, receipt.fallback_path)
 
     @staticmethod
     def _use_route(receipt: Receipt, route: router.Route, limit: int | None) -> None:
@@ -327,7 +340,24 @@ class Gateway:
         receipt.multiplier = route.multiplier
         receipt.output_limit = limit
 
-    def _client_error(self, failure: UpstreamFailure, routes: list[router.Route]) -> AppError:
+    def _client_error(self, failure: UpstreamFailure, routes: list[router.Route],
+                      path: list[str] | None = None) -> AppError:
+        """The client's error for the last upstream failure, naming the provider(s) tried and carrying the path."""
+        err = self._upstream_error(failure, routes)
+        tried = list(dict.fromkeys(step.partition(":")[0] for step in path or []))
+        if tried:
+            names = ", ".join(self._provider_label(slug, routes) for slug in tried)
+            err.message = f"{err.message} (tried: {names}; path {' > '.join(path or [])})"
+            err.headers["X-Switchboard-Fallback"] = " > ".join(path or [])
+            err.headers["X-Switchboard-Provider"] = tried[-1]
+        return err
+
+    @staticmethod
+    def _provider_label(slug: str, routes: list[router.Route]) -> str:
+        name = next((r.provider.name for r in routes if r.provider.slug == slug), slug)
+        return f"{name} ({slug})" if name != slug else slug
+
+    def _upstream_error(self, failure: UpstreamFailure, routes: list[router.Route]) -> AppError:
         keys = [r.target.api_key for r in routes]
         upstream_msg = ""
         if failure.error_body:
@@ -358,6 +388,7 @@ class Gateway:
                delivered: str) -> tuple[int, int]:
         t_in, t_out, receipt.usage_source = budget.settle_usage(
             usage, delivered, receipt.tokens_in, route.model, receipt.output_limit, req.n)
+        receipt.cached_tokens = budget.cached_tokens(usage, t_in)
         return t_in, t_out
 
     def _complete(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, limits: list[int | None],
@@ -416,7 +447,7 @@ class Gateway:
             if outcome != "completed":
                 self._end_stream(user_id, req, route, receipt, started, outcome, delivered, failure)
         if failure is not None:
-            err = self._client_error(failure, [route])
+            err = self._client_error(failure, [route], receipt.fallback_path)
             yield format_chunk({"error": {"message": err.message, "type": err.openai_type, "param": None,
                                           "code": "upstream_stream_interrupted"}})
             yield DONE
@@ -431,6 +462,10 @@ class Gateway:
                                          "total_tokens": t_in + t_out},
                 "switchboard": receipt.as_dict(),
             })
+        else:
+            # The client did not ask for usage: its final charge still travels, as an SSE comment that every
+            # SSE parser (the official SDKs' included) skips.
+            yield receipt_comment(receipt)
         yield DONE
 
     def _end_stream(self, user_id: str, req: chat_request.ChatRequest, route: router.Route, receipt: Receipt,
@@ -469,8 +504,8 @@ class Gateway:
         if t_in is not None and t_out is not None:
             receipt.tokens_in, receipt.tokens_out = t_in, t_out
             if receipt.mode == "member" and route is not None and route.rate is not None:
-                actual = credits.cost(t_in, t_out, route.rate.input_rate, route.rate.output_rate,
-                                      route.provider.credit_multiplier)
+                actual = budget.usage_cost(t_in, receipt.cached_tokens, t_out, route.rate,
+                                           route.provider.credit_multiplier)
         row = self._row(user_id, req, receipt, started, status, error_code, route or planned, route)
         if not receipt.holds_reservation:
             self.logs.submit(row, route.user_key_id if route else None)
@@ -520,6 +555,11 @@ class Gateway:
         log.info("chat request=%s mode=%s provider=%s model=%s status=%s credits=%s shortfall=%s usage=%s path=%s "
                  "ms=%s", row.request_id, row.mode, row.provider, row.model, row.status, row.credits, row.shortfall,
                  row.usage_source, ",".join(row.fallback_path or []), row.latency_ms)
+
+
+def receipt_comment(receipt: Receipt) -> bytes:
+    """`: switchboard {receipt json}` — the closing receipt of a stream as an SSE comment line."""
+    return b": switchboard " + json.dumps(receipt.as_dict(), separators=(",", ":")).encode() + b"\n\n"
 
 
 def _delivered_text(body: dict[str, Any]) -> str:

@@ -91,19 +91,62 @@ def _order(slugs: list[str], priorities: list[str], catalog: Catalog, first: str
     return sorted(dict.fromkeys(slugs), key=rank)
 
 
-def _candidates(model: str, explicit: str | None, ctx: UserContext, catalog: Catalog) -> list[tuple[str, str]]:
-    """(provider slug, model) pairs able to serve the model, best first, disabled providers removed."""
+def offered_rate(catalog: Catalog, slug: str, model: str) -> ModelRate | None:
+    """The model's price on this provider when the admin offers it (a model switched off is not offered)."""
+    rate = catalog.rates.get((slug, model))
+    return rate if rate is not None and getattr(rate, "enabled", True) else None
+
+
+def pin_usable(provider: Provider) -> bool:
+    """A provider a pin may name: enabled and not retired."""
+    return provider.enabled and getattr(provider, "archived_at", None) is None
+
+
+def _candidates(model: str, ctx: UserContext, catalog: Catalog) -> list[tuple[str, str]]:
+    """(provider slug, model) pairs able to serve a bare model, best first, disabled providers removed."""
     prefs = ctx.preferences
-    offering = catalog.providers_offering(model)
-    if explicit:
-        slugs = [explicit] + [s for s in offering if s != explicit]
-    elif offering:
+    offering = [s for s in catalog.providers_offering(model) if offered_rate(catalog, s, model) is not None]
+    if offering:
         slugs = offering
     else:
         fallback = prefs.default_provider or (prefs.provider_priorities[0] if prefs.provider_priorities else None)
         slugs = [fallback] if fallback in catalog.providers else []
-    ordered = _order(slugs, list(prefs.provider_priorities), catalog, explicit or prefs.default_provider)
-    return [(s, model) for s in ordered if catalog.providers[s].enabled]
+    ordered = _order(slugs, list(prefs.provider_priorities), catalog, prefs.default_provider)
+    return [(s, model) for s in ordered if pin_usable(catalog.providers[s])]
+
+
+class PinError(AppError):
+    """A pinned request (`provider/model`) its provider cannot serve: never handed to another provider."""
+
+    def __init__(self, provider: Provider, step: str, message: str, *, code: str, status: int,
+                 field: str | None = "model") -> None:
+        super().__init__(message, code=code, status=status, field=field,
+                         headers={"X-Switchboard-Fallback": f"{provider.slug}:{step}",
+                                  "X-Switchboard-Provider": provider.slug})
+
+
+def _pinned(slug: str, model: str, requested: str, catalog: Catalog) -> list[tuple[str, str]]:
+    provider = catalog.providers[slug]
+    if not pin_usable(provider):
+        raise PinError(provider, "disabled",
+                       f"{requested!r} is pinned to the provider {slug!r} ({provider.name}), which is disabled; "
+                       "a pinned model is never served by another provider. Name the model without the provider "
+                       "prefix to let your provider order choose.", code="provider_disabled", status=404)
+    return [(slug, model)]
+
+
+def dearer(route: Route, than: Route) -> bool:
+    """Whether `route` could cost more than `than` for the same tokens (rates × multiplier, input or output)."""
+    if route.rate is None or than.rate is None:
+        return False
+    mult, ref = route.multiplier, than.multiplier
+    return (route.rate.input_rate * mult > than.rate.input_rate * ref
+            or route.rate.output_rate * mult > than.rate.output_rate * ref)
+
+
+def drop_dearer(routes: list[Route]) -> list[Route]:
+    """The first route and the fallbacks that cost no more than it."""
+    return routes[:1] + [r for r in routes[1:] if not dearer(r, routes[0])]
 
 
 def _target(provider: Provider, base_url: str, api_key: str | None, settings: Settings, *,
@@ -128,8 +171,10 @@ def _not_allowed(model: str) -> Forbidden:
 
 def plan(model: str, task: str | None, byok: ByokHeaders | None, ctx: UserContext, catalog: Catalog,
          settings: Settings, keyring: KeyRing) -> Plan:
-    """Build the ordered routes for one request, or raise an AppError saying why none exists. A personal API key
-    narrows it: only routes on the key's allow-list (fallbacks included), only in the key's mode."""
+    """Build the ordered routes for one request, or raise an AppError saying why none exists. `provider/model` is
+    a pin: only that provider's routes, whatever the user's order. A personal API key narrows it: only routes on
+    the key's allow-list (fallbacks included), only in the key's mode. Member mode drops the fallbacks dearer than
+    the first route unless the user allows dearer fallbacks."""
     prefs = ctx.preferences
     scope = ctx.api_key
     override = prefs.task_overrides.get(task) if task else None
@@ -145,7 +190,7 @@ def plan(model: str, task: str | None, byok: ByokHeaders | None, ctx: UserContex
         if scope is not None and not scope.allows(route.provider.slug, route.model):
             raise _not_allowed(model)
         return Plan([route], "byok", task, model)
-    pairs = _candidates(bare, explicit, ctx, catalog)
+    pairs = _pinned(explicit, bare, model, catalog) if explicit else _candidates(bare, ctx, catalog)
     if not pairs:
         raise NotFound(f"No enabled provider serves the model {model!r}.", code="model_not_found", field="model")
     if scope is not None:
@@ -157,6 +202,11 @@ def plan(model: str, task: str | None, byok: ByokHeaders | None, ctx: UserContex
     if mode == "byok":
         routes = _stored_routes(pairs, ctx, catalog, settings, keyring)
         if not routes:
+            if explicit:
+                provider = catalog.providers[explicit]
+                raise PinError(provider, "no_key", f"You are in BYOK mode but have no usable stored key for "
+                               f"{provider.name} ({explicit!r}), which {model!r} is pinned to. Add a key in settings "
+                               "or send X-BYOK-API-Key.", code="byok_key_missing", status=400, field=None)
             raise AppError("You are in BYOK mode but have no stored key for a provider serving this model. Add a key "
                            "in settings or send X-BYOK-API-Key.", code="byok_key_missing", status=400)
     else:
@@ -165,8 +215,15 @@ def plan(model: str, task: str | None, byok: ByokHeaders | None, ctx: UserContex
                            code="credits_disabled", status=402)
         routes = _member_routes(pairs, catalog, settings, keyring)
         if not routes:
+            if explicit:
+                provider = catalog.providers[explicit]
+                raise PinError(provider, "not_offered", f"{provider.name} ({explicit!r}) does not offer the model "
+                               f"{bare!r} in member mode right now, and {model!r} is pinned to it.",
+                               code="model_not_available", status=404)
             raise AppError(f"The model {model!r} is not offered in member mode right now.",
                            code="model_not_available", status=404)
+        if not prefs.allow_dearer_fallbacks:
+            routes = drop_dearer(routes)
     if not prefs.fallbacks_enabled:
         routes = routes[:1]
     return Plan(routes, routes[0].mode, task, model)
@@ -175,12 +232,17 @@ def plan(model: str, task: str | None, byok: ByokHeaders | None, ctx: UserContex
 def _header_route(explicit: str | None, model: str, byok: ByokHeaders, catalog: Catalog,
                   settings: Settings) -> Route:
     slug = (byok.provider or explicit or "").strip().lower()
+    if explicit and slug != explicit:
+        raise AppError(f"The model is pinned to {explicit!r} but X-BYOK-Provider names {slug!r}: a pinned model is "
+                       "served by its provider only.", code="byok_provider_mismatch", status=400,
+                       field="X-BYOK-Provider")
     provider = catalog.providers.get(slug)
     if provider is None:
         raise AppError("Say which provider your key is for: X-BYOK-Provider or a provider/model name.",
                        code="byok_provider_required", status=400, field="X-BYOK-Provider")
-    if not provider.enabled or not provider.byok_allowed:
-        raise Forbidden(f"Bring-your-own-key is not allowed for {provider.name}.", code="byok_not_allowed")
+    if not pin_usable(provider) or not provider.byok_allowed:
+        raise Forbidden(f"Bring-your-own-key is not allowed for {provider.name}.", code="byok_not_allowed",
+                        headers={"X-Switchboard-Fallback": f"{slug}:byok_not_allowed"})
     if byok.base_url and not provider.custom_base_url_allowed:
         raise Forbidden(f"{provider.name} does not accept a custom base URL.", code="base_url_not_allowed")
     if not byok.base_url and not byok_free_here(provider, catalog, settings):
@@ -231,7 +293,7 @@ def _member_routes(pairs: list[tuple[str, str]], catalog: Catalog, settings: Set
                    keyring: KeyRing) -> list[Route]:
     routes = []
     for slug, model in pairs:
-        provider, rate = catalog.providers[slug], catalog.rates.get((slug, model))
+        provider, rate = catalog.providers[slug], offered_rate(catalog, slug, model)
         if rate is None:
             continue  # member mode only serves models with a price
         db_key = _admin_secret(provider, catalog, keyring)

@@ -77,6 +77,18 @@ def _ordered(o: overview.Overview) -> list[Provider]:
     return sorted(o.providers, key=rank)
 
 
+def _routing_warnings(o: overview.Overview) -> list[tuple[str, str]]:
+    """Overrides, default provider and priorities that no longer resolve (an admin disabled or retired them)."""
+    ctx, catalog = _context()
+    return user_settings.warnings(o.preferences, ctx, catalog, _svc().settings)
+
+
+def _offered(o: overview.Overview) -> user_settings.Offered:
+    """What the user can route to in their mode (as just saved), shown beside the task overrides."""
+    ctx, catalog = _context()
+    return user_settings.offered(o.preferences.llm_mode, ctx, catalog, _svc().settings)
+
+
 def _usage() -> dict[str, Any]:
     start, end = usage.parse_range(None, None)
     try:  # the API-key filter; anything but one of the user's key ids shows everything
@@ -92,7 +104,7 @@ def _render(block: str, state: FormState = BLANK, status: int = 200, **extra: An
     """The block alone for htmx; otherwise the whole page, carrying this block's state."""
     o = overview.for_user(_svc().db, current_user.claims)
     ctx = {"o": o, "ordered": _ordered(o), "catalog": _catalog(), "email": current_user.email, "state": state,
-           **extra}
+           "routing_warnings": _routing_warnings(o), "offered": _offered(o), **extra}
     # Asked only where the page shows it (the notice at the top, the Security section): one service statement.
     ctx.setdefault("must_change_password", functools.partial(account_security.must_change_password, _svc().db,
                                                              current_user.get_id()))
@@ -112,7 +124,7 @@ def _save(block: str, payload: dict[str, Any], message: str = "Saved.", values: 
           ) -> Response:
     """Validate and store `payload` through the settings service, then answer with the block."""
     try:
-        user_settings.update(_svc().db, current_user.claims, payload, _catalog())
+        user_settings.update(_svc().db, current_user.claims, payload, _catalog(), (_context()[0], _svc().settings))
     except ValidationError as exc:
         return _render(block, FormState(block, exc.errors, payload if values is None else values), 422)
     return _render(block, FormState(block, message=message))
@@ -145,9 +157,11 @@ def _override_rows() -> tuple[list[dict[str, str]], dict[str, str]]:
                                               strict=False))
             if str(i) not in removed and (t.strip() or m.strip())]
     errors, seen = {}, set()
+    ctx, catalog = _context()
+    offer = user_settings.offered(ctx.preferences.llm_mode, ctx, catalog, _svc().settings)
     for i, row in enumerate(rows):
         try:
-            user_settings.validate({"task_overrides": {row["task"]: row}}, _catalog())
+            user_settings.validate({"task_overrides": {row["task"]: row}}, catalog, offer)
         except ValidationError as exc:
             errors[f"row-{i}"] = exc.errors["task_overrides"]
         if row["task"] in seen:
@@ -254,6 +268,7 @@ def order() -> Response:
 @bp.post("/settings/routing")
 def routing() -> Response:
     return _save("routing_options", {"fallbacks_enabled": _checkbox("fallbacks_enabled"),
+                                     "allow_dearer_fallbacks": _checkbox("allow_dearer_fallbacks"),
                                      "never_spend_credits": _checkbox("never_spend_credits"),
                                      "monthly_credit_cap": request.form.get("monthly_credit_cap", "").strip()})
 
