@@ -23,6 +23,7 @@ PUBLIC_TABLES = (
     "catalog_version", "rate_limit_windows", "active_streams", "sign_in_attempts", "request_log_rejects",
     "password_reset_links", "password_change_required",
     "api_keys",
+    "user_notices",
 )
 
 

@@ -198,6 +198,14 @@ SPECS: dict[str, Spec] = {
         update="update public.request_log_rejects set reason = 'x' where id = %(key)s",
         delete="delete from public.request_log_rejects where id = %(key)s",
     ),
+    # What an admin change did to a user's routing (issue 11): the owner reads and dismisses; the app writes.
+    "user_notices": Spec(
+        targets=("A", "B"),
+        select="select 1 from public.user_notices where id = %(key)s",
+        insert="insert into public.user_notices (user_id, kind, message) values (%(user)s, 'rls.test', 'rls')",
+        update="update public.user_notices set dismissed_at = now() where id = %(key)s",
+        delete="delete from public.user_notices where id = %(key)s",
+    ),
     # The single-row catalog counter: read by service_role, written only by its security-definer trigger.
     "catalog_version": Spec(
         targets=("singleton",),
@@ -211,11 +219,11 @@ SPECS: dict[str, Spec] = {
 # The expected outcome of every cell. Each string is "select insert update delete", one character per target in
 # SPECS[table].targets order (legend in the module docstring). userA's own rows are target A, userB's target B.
 EXPECTED: dict[str, dict[str, str]] = {
-    "llm_providers": {              # enabled, disabled; nobody creates or deletes presets as `authenticated`
+    "llm_providers": {              # enabled, disabled; only admins create and delete (issue 11), through RLS
         "anon":    "+0 XX XX XX",
-        "userA":   "+0 XX 00 XX",
-        "userB":   "+0 XX 00 XX",
-        "admin":   "++ XX ++ XX",
+        "userA":   "+0 RR 00 00",
+        "userB":   "+0 RR 00 00",
+        "admin":   "++ ++ ++ ++",
         "service": "++ ++ ++ ++",
     },
     "llm_model_rates": {            # rate of the enabled provider, rate of the disabled provider
@@ -329,6 +337,13 @@ EXPECTED: dict[str, dict[str, str]] = {
         "userB":   "X X X X",
         "admin":   "X X X X",
         "service": "+ + X X",
+    },
+    "user_notices": {               # A's notice, B's notice: the owner reads and dismisses, nothing else
+        "anon":    "XX XX XX XX",
+        "userA":   "+0 XX +0 XX",
+        "userB":   "0+ XX 0+ XX",
+        "admin":   "00 XX 00 XX",
+        "service": "++ ++ ++ ++",
     },
     "catalog_version": {            # singleton
         "anon":    "X X X X",
@@ -523,6 +538,9 @@ def world(db: Database, database_urls: tuple[str, str]) -> Iterator[World]:
                 [uid, uuid.uuid4().bytes]).fetchone()[0]
             su.execute("insert into public.password_change_required (user_id) values (%s)", [uid])
             keys[("password_change_required", target)] = uid
+            keys[("user_notices", target)] = su.execute(
+                "insert into public.user_notices (user_id, kind, message) values (%s, 'rls.fixture', 'rls matrix')"
+                " returning id::text", [uid]).fetchone()[0]
             keys[("api_keys", target)] = su.execute(
                 "insert into public.api_keys (user_id, name, prefix, hash) values (%s, 'rls matrix', %s, %s)"
                 " returning id::text", [uid, uuid.uuid4().hex[:12], uuid.uuid4().hex * 2]).fetchone()[0]
@@ -549,7 +567,7 @@ def test_rls_cell(world: World, table: str, actor: str, op: str, target: str, ex
 def test_matrix_size() -> None:
     """The matrix is table x actor x operation x target; keep the count visible when tables are added."""
     assert len(CELLS) == sum(len(s.targets) for s in SPECS.values()) * len(ACTORS) * len(OPERATIONS)
-    assert len(CELLS) == 660
+    assert len(CELLS) == 700
 
 
 # --- Columns no `authenticated` caller may ever read: the encrypted keys -------------------------------------------

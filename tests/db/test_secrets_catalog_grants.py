@@ -140,9 +140,6 @@ def test_pricing_route_answers_without_base_urls(client: Any, provider: dict[str
 
 
 @pytest.mark.parametrize("sql", [
-    "insert into public.llm_providers (slug, name, api_style, base_url, default_model)"
-    " values ('sec-new', 'x', 'openai', 'https://x.test/v1', 'm')",
-    "delete from public.llm_providers where false",
     "update public.llm_providers set slug = slug where false",
     "update public.llm_providers set created_at = created_at where false",
     "update public.llm_model_rates set provider_id = provider_id where false",
@@ -153,6 +150,21 @@ def test_authenticated_lost_grants_the_app_never_uses(db: Database, make_user: A
     user = make_user(admin=who == "admin")
     with pytest.raises(DENIED):
         run_as(db, user.claims, sql)
+
+
+def test_admins_create_and_delete_providers_members_cannot(db: Database, make_user: Any) -> None:
+    """Issue 11: the panel creates and retires providers as the admin, through RLS (admin-only policies)."""
+    insert = ("insert into public.llm_providers (slug, name, api_style, base_url, default_model)"
+              " values ('sec-new', 'x', 'openai', 'https://x.test/v1', 'm')")
+    member, admin = make_user(), make_user(admin=True)
+    with pytest.raises(DENIED, match="row-level security"):
+        run_as(db, member.claims, insert)
+    assert run_as(db, member.claims, "delete from public.llm_providers where slug = 'openai'") == 0
+    assert run_as(db, admin.claims, insert) == 1
+    assert run_as(db, member.claims, "delete from public.llm_providers where slug = 'sec-new'") == 0
+    assert run_as(db, admin.claims, "delete from public.llm_providers where slug = 'sec-new'") == 1
+    with pytest.raises(DENIED):  # the slug, which every log row names, is still never updated
+        run_as(db, admin.claims, "update public.llm_providers set slug = slug where false")
 
 
 def test_admin_panel_writes_still_work(db: Database, make_user: Any, provider: dict[str, str]) -> None:

@@ -8,8 +8,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from webapp.providers.base import Adapter, Target, UpstreamFailure, UpstreamStream
-from webapp.providers.openai_compat import model_ids
+from webapp.providers.base import Adapter, Target, UpstreamFailure, UpstreamStream, with_extra_headers
+from webapp.providers.openai_compat import model_ids, read_model_list
 from webapp.providers.sse import SSEEvent
 from webapp.providers.transport import (
     error_body,
@@ -393,7 +393,7 @@ class AnthropicAdapter(Adapter):
     def list_models(self, target: Target) -> list[str]:
         url = join_url(target.base_url, "models")
         paged = url + ("&" if "?" in url else "?") + "limit=1000"  # one page holds every model Anthropic has
-        data = read_json(send(target, "GET", paged, headers=_headers(target)), target, url)
+        data = read_model_list(send(target, "GET", paged, headers=_headers(target)), target, url)
         return model_ids(data, url)
 
 
@@ -404,4 +404,4 @@ def _headers(target: Target, *, stream: bool = False) -> dict[str, str]:
         headers["Accept-Encoding"] = "identity"
     if target.api_key is not None:
         headers["x-api-key"] = target.api_key
-    return headers
+    return with_extra_headers(target, headers)

@@ -21,6 +21,16 @@ class Target:
     allow_private: bool = True
     connect_timeout: float = 5.0
     read_timeout: float = 120.0
+    # Headers the provider needs on every request (an Azure api-version, OpenRouter's HTTP-Referer), set by the
+    # admin and validated there: never an auth, hop-by-hop or framing header. Not secrets, but kept out of reprs.
+    extra_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+
+def with_extra_headers(target: Target, headers: dict[str, str]) -> dict[str, str]:
+    """The adapter's own headers plus the provider's extra ones; the adapter's win on a clash (the admin's
+    validation already refuses the names an adapter sets, this only keeps it so if a row was written by hand)."""
+    own = {name.lower() for name in headers}
+    return {**{n: v for n, v in target.extra_headers if n.lower() not in own}, **headers}
 
 
 class UpstreamFailure(Exception):
@@ -60,4 +70,8 @@ class Adapter(ABC):
 
     @abstractmethod
     def list_models(self, target: Target) -> list[str]:
-        """The model ids the key can use (a cheap call used to test a key)."""
+        """The model ids the key can use (a cheap call used to test a key and to fetch a provider's models).
+        At most MAX_MODEL_LIST_BYTES of answer are read."""
+
+
+MAX_MODEL_LIST_BYTES = 4 * 1024 * 1024  # a model list is a few hundred KB at most; more is a hostile upstream

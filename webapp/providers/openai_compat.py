@@ -7,14 +7,24 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from webapp.providers.base import Adapter, Target, UpstreamFailure, UpstreamStream
+from webapp.providers.base import (
+    MAX_MODEL_LIST_BYTES,
+    Adapter,
+    Target,
+    UpstreamFailure,
+    UpstreamStream,
+    with_extra_headers,
+)
 from webapp.providers.sse import SSEEvent
 from webapp.providers.transport import (
     error_body,
+    iter_body,
     join_url,
     open_event_stream,
     protocol_error,
     read_json,
+    safe_url,
+    scrub_body,
     send,
 )
 
@@ -26,7 +36,7 @@ def _headers(target: Target, *, stream: bool = False) -> dict[str, str]:
         headers["Accept-Encoding"] = "identity"
     if target.api_key is not None:
         headers["Authorization"] = f"Bearer {target.api_key}"
-    return headers
+    return with_extra_headers(target, headers)
 
 
 def translate_openai_events(events: Iterable[SSEEvent], url: str = "", secret: str | None = None
@@ -74,8 +84,26 @@ class OpenAICompatAdapter(Adapter):
 
     def list_models(self, target: Target) -> list[str]:
         url = join_url(target.base_url, "models")
-        data = read_json(send(target, "GET", url, headers=_headers(target)), target, url)
+        data = read_model_list(send(target, "GET", url, headers=_headers(target)), target, url)
         return model_ids(data, url)
+
+
+def read_model_list(resp: Any, target: Target, url: str) -> Any:
+    """A model list's JSON, read only up to MAX_MODEL_LIST_BYTES (then a protocol error), connection released."""
+    out = bytearray()
+    try:
+        for data in iter_body(resp, target, url):
+            out += data
+            if len(out) > MAX_MODEL_LIST_BYTES:
+                raise UpstreamFailure("protocol", f"the model list from {safe_url(url)} is too large",
+                                      retryable=False)
+    finally:
+        resp.close()
+    try:
+        parsed = json.loads(out)
+    except ValueError:
+        raise UpstreamFailure("protocol", f"{safe_url(url)} answered with invalid JSON", retryable=False) from None
+    return scrub_body(parsed, target)
 
 
 def model_ids(data: Any, url: str) -> list[str]:

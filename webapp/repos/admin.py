@@ -19,13 +19,16 @@ from typing import Any
 import psycopg
 from psycopg import pq
 from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
 from webapp.repos.providers import Provider
 
 PROVIDER_COLS = ("id::text as id, slug, name, api_style, base_url, default_model, enabled, credit_multiplier,"
-                 " byok_allowed, custom_base_url_allowed, sort_order, free_for_byok")
+                 " byok_allowed, custom_base_url_allowed, sort_order, free_for_byok, extra_headers, needs_key,"
+                 " archived_at")
 PROVIDER_EDITABLE = ("name", "api_style", "base_url", "default_model", "enabled", "credit_multiplier",
-                     "byok_allowed", "custom_base_url_allowed", "sort_order", "free_for_byok")
+                     "byok_allowed", "custom_base_url_allowed", "sort_order", "free_for_byok", "extra_headers",
+                     "needs_key")
 
 
 # -- role ---------------------------------------------------------------------------------------------------------
@@ -61,6 +64,8 @@ class Rate:
     output_rate: int
     context_window: int
     max_output_tokens: int
+    cached_input_rate: int | None = None  # None: the input rate
+    enabled: bool = True
 
 
 def get_provider(conn: psycopg.Connection, provider_id: str, *, lock: bool = False) -> Provider | None:
@@ -76,9 +81,10 @@ def update_provider(conn: psycopg.Connection, provider_id: str, values: dict[str
     if not cols:
         return get_provider(conn, provider_id)
     assignments = ", ".join(f"{c} = %s" for c in cols)
+    params = [Jsonb(values[c]) if c == "extra_headers" else values[c] for c in cols]
     with conn.cursor(row_factory=class_row(Provider)) as cur:
         cur.execute(f"update public.llm_providers set {assignments} where id = %s returning {PROVIDER_COLS}",
-                    [*[values[c] for c in cols], provider_id])
+                    [*params, provider_id])
         return cur.fetchone()
 
 
@@ -86,21 +92,25 @@ def rates(conn: psycopg.Connection, provider_id: str | None = None) -> list[Rate
     where = "where provider_id = %s" if provider_id else ""
     with conn.cursor(row_factory=class_row(Rate)) as cur:
         cur.execute("select id::text as id, provider_id::text as provider_id, model, input_rate, output_rate,"
-                    f" context_window, max_output_tokens from public.llm_model_rates {where} order by model",
+                    " context_window, max_output_tokens, cached_input_rate, enabled"
+                    f" from public.llm_model_rates {where} order by model",
                     [provider_id] if provider_id else [])
         return cur.fetchall()
 
 
 def upsert_rate(conn: psycopg.Connection, provider_id: str, model: str, input_rate: int, output_rate: int,
-                context_window: int, max_output_tokens: int) -> None:
+                context_window: int, max_output_tokens: int, cached_input_rate: int | None = None,
+                enabled: bool = True) -> None:
     conn.execute(
         """insert into public.llm_model_rates (provider_id, model, input_rate, output_rate, context_window,
-               max_output_tokens)
-           values (%s, %s, %s, %s, %s, %s)
+               max_output_tokens, cached_input_rate, enabled)
+           values (%s, %s, %s, %s, %s, %s, %s, %s)
            on conflict (provider_id, model) do update set input_rate = excluded.input_rate,
                output_rate = excluded.output_rate, context_window = excluded.context_window,
-               max_output_tokens = excluded.max_output_tokens""",
-        [provider_id, model, input_rate, output_rate, context_window, max_output_tokens])
+               max_output_tokens = excluded.max_output_tokens, cached_input_rate = excluded.cached_input_rate,
+               enabled = excluded.enabled""",
+        [provider_id, model, input_rate, output_rate, context_window, max_output_tokens, cached_input_rate,
+         enabled])
 
 
 def delete_rate(conn: psycopg.Connection, provider_id: str, rate_id: str) -> bool:

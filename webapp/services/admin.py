@@ -8,6 +8,7 @@ catalog_version trigger moves on every write, and each worker reloads its catalo
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,12 +29,13 @@ from webapp.repos.providers import Provider
 from webapp.services import keys as keys_service
 from webapp.services.chat_request import MODEL_NAME  # one model-id rule with the chat path (ids reach headers)
 from webapp.services.credits import format_credits
+from webapp.services.provider_fields import parse_extra_headers, per_million
 from webapp.services.router import is_local_url
 
 URL_RE = re.compile(r"^[!-~]{1,500}$")  # printable ASCII: no spaces, controls or look-alike characters
 INT_RE = re.compile(r"^[+-]?[0-9]{1,18}$")  # ASCII digits only (not fullwidth or other scripts); well inside bigint
 MAX_RATE = 10**12  # micro-credits per 1K tokens: a million credits per 1K tokens is already absurd
-CHECKBOXES = ("enabled", "byok_allowed", "custom_base_url_allowed", "free_for_byok")
+CHECKBOXES = ("enabled", "byok_allowed", "custom_base_url_allowed", "free_for_byok", "needs_key")
 
 
 @contextmanager
@@ -74,7 +76,7 @@ class ProviderView:
             return KeySource("database", served.last4, env_var)
         if self.env_last4 is not None:
             return KeySource("environment", self.env_last4, env_var)
-        if is_local_url(self.provider.base_url):
+        if not self.provider.needs_key or is_local_url(self.provider.base_url):
             return KeySource("local", None, env_var)
         return KeySource("missing", None, env_var)
 
@@ -172,15 +174,16 @@ def parse_base_url(value: Any) -> str | None:
 
 
 def _text(value: Any, low: int, high: int) -> str | None:
-    """Stripped text of low..high characters, with no control character (Postgres text cannot hold NUL; the
-    others have no place in a name or a URL)."""
+    """Stripped text of low..high characters, with no control or format character (Postgres text cannot hold NUL;
+    the others, bidi overrides included, have no place in a name or a URL)."""
     if not isinstance(value, str) or not low <= len(value.strip()) <= high \
-            or any(ch < " " or "\x7f" <= ch < "\xa0" for ch in value.strip()):
+            or any(ch < " " or "\x7f" <= ch < "\xa0" or unicodedata.category(ch) == "Cf" for ch in value.strip()):
         return None
     return value.strip()
 
 
-RateValues = tuple[str, int, int, int, int]  # model, input rate, output rate, context window, max output tokens
+# model, input rate, output rate, context window, max output tokens, cached-input rate (None: input), enabled
+RateValues = tuple[str, int, int, int, int, int | None, bool]
 
 
 def validate_rate(payload: Any) -> RateValues:
@@ -207,10 +210,19 @@ def validate_rate(payload: Any) -> RateValues:
     max_out = _int(4096 if max_out_value in (None, "") else max_out_value, 1, 10_000_000)
     if max_out is None:
         errors["max_output_tokens"] = "Tokens: a whole number from 1 to 10,000,000."
+    # Absent or empty: cached input tokens cost the input rate.
+    cached_value = payload.get("cached_input_rate")
+    cached = None if cached_value in (None, "") else _int(cached_value, 0, MAX_RATE)
+    if cached is None and cached_value not in (None, ""):
+        errors["cached_input_rate"] = ("Micro-credits per 1,000 cached input tokens: a whole number, 0 or more "
+                                       "(empty: the input rate).")
+    enabled = parse_bool(payload.get("enabled", True))
+    if enabled is None:
+        errors["enabled"] = "Must be true or false."
     if errors:
         raise ValidationError(errors)
     assert in_rate is not None and out_rate is not None and window is not None and max_out is not None
-    return model, in_rate, out_rate, window, max_out
+    return model, in_rate, out_rate, window, max_out, cached, bool(enabled)
 
 
 def validate_update(payload: Any, settings: Settings, *, form: bool = False
@@ -264,6 +276,11 @@ def validate_update(payload: Any, settings: Settings, *, form: bool = False
             values["credit_multiplier"] = parse_multiplier(data["credit_multiplier"], settings, "credit_multiplier")
         except ValidationError as exc:
             errors.update(exc.errors)
+    if "extra_headers" in data:
+        try:
+            values["extra_headers"] = parse_extra_headers(data["extra_headers"])
+        except ValidationError as exc:
+            errors.update(exc.errors)
     if "sort_order" in data:
         order = _int(data["sort_order"], 0, 100_000)
         if order is None:
@@ -306,7 +323,14 @@ def _provider_state(p: Provider) -> dict[str, Any]:
 
 def _rate_state(rates: list[admin_repo.Rate]) -> list[dict[str, Any]]:
     return [{"model": r.model, "input_rate": r.input_rate, "output_rate": r.output_rate,
-             "context_window": r.context_window, "max_output_tokens": r.max_output_tokens} for r in rates]
+             "cached_input_rate": r.cached_input_rate, "context_window": r.context_window,
+             "max_output_tokens": r.max_output_tokens, "enabled": r.enabled} for r in rates]
+
+
+def refuse_archived(p: Provider) -> None:
+    """A retired provider keeps its row for the logs and receipts; nothing about it changes again."""
+    if p.archived_at is not None:
+        raise Conflict(f"{p.name} was retired; it can no longer be changed.", code="provider_archived")
 
 
 def _change(db: Database, settings: Settings, claims: Mapping[str, Any], provider_id: str, values: dict[str, Any],
@@ -315,6 +339,7 @@ def _change(db: Database, settings: Settings, claims: Mapping[str, Any], provide
         before = admin_repo.get_provider(conn, provider_id, lock=True)
         if before is None:
             raise NotFound("No such provider.", code="provider_not_found")
+        refuse_archived(before)
         old_rates = admin_repo.rates(conn, provider_id)
         after = admin_repo.update_provider(conn, provider_id, values)
         if after is None:  # RLS let the read through but not the write: the claims are not an admin's
@@ -362,13 +387,14 @@ def set_multiplier(db: Database, settings: Settings, claims: Mapping[str, Any], 
 def put_rate(db: Database, settings: Settings, claims: Mapping[str, Any], provider_id: str,
              payload: Any) -> ProviderView:
     """Add a model to a preset, or change its rates when the model is already offered."""
-    model, in_rate, out_rate, window, max_out = validate_rate(payload)
+    model, in_rate, out_rate, window, max_out, cached, enabled = validate_rate(payload)
     with admin_tx(db, claims) as conn:
         view = _views(conn, settings, provider_id)[0]
+        refuse_archived(view.provider)
         old = next((r for r in view.rates if r.model == model), None)
-        admin_repo.upsert_rate(conn, provider_id, model, in_rate, out_rate, window, max_out)
-        after = {"model": model, "input_rate": in_rate, "output_rate": out_rate, "context_window": window,
-                 "max_output_tokens": max_out}
+        admin_repo.upsert_rate(conn, provider_id, model, in_rate, out_rate, window, max_out, cached, enabled)
+        after = {"model": model, "input_rate": in_rate, "output_rate": out_rate, "cached_input_rate": cached,
+                 "context_window": window, "max_output_tokens": max_out, "enabled": enabled}
         admin_repo.insert_audit(conn, str(claims["sub"]), "provider.rate", f"provider:{view.provider.slug}",
                                 _rate_state([old])[0] if old else None, after)
         return _views(conn, settings, provider_id)[0]
@@ -378,6 +404,7 @@ def delete_rate(db: Database, settings: Settings, claims: Mapping[str, Any], pro
                 rate_id: str) -> ProviderView:
     with admin_tx(db, claims) as conn:
         view = _views(conn, settings, provider_id)[0]
+        refuse_archived(view.provider)
         old = next((r for r in view.rates if r.id == rate_id), None)
         if old is None or not admin_repo.delete_rate(conn, provider_id, rate_id):
             raise NotFound("This provider does not offer that model.", code="rate_not_found")
@@ -414,6 +441,7 @@ def add_key(db: Database, settings: Settings, keyring: KeyRing, claims: Mapping[
         provider_row = admin_repo.get_provider(conn, provider_id)
         if provider_row is None:
             raise NotFound("No such provider.", code="provider_not_found")
+        refuse_archived(provider_row)
         try:
             api_key, _ = keys_service.validate_key(provider_row, payload.get("api_key"), None, settings)
         except ValidationError as exc:
@@ -470,10 +498,17 @@ def provider_dict(v: ProviderView, *, with_keys: bool = False) -> dict[str, Any]
         "default_model": p.default_model, "enabled": p.enabled,
         "credit_multiplier": format(p.credit_multiplier.normalize(), "f"), "byok_allowed": p.byok_allowed,
         "custom_base_url_allowed": p.custom_base_url_allowed, "sort_order": p.sort_order,
-        "free_for_byok": p.free_for_byok,
+        "free_for_byok": p.free_for_byok, "needs_key": p.needs_key,
+        "extra_headers": [{"name": h[0], "value": h[1]} for h in p.header_pairs],
+        "archived": p.archived_at is not None,
+        "archived_at": p.archived_at.isoformat() if p.archived_at else None,
         "models": [{"id": r.id, "model": r.model, "input_rate": r.input_rate, "output_rate": r.output_rate,
+                    "cached_input_rate": r.cached_input_rate,
                     "input_per_1k": format_credits(r.input_rate), "output_per_1k": format_credits(r.output_rate),
-                    "context_window": r.context_window, "max_output_tokens": r.max_output_tokens}
+                    "input_per_million": per_million(r.input_rate), "output_per_million": per_million(r.output_rate),
+                    "cached_input_per_million": per_million(r.cached_input_rate) or None,
+                    "context_window": r.context_window, "max_output_tokens": r.max_output_tokens,
+                    "enabled": r.enabled}
                    for r in v.rates],
     }
     if with_keys:

@@ -13,9 +13,10 @@ from webapp.repos import providers as providers_repo
 @dataclass(frozen=True)
 class Catalog:
     version: int
-    providers: dict[str, providers_repo.Provider]  # by slug, every provider (enabled or not)
+    # by slug, every provider (enabled or not; a retired one with history is archived: never enabled again)
+    providers: dict[str, providers_repo.Provider]
     by_id: dict[str, providers_repo.Provider]
-    rates: dict[tuple[str, str], providers_repo.ModelRate]  # (slug, model)
+    rates: dict[tuple[str, str], providers_repo.ModelRate]  # (slug, model), enabled models only
     admin_keys: dict[str, list[providers_repo.AdminKey]] = field(default_factory=dict)  # by slug, newest first
 
     def models_of(self, slug: str) -> list[str]:
@@ -61,6 +62,7 @@ class CatalogCache:
             version=int(row[0]) if row else 0,
             providers={p.slug: p for p in providers},
             by_id=by_id,
-            rates={(by_id[r.provider_id].slug, r.model): r for r in rates if r.provider_id in by_id},
+            # A disabled model is neither offered (/v1/models, quotes) nor routed: it is simply not in the catalog.
+            rates={(by_id[r.provider_id].slug, r.model): r for r in rates if r.provider_id in by_id and r.enabled},
             admin_keys=admin_keys,
         )
