@@ -299,8 +299,50 @@ def audit(db: Database, claims: Mapping[str, Any], args: Mapping[str, Any]) -> A
     return AuditPage(rows, Pager(page, per_page, total), action)
 
 
+@dataclass(frozen=True)
+class Change:
+    """One line of an audit entry's diff: a field (dotted for nested objects), its old and new value as text
+    (None: absent on that side)."""
+
+    field: str
+    old: str | None
+    new: str | None
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix or "value": value}
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(_text(v) for v in value) or "(empty)"
+    return str(value)
+
+
+def diff(before: Any, after: Any) -> list[Change]:
+    """An audit entry's before and after as field: old → new, in a stable order; unchanged fields left out unless
+    nothing changed at all (then every field, so the line still says what was recorded)."""
+    old = _flatten(before) if before is not None else {}
+    new = _flatten(after) if after is not None else {}
+    fields = list(dict.fromkeys([*old, *new]))
+    changes = [Change(f, _text(old[f]) if f in old else None, _text(new[f]) if f in new else None) for f in fields]
+    moved = [c for c in changes if c.old != c.new]
+    return moved or changes
+
+
 def audit_dict(p: AuditPage) -> dict[str, Any]:
     return {"entries": [{"id": e.id, "actor_id": e.actor_id, "actor": e.actor_email, "action": e.action,
                          "target": e.target, "before": e.before, "after": e.after,
+                         "changes": [{"field": c.field, "before": c.old, "after": c.new}
+                                     for c in diff(e.before, e.after)],
                          "created_at": e.created_at.isoformat()} for e in p.rows],
             "page": p.pager.page, "per_page": p.pager.per_page, "total": p.pager.total, "pages": p.pager.pages}

@@ -523,6 +523,10 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
         "target": string("Such as provider:openai or user:someone@example.com."),
         "before": {"description": "The state before the change (any JSON, null when nothing existed)."},
         "after": {"description": "The state after the change (any JSON, null when removed)."},
+        "changes": array(obj({"field": string("Dotted for nested objects."), "before": nullable(string()),
+                              "after": nullable(string())}),
+                         "The same as a readable diff: one line per field that changed, values as text (null: "
+                         "absent on that side)."),
         "created_at": DATETIME,
     }),
     "AuditPage": obj({"entries": array(ref("AuditEntry")), "page": integer(minimum=1),
@@ -1074,14 +1078,120 @@ def _api_key_paths() -> dict[str, Schema]:
     }
 
 
+# -- credits a user can follow (ledger pages, receipts) and the admin's credit settings ---------------------------
+
+AMOUNT_IN: Schema = {"type": ["number", "string"],
+                     "description": "A decimal with at most 6 decimal places, from 0 to 1,000,000,000."}
+CREDIT_SCHEMAS: dict[str, Schema] = {
+    "UserLedgerEntry": obj({
+        "id": integer("The cursor: pass the last one as `before` for the next page."),
+        "kind": string(enum=["grant", "deduct", "reserve", "settle", "refund", "shortfall"],
+                       description="grant/deduct: by an admin or the sign-up grant; reserve: credits held for a "
+                                   "request; settle: the unused part returned (or the extra charged); refund: a "
+                                   "failed request's hold returned; shortfall: usage that could not be collected "
+                                   "(delta 0)."),
+        "delta": CREDITS, "delta_micro": MICRO, "balance_after": CREDITS, "balance_after_micro": MICRO,
+        "request_id": nullable(UUID), "reason": string(), "uncollected": nullable(CREDITS), "created_at": DATETIME,
+    }),
+    "LedgerPage": obj({
+        "entries": array(ref("UserLedgerEntry"), "Newest first.", maxItems=100),
+        "next_before": nullable(integer("Pass as `before` for the next (older) page; null on the last page.")),
+    }),
+    "UserReceipt": obj({
+        "request_id": UUID,
+        "state": string(enum=["settled", "refunded", "reserved", "logged"],
+                        description="settled or refunded: a member request's outcome; reserved: in flight, its "
+                                    "credits held; logged: a request that reserved nothing (BYOK, or refused before "
+                                    "reserving)."),
+        "created_at": nullable(DATETIME), "mode": nullable(string(enum=["member", "byok"])),
+        "status": nullable(integer()), "provider": nullable(string()), "model": nullable(string()),
+        "task": nullable(string()), "key_source": nullable(string()),
+        "tokens_in": nullable(integer()), "tokens_out": nullable(integer()),
+        "usage": nullable(string(enum=["measured", "estimated", "corrected"])),
+        "credits": nullable(CREDITS), "credits_micro": nullable(integer()), "multiplier": nullable(MULTIPLIER),
+        "reserved": nullable(CREDITS), "reserved_micro": nullable(integer()), "shortfall": nullable(CREDITS),
+        "fallback_path": array(string(), "provider:outcome per attempt."), "stream": nullable(BOOL),
+        "error_code": nullable(string()), "latency_ms": nullable(integer()), "output_limit": nullable(integer()),
+        "api_key": nullable(obj({"id": UUID, "name": string(), "prefix": string()},
+                                description="The personal API key the request came with (never the key).")),
+    }, description="One of your requests: no key and no prompt text. Null fields are not known yet (in flight)."),
+    "UserReceiptEnvelope": obj({"receipt": ref("UserReceipt")}),
+    "CreditSettings": obj({
+        "signup_grant": CREDITS, "signup_grant_micro": MICRO,
+        "currency_code": string("ISO 4217 style, three letters."), "currency_symbol": string(maxLength=4),
+        "credit_value": string("Currency units one credit is worth (display only), six decimals.",
+                               pattern=r"^[0-9]+\.[0-9]{6}$"),
+        "credit_value_label": string("Such as `1 credit = $1.00`."),
+        "low_balance_threshold": CREDITS, "low_balance_threshold_micro": MICRO,
+        "updated_at": DATETIME, "updated_by": nullable(string("The email of the admin who last changed them.")),
+    }),
+    "CreditSettingsEnvelope": obj({"settings": ref("CreditSettings")}),
+    "CreditSettingsSaved": obj({
+        "settings": ref("CreditSettings"),
+        "changed": array(string(enum=["signup_grant", "currency_code", "currency_symbol", "credit_value",
+                                      "low_balance_threshold"]), "What changed (empty: nothing, nothing audited)."),
+    }),
+    "CreditSettingsUpdate": {**obj({
+        "signup_grant": {**AMOUNT_IN, "description": "Credits every new account is granted (0: none)."},
+        "currency_code": string("Three letters, such as USD (upper-cased)."),
+        "currency_symbol": string("Up to 4 characters without spaces, such as $; empty shows the code."),
+        "credit_value": {**AMOUNT_IN, "description": "Currency units one credit is worth, 0 to 1,000,000."},
+        "low_balance_threshold": {**AMOUNT_IN, "description": "Warn a user whose balance is under this (credits)."},
+    }, [], description="Only the fields sent change."), "minProperties": 1},
+}
+
+
+def _credit_paths() -> dict[str, Schema]:
+    errs = ("401", "503")
+    return {
+        "/api/user/credits/ledger": {
+            "get": _op("getUserLedger", "User", "Your ledger, one page at a time",
+                       "Newest first, keyset-paged on the entry id: the sum of every page's `delta_micro` is your "
+                       "balance.", "user",
+                       {"200": _json(ref("LedgerPage"), "One page."), **_errors(*errs, "422")},
+                       parameters=[
+                           _param("limit", "query", or_empty(integer(minimum=1, maximum=100)),
+                                  "Entries per page, 1 to 100 (25)."),
+                           _param("before", "query", or_empty(integer(minimum=1, maximum=2**63 - 1)),
+                                  "Only entries older than this id (the previous page's `next_before`)."),
+                       ]),
+        },
+        "/api/user/llm/receipts/{request_id}": {
+            "parameters": [_param("request_id", "path", string(minLength=1, pattern="^[^/]+$"),
+                                  "The request id (the X-Request-Id of the answer); anything but one of your "
+                                  "requests' ids is a 404.")],
+            "get": _op("getUserReceipt", "User", "One of your requests' receipt",
+                       "Mode, provider, model, tokens, credits (held and charged), usage source, fallback path, "
+                       "the personal API key's name. Another user's request id is a 404, like an unknown one.",
+                       "user",
+                       {"200": _json(ref("UserReceiptEnvelope"), "The receipt."),
+                        "404": _json(ref("ApiError"), "None of your requests has this id (`request_not_found`)."),
+                        **_errors(*errs)}),
+        },
+        "/api/admin/settings/credits": {
+            "get": _op("adminGetCreditSettings", "Admin: users", "Credit settings",
+                       "The sign-up grant, a credit's display value and the low-balance threshold.", "admin",
+                       {"200": _json(ref("CreditSettingsEnvelope"), "The settings."),
+                        **_errors("401", "403", "503")}),
+            "put": _op("adminUpdateCreditSettings", "Admin: users", "Change the credit settings",
+                       "Only the fields sent change; audited (`settings.credits`, before and after). The sign-up "
+                       "grant applies from the next sign-up, through the ledger.", "admin",
+                       {"200": _json(ref("CreditSettingsSaved"), "The settings after the change."),
+                        **_errors("401", "403", "413", "422", "503")},
+                       body=_body(ref("CreditSettingsUpdate"), "The fields to change.")),
+        },
+    }
+
+
 @functools.cache
 def _build() -> Schema:
     paths: dict[str, Schema] = {}
-    for part in (_v1_paths(), _user_paths(), _api_key_paths(), _pricing_paths(), _admin_paths(), _meta_paths()):
+    for part in (_v1_paths(), _user_paths(), _api_key_paths(), _pricing_paths(), _admin_paths(), _meta_paths(),
+                 _credit_paths()):
         paths.update(part)
     schemas: dict[str, Schema] = {}
     for group in (ERROR_SCHEMAS, COMMON_SCHEMAS, V1_SCHEMAS, USER_SCHEMAS, API_KEY_SCHEMAS, PRICING_SCHEMAS,
-                  ADMIN_SCHEMAS, META_SCHEMAS):
+                  ADMIN_SCHEMAS, META_SCHEMAS, CREDIT_SCHEMAS):
         schemas.update(group)
     return {
         "openapi": "3.1.0",

@@ -236,7 +236,7 @@ def analytics() -> Any:
 @admin_page_required
 def audit() -> Any:
     page = admin_reports.audit(_svc().db, g.claims, request.args)
-    return _render("admin/audit.html", "audit", ap=page)
+    return _render("admin/audit.html", "audit", ap=page, diff=admin_reports.diff)
 
 
 # -- site settings (credits) --------------------------------------------------------------------------------------
