@@ -214,6 +214,16 @@ SPECS: dict[str, Spec] = {
         update="update public.catalog_version set version = version + 1 where id = %(key)s",
         delete="delete from public.catalog_version where id = %(key)s",
     ),
+    # The single row of credit settings: every signed-in user reads the display columns (the page shows the
+    # balance's money value and the low-balance warning); the app writes it as service_role for admins.
+    "site_settings": Spec(
+        targets=("singleton",),
+        select="select 1 from public.site_settings where id = %(key)s",
+        insert="insert into public.site_settings (id) values (true)",
+        update="update public.site_settings set low_balance_threshold = low_balance_threshold + 1"
+               " where id = %(key)s",
+        delete="delete from public.site_settings where id = %(key)s",
+    ),
 }
 
 # The expected outcome of every cell. Each string is "select insert update delete", one character per target in
@@ -352,6 +362,13 @@ EXPECTED: dict[str, dict[str, str]] = {
         "admin":   "X X X X",
         "service": "+ X X X",
     },
+    "site_settings": {              # singleton: display columns to authenticated; written only as service_role
+        "anon":    "X X X X",
+        "userA":   "+ X X X",
+        "userB":   "+ X X X",
+        "admin":   "+ X X X",
+        "service": "+ X + X",
+    },
 }
 
 # Cells whose failure is a known migration defect, explained in the assertion message (never skipped).
@@ -479,7 +496,7 @@ def world(db: Database, database_urls: tuple[str, str]) -> Iterator[World]:
     """Users A, B and an admin; one row of A and one of B in every per-user table; a disabled provider."""
     a, b, adm = new_user(db), new_user(db), new_user(db, admin=True)
     ids = {"A": a.id, "B": b.id, "admin": adm.id}
-    keys: dict[tuple[str, str], Any] = {("catalog_version", "singleton"): True,
+    keys: dict[tuple[str, str], Any] = {("catalog_version", "singleton"): True, ("site_settings", "singleton"): True,
                                         ("sign_in_attempts", "row"): f"account:rls-{uuid.uuid4().hex[:8]}@x.test"}
     audit_ids: list[int] = []
     admin_key_ids: list[str] = []
@@ -567,7 +584,7 @@ def test_rls_cell(world: World, table: str, actor: str, op: str, target: str, ex
 def test_matrix_size() -> None:
     """The matrix is table x actor x operation x target; keep the count visible when tables are added."""
     assert len(CELLS) == sum(len(s.targets) for s in SPECS.values()) * len(ACTORS) * len(OPERATIONS)
-    assert len(CELLS) == 700
+    assert len(CELLS) == 720
 
 
 # --- Columns no `authenticated` caller may ever read: the encrypted keys -------------------------------------------
@@ -587,6 +604,24 @@ def test_ciphertext_never_selectable_by_api_roles(world: World, table: str, expr
     params = {"key": world.keys[(table, "A")]}
     got = attempt(world, actor, f"select {expr} from public.{table} where id = %(key)s", params, fetch=True)
     assert got == expected, f"select {expr} from {table} as {actor}: expected {expected!r}, got {got!r}"
+
+
+# --- Site settings: the sign-up grant and who changed the row are the admins' (read by the app as service_role) --
+
+DISPLAY_COLUMNS = ("currency_symbol, credit_value", "low_balance_threshold")
+SITE_SETTINGS_CELLS = [
+    pytest.param(expr, actor, ALLOWED if actor == "service" or (actor != "anon" and expr in DISPLAY_COLUMNS)
+                 else DENIED, id=f"site_settings-{expr}-{actor}")
+    for expr in ("signup_grant", "updated_by", "updated_at", "*", "currency_symbol, credit_value",
+                 "low_balance_threshold")
+    for actor in ACTORS
+]
+
+
+@pytest.mark.parametrize(("expr", "actor", "expected"), SITE_SETTINGS_CELLS)
+def test_site_settings_columns(world: World, expr: str, actor: str, expected: str) -> None:
+    got = attempt(world, actor, f"select {expr} from public.site_settings where id", {}, fetch=True)
+    assert got == expected, f"select {expr} from site_settings as {actor}: expected {expected!r}, got {got!r}"
 
 
 # --- A personal API key's hash: the service role's only; key claims never carry admin rights ----------------------
