@@ -196,7 +196,7 @@ def test_mode_section_shows_balance_and_multipliers(me: Session, db: Database) -
     with db.as_service() as conn:
         credits_repo.adjust(conn, me.user.id, 12_345_600, "grant", None)
     text = assert_fragment(me.get("/settings/mode", hx=True), "mode")
-    assert 'id="balance">12.3456<' in text
+    assert 'id="balance">12.345600<' in text, "to the micro-credit"
     assert "GitHub Models</td><td>1.5\u00d7" in text
     assert "hx-confirm=" in text and 'hx-trigger="keys-changed from:body"' in text
 
