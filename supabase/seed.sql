@@ -17,6 +17,10 @@ values
   ('ollama',    'Ollama',        'openai',    'http://127.0.0.1:11434/v1',                    'llama3.2',                true, 0.1, true, true,  80)
 on conflict (slug) do nothing;
 
+-- The local engines serve without a key (the column's default is true; its migration ran before these rows).
+update public.llm_providers set needs_key = false
+where slug in ('lmstudio', 'ollama') and needs_key and updated_at = created_at;  -- never a row an admin changed
+
 insert into public.llm_model_rates (provider_id, model, input_rate, output_rate, context_window, max_output_tokens)
 select p.id, r.model, r.input_rate, r.output_rate, r.context_window, r.max_output_tokens
 from (values

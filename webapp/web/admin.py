@@ -16,6 +16,7 @@ from webapp.auth.guards import admin_page_required
 from webapp.errors import ValidationError
 from webapp.services import admin, admin_reports, admin_users
 from webapp.services.credits import format_credits
+from webapp.services.provider_fields import headers_text, per_million, rate_units
 
 bp = Blueprint("admin", __name__)
 
@@ -32,6 +33,7 @@ def _helpers() -> dict[str, Any]:
 
     settings = _svc().settings
     return {"credits": format_credits, "page_link": page_link, "errors": {}, "form": {},
+            "rate_units": rate_units, "per_million": per_million, "headers_text": headers_text,
             "local_auth": settings.auth_backend == "local",
             "bounds": {"min": f"{settings.multiplier_min:g}", "max": f"{settings.multiplier_max:g}"}}
 
@@ -109,8 +111,81 @@ def provider_settings(provider_id: Any) -> Any:
 @admin_page_required
 def provider_rate(provider_id: Any) -> Any:
     svc = _svc()
+    fields = {**request.form.to_dict(), "enabled": request.form.get("enabled", "false")}  # unchecked box: off
     return _provider_submit(provider_id, lambda: admin.put_rate(
-        svc.db, svc.settings, g.claims, str(provider_id), request.form), "model rate saved", open=True)
+        svc.db, svc.settings, g.claims, str(provider_id), fields), "model rate saved", open=True)
+
+
+# -- provider lifecycle: add, retire, fetch models, add models, bulk edit ------------------------------------------
+
+def _area(status: int = 200, notice: str | None = None, **ctx: Any) -> Any:
+    views = admin.providers(_svc().db, _svc().settings, g.claims)
+    return _render("admin/providers.html", "providers_area", status, notice, providers=views, **ctx)
+
+
+@bp.post("/admin/providers")
+@admin_page_required
+def provider_create() -> Any:
+    from webapp.services import provider_admin
+
+    fields = {k: v for k, v in request.form.items() if k != "csrf_token"}
+    try:
+        view = provider_admin.create_provider(_svc().db, _svc().settings, g.claims, fields, form=True)
+    except ValidationError as exc:
+        return _area(422, create_errors=exc.errors, create_form=request.form)
+    return _area(notice=f"{view.provider.name}: provider added. Add a key, then fetch its models.",
+                 open_id=view.id)
+
+
+@bp.post("/admin/providers/<uuid:provider_id>/retire")
+@admin_page_required
+def provider_retire(provider_id: Any) -> Any:
+    from webapp.services import provider_admin
+
+    done = provider_admin.retire_provider(_svc().db, _svc().settings, g.claims, str(provider_id))
+    what = "archived (it has history: logs keep its name)" if done.archived else "deleted (it had no history)"
+    told = f"; {done.users_notified} user(s) notified" if done.users_notified else ""
+    return _area(notice=f"{done.name}: retired, {what}{told}.")
+
+
+@bp.post("/admin/providers/<uuid:provider_id>/models/fetch")
+@admin_page_required
+def provider_fetch_models(provider_id: Any) -> Any:
+    from webapp.errors import AppError
+    from webapp.services import provider_admin
+
+    svc = _svc()
+    try:
+        got = provider_admin.fetch_models(svc.db, svc.settings, svc.keyring, g.claims, str(provider_id))
+    except (ValidationError, AppError) as exc:
+        message = next(iter(exc.errors.values())) if isinstance(exc, ValidationError) else exc.message
+        view = provider_admin.admin_view(svc.db, svc.settings, g.claims, str(provider_id))
+        return _render("admin/providers.html", "fetched", exc.status, p=view, fetch_error=message)
+    return _render("admin/providers.html", "fetched", p=got.view, fetched=got)
+
+
+@bp.post("/admin/providers/<uuid:provider_id>/models/add")
+@admin_page_required
+def provider_add_models(provider_id: Any) -> Any:
+    from webapp.services import provider_admin
+
+    svc, pid = _svc(), str(provider_id)
+    payload = {**request.form.to_dict(), "models": request.form.getlist("models")}
+    return _provider_submit(provider_id, lambda: provider_admin.add_models(svc.db, svc.settings, g.claims, pid,
+                                                                           payload),
+                            f"{len(payload['models'])} model(s) added", open=True)
+
+
+@bp.post("/admin/providers/<uuid:provider_id>/models/bulk")
+@admin_page_required
+def provider_bulk_models(provider_id: Any) -> Any:
+    from webapp.services import provider_admin
+
+    svc, pid = _svc(), str(provider_id)
+    payload = {**request.form.to_dict(), "rate_ids": request.form.getlist("rate_ids")}
+    return _provider_submit(provider_id, lambda: provider_admin.bulk_edit(svc.db, svc.settings, g.claims, pid,
+                                                                          payload),
+                            "selected models updated", open=True)
 
 
 @bp.post("/admin/providers/<uuid:provider_id>/rates/<uuid:rate_id>/delete")
@@ -128,7 +203,7 @@ def provider_rate_delete(provider_id: Any, rate_id: Any) -> Any:
 @admin_page_required
 def keys() -> Any:
     views = admin.providers(_svc().db, _svc().settings, g.claims)
-    return _render("admin/keys.html", "keys", providers=views)
+    return _render("admin/keys.html", "keys", providers=[v for v in views if v.provider.archived_at is None])
 
 
 @bp.post("/admin/providers/<uuid:provider_id>/keys")

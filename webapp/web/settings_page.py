@@ -19,6 +19,7 @@ from webapp.errors import ValidationError
 from webapp.repos.providers import Provider
 from webapp.services import account_security, api_keys, charts, overview, usage, user_account, user_settings
 from webapp.services import keys as keys_service
+from webapp.services import notices as notices_service
 from webapp.services import quote as quote_service
 
 bp = Blueprint("settings_page", __name__)
@@ -108,6 +109,9 @@ def _render(block: str, state: FormState = BLANK, status: int = 200, **extra: An
     # Asked only where the page shows it (the notice at the top, the Security section): one service statement.
     ctx.setdefault("must_change_password", functools.partial(account_security.must_change_password, _svc().db,
                                                              current_user.get_id()))
+    # What an admin change did to the user's routing (a retired provider): read only by the block that shows it.
+    ctx.setdefault("user_notices", functools.cache(functools.partial(notices_service.for_user, _svc().db,
+                                                                     current_user.claims)))
     # The credits area (balance, ledger, requests in flight): read only by the blocks that show it.
     ctx.setdefault("credits_view", functools.cache(functools.partial(user_account.credits_view, _svc().db,
                                                                      current_user.claims)))
@@ -205,6 +209,13 @@ def _utc_minute(value: datetime | str | None) -> str:
 @bp.get("/settings")
 def index() -> Response:
     return _render("content")
+
+
+@bp.post("/settings/notices/<notice_id>/dismiss")
+def dismiss_notice(notice_id: str) -> Response:
+    """Hide one notice; the block comes back without it (another user's or an unknown id: 404)."""
+    notices_service.dismiss(_svc().db, current_user.claims, notice_id[:64])
+    return _render("notices")
 
 
 @bp.post("/settings/profile")
