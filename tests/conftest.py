@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.support.chromium import browser  # noqa: F401 (the session's one Chromium, for any test folder)
 from tests.support.dbsetup import create_test_database, test_environ
 from webapp import create_app
 from webapp.config import Settings, load_settings

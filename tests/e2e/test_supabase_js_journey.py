@@ -30,8 +30,6 @@ from webapp.repos import refresh_tokens
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "js" / "journey.mjs"
 PACKAGES = ("@supabase/supabase-js", "openai")
-CHROMIUM = os.environ.get("SWITCHBOARD_CHROMIUM", "/usr/bin/chromium")  # as tests/browser uses it
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage"]
 
 
 def node_or_fail() -> str:
@@ -204,24 +202,20 @@ def front_end() -> Iterator[str]:
         thread.join(5)
 
 
-def in_chromium(settings: Settings, front_end: str, page_path: str, function: str,
+def in_chromium(browser: Any, settings: Settings, front_end: str, page_path: str, function: str,
                 member: Any) -> tuple[Any, list[str], list[str]]:
     """Serve the app (the page's origin allowed by CORS), open `page_path` of the front end in Chromium, and call
     window.<function>(url, anon key, email, password). Returns its result, failed requests and page errors."""
     node_or_fail()
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: run `make test` (it installs Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
     key = anon_key(settings)
     app = create_app(settings.with_overrides(supabase_anon_key=key, cors_origins=(front_end,)))
     failed: list[str] = []
     errors: list[str] = []
     try:
-        with serve(app) as url, sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        with serve(app) as url:
+            context = browser.new_context()
             try:
-                page = browser.new_page()
+                page = context.new_page()
                 page.on("requestfailed", lambda r: failed.append(f"{r.method} {r.url}: {r.failure}"))
                 page.on("pageerror", lambda e: errors.append(str(e)))
                 page.goto(front_end + page_path)
@@ -229,15 +223,15 @@ def in_chromium(settings: Settings, front_end: str, page_path: str, function: st
                 result = page.evaluate(f"([u, k, e, p]) => window.{function}(u, k, e, p)",
                                        [url, key, member.email, member.password])
             finally:
-                browser.close()
+                context.close()
     finally:
         app.extensions["switchboard"].db.close()
     return result, failed, errors
 
 
 def test_browser_supabase_js_and_openai_from_another_origin(gateway: Gateway, settings: Settings, front_end: str,
-                                                          member: Any, db: Any) -> None:
-    result, failed, _ = in_chromium(settings, front_end, "/", "journey", member)
+                                                          member: Any, db: Any, browser: Any) -> None:
+    result, failed, _ = in_chromium(browser, settings, front_end, "/", "journey", member)
     assert failed == [], failed  # a CORS refusal shows here
     assert result["reply"] == "The quick brown fox jumps over the lazy dog.", result
     assert result["metadata"] == {"from": "browser"}
@@ -250,9 +244,9 @@ def test_browser_supabase_js_and_openai_from_another_origin(gateway: Gateway, se
 
 
 def test_readme_browser_snippet_runs_in_chromium(gateway: Gateway, settings: Settings, front_end: str, member: Any,
-                                                 db: Any) -> None:
+                                                 db: Any, browser: Any) -> None:
     """The README's browser snippet, served verbatim as a module of a page on another origin, signs nothing itself:
     the page's supabase-js client does, and the snippet calls /v1 with the session's token through CORS."""
-    result, failed, errors = in_chromium(settings, front_end, "/readme", "run", member)
+    result, failed, errors = in_chromium(browser, settings, front_end, "/readme", "run", member)
     assert failed == [] and errors == [], (failed, errors)
     assert result == {"reply": "The quick brown fox jumps over the lazy dog."}
