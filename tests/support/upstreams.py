@@ -12,7 +12,8 @@ Reply: REPLY ("The quick brown fox jumps over the lazy dog.", 9 words), one stre
 Usage: prompt tokens = whitespace-separated words of every message's text (system included, for Anthropic the
 top-level `system` too; images and tool_call arguments are not counted), completion tokens = words produced.
 For Anthropic, `input_tokens` is that word count and `cache_read_tokens` / `cache_creation_tokens` (attributes,
-default 0) are reported on top, as the real API does.
+default 0) are reported on top, as the real API does. For OpenAI, a non-zero `cache_read_tokens` is reported as
+`prompt_tokens_details.cached_tokens`, inside `prompt_tokens`, as OpenAI does.
 
 If `max_tokens` (or OpenAI `max_completion_tokens`) is below the word count, the reply is cut to that many
 words and the finish reason is length / max_tokens. If a stop sequence equals one of the reply words, the
@@ -492,10 +493,13 @@ class OpenAIUpstream(FakeUpstream):
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         return "text", self.reply_words(limit, [stop] if isinstance(stop, str) else list(stop))
 
-    def _usage(self, body: dict[str, Any], completion: int) -> dict[str, int]:
+    def _usage(self, body: dict[str, Any], completion: int) -> dict[str, Any]:
         prompt = self.prompt_words(body)
-        return {"prompt_tokens": prompt, "completion_tokens": self.reported(completion),
-                "total_tokens": prompt + completion}
+        usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": self.reported(completion),
+                                 "total_tokens": prompt + completion}
+        if self.cache_read_tokens:  # OpenAI counts cached prompt tokens inside prompt_tokens and details them
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cache_read_tokens}
+        return usage
 
     def completion_json(self, body: dict[str, Any], b: Behaviour) -> Any:
         kind, plan = self._plan(body)

@@ -99,7 +99,7 @@ def quote() -> Any:
     gateway = _svc().gateway
     ctx, catalog = gateway.context(g.claims)
     return jsonify(quote_service.quote(request.get_json(silent=True), ctx, catalog,
-                                       lambda p: gateway.member_ready(p, catalog)))
+                                       lambda p: gateway.member_ready(p, catalog), gateway.planner(ctx, catalog)))
 
 
 # -- personal API keys (a key cannot manage keys: session_token_required) ----------------------------------------

@@ -202,6 +202,10 @@ class Gateway:
     def member_ready(self, provider: Any, catalog: Any) -> bool:
         return router.member_ready(provider, catalog, self.settings)
 
+    def planner(self, ctx: context_repo.UserContext, catalog: Any) -> Any:
+        """The plan `chat` would make for (model, task) in this context: quotes price exactly what is routed."""
+        return lambda model, task: router.plan(model, task, None, ctx, catalog, self.settings, self.keyring)
+
     # -- chat --------------------------------------------------------------------------------------------
     def chat(self, claims: dict[str, Any], body: Any, task_header: str | None,
              byok: router.ByokHeaders | None) -> ChatResult:

@@ -131,6 +131,11 @@ ERROR_SCHEMAS: dict[str, Schema] = {
             "message": string(),
             "fields": {"type": "object", "additionalProperties": {"type": "string"},
                        "description": "One message per invalid field (`body` when the body is not a JSON object)."},
+            "offered": obj({
+                "mode": string(enum=["member", "byok"]),
+                "providers": array(obj({"provider": SLUG, "models": nullable(array(string()))}),
+                                   "Each provider offered in that mode and its models (null: any model)."),
+            }, description="Settings only, when a default provider or a task override is not offered to you."),
         }, ["code", "message", "fields"]),
     }, description="422: the request was understood but some fields are not valid."),
     "OpenAIError": obj({
@@ -259,6 +264,9 @@ USER_SCHEMAS: dict[str, Schema] = {
         "default_provider": nullable(SLUG),
         "fallbacks_enabled": BOOL,
         "never_spend_credits": BOOL,
+        "allow_dearer_fallbacks": {"type": "boolean", "description": "Off (default): credits are reserved for the "
+                                   "first route and a fallback never costs more per token. On: the reservation "
+                                   "covers the dearest fallback."},
         "provider_priorities": array(SLUG),
         "task_overrides": {"type": "object", "additionalProperties": ref("TaskOverride")},
         "monthly_credit_cap": nullable(ref("Credits")),
@@ -272,15 +280,19 @@ USER_SCHEMAS: dict[str, Schema] = {
         "email_notifications": BOOL,
         "marketing_emails": BOOL,
         "llm_mode": string(enum=["member", "byok"]),
-        "default_provider": nullable(string("An enabled provider's slug; empty or null clears it.")),
+        "default_provider": nullable(string("A provider offered to you in your mode (member: enabled and ready "
+                                            "for members; BYOK: one you stored a key for that allows BYOK); empty "
+                                            "or null clears it.")),
         "fallbacks_enabled": BOOL,
         "never_spend_credits": BOOL,
+        "allow_dearer_fallbacks": BOOL,
         "provider_priorities": array(SLUG, "Distinct known provider slugs, most preferred first.",
                                      uniqueItems=True),
         "task_overrides": {"type": "object", "maxProperties": 50,
                            "propertyNames": {"pattern": r"^[A-Za-z0-9_.-]{1,64}$"},
                            "additionalProperties": ref("TaskOverride"),
-                           "description": "Task name to {provider, model}; the provider must be enabled."},
+                           "description": "Task name to {provider, model}; the provider and model must be "
+                                          "offered to you in your mode (a 422 lists what is, in `error.offered`)."},
         "monthly_credit_cap": {"type": ["number", "string", "null"],
                                "description": "Credits (0 to 1,000,000,000) as a number or a decimal string; "
                                               "null or empty for no cap."},
@@ -336,6 +348,10 @@ USER_SCHEMAS: dict[str, Schema] = {
         "prompt": string("The prompt text (at most 400,000 characters, not blank).", minLength=1,
                          maxLength=400000, pattern=r"\S"),
         "max_tokens": integer("Output tokens to price (default 512).", minimum=1, maximum=1000000, default=512),
+        "model": string("Price the routes the gateway would plan for this model (`provider/model` pins it), in "
+                        "order, with the key's allow-list and mode when called with a personal API key.",
+                        minLength=1, maxLength=200, pattern=r"^[!-~]+$"),
+        "task": string("The task the request would name (its override applies).", minLength=1, maxLength=64),
     }, ["prompt"], extra=True),
     "QuoteRoute": obj({
         "mode": string(enum=["member", "byok"]), "provider": SLUG, "model": string(),
@@ -343,7 +359,10 @@ USER_SCHEMAS: dict[str, Schema] = {
         "multiplier": MULTIPLIER, "context_window": integer(),
         "fits": {"type": "boolean", "description": "prompt_tokens + max_tokens fit the context window."},
     }),
-    "Quote": obj({"max_tokens": integer(), "routes": array(ref("QuoteRoute"))}),
+    "Quote": obj({"max_tokens": integer(), "routes": array(ref("QuoteRoute")),
+                  "model": string("With `model`: the model asked for."),
+                  "reserve_credits": CREDITS, "reserve_credits_micro": MICRO},
+                 ["max_tokens", "routes"]),
 }
 
 PRICING_SCHEMAS: dict[str, Schema] = {
@@ -377,6 +396,11 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
         "output_rate": integer("Micro-credits per 1,000 output tokens."), "input_per_1k": CREDITS,
         "output_per_1k": CREDITS, "context_window": integer(),
         "max_output_tokens": integer("The most one answer may hold; the gateway writes it upstream."),
+        "cached_input_rate": nullable(integer("Micro-credits per 1,000 cached input tokens; null: the input rate.")),
+        "input_per_million": string("The input rate in credits per million tokens (a decimal string)."),
+        "output_per_million": string("The output rate in credits per million tokens."),
+        "cached_input_per_million": nullable(string("The cached-input rate in credits per million tokens.")),
+        "enabled": {"type": "boolean", "description": "A disabled model is neither offered nor routed."},
     }),
     "KeyStatus": obj({
         "source": string("Where member-mode requests get their key: an admin key in the `database`, the "
@@ -396,6 +420,11 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
                                                             "requests at its own address (off: only at the user's)."},
         "models": array(ref("AdminModelRate")), "key_status": ref("KeyStatus"), "keys": array(ref("AdminKey")),
         "environment_key": nullable(ref("EnvironmentKey")),
+        "needs_key": {"type": "boolean", "description": "Whether member mode needs a key to call it."},
+        "extra_headers": array(obj({"name": string(), "value": string()}),
+                               "Sent upstream with every request (not secrets; never an auth header)."),
+        "archived": {"type": "boolean", "description": "Retired with history: kept for the logs, hidden from users."},
+        "archived_at": nullable(DATETIME),
     }),
     "AdminProviderList": obj({"providers": array(ref("AdminProvider"))}),
     "AdminProviderEnvelope": obj({"provider": ref("AdminProvider")}),
@@ -428,7 +457,49 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
         "sort_order": {"type": ["integer", "string"], "description": "0 to 100000."},
         "models": array(ref("ModelRateInput"), "The complete new list of model rates (replaces the old list).",
                         maxItems=500),
-    }, [], description="Only the fields sent change; an unknown or read-only field is a validation error."),
+        "needs_key": {"type": ["boolean", "string"], "description": "Whether member mode needs a key."},
+        "extra_headers": {"description": "Headers sent upstream with every request, at most 10: "
+                                         "[{name, value}], [[name, value]], {name: value} or `Name: value` lines. "
+                                         "Names are HTTP tokens; auth (Authorization, x-api-key, api-key), "
+                                         "hop-by-hop and framing headers are refused; values 1 to 500 printable "
+                                         "ASCII characters."},
+    }, [], description="Only the fields sent change; an unknown or read-only field (slug) is a validation error."),
+    "ProviderCreate": obj({
+        "slug": string("1 to 40 of a-z, 0-9 and '-', starting with a letter or digit; unique, also among retired "
+                       "providers; never changes.", pattern=r"^\s*[a-z0-9][a-z0-9-]{0,39}\s*$"),
+        "name": string("1 to 80 characters.", minLength=1, maxLength=80, pattern=NOT_BLANK_NO_NUL),
+        "api_style": string(enum=["openai", "anthropic"]),
+        "base_url": string("An http(s) URL; private and loopback addresses are allowed (the operator's).",
+                           maxLength=500, pattern=r"^\s*https?://[^\x00]+$"),
+    }, ["slug", "name", "api_style", "base_url"], extra=True,
+        description="Any ProviderUpdate field may be given too (except models); absent: enabled, needs a key, BYOK "
+                    "allowed, multiplier 1, no extra headers, no default model (the first model added)."),
+    "ProviderRetired": obj({"retired": obj({
+        "slug": SLUG, "name": string(),
+        "archived": {"type": "boolean", "description": "true: it had history and is archived; false: deleted."},
+        "users_notified": integer("Users whose routing named it: cleaned up and left a notice."),
+    })}),
+    "FetchedModels": obj({
+        "models": array(obj({"id": string(), "offered": BOOL}), "Valid ids the upstream listed, sorted, at most "
+                                                               "2,000; `offered`: already on this provider."),
+        "skipped": integer("Ids refused (not a valid model id) or beyond 2,000."),
+    }),
+    "ModelsAdd": obj({
+        "models": array(string(pattern=MODEL_PATTERN), "Model ids to offer (1 to 2,000).", minItems=1,
+                        maxItems=2000),
+        "input_rate": {"type": ["integer", "string"], "description": "Micro-credits per 1K input tokens."},
+        "output_rate": {"type": ["integer", "string"], "description": "Micro-credits per 1K output tokens."},
+        "cached_input_rate": {"description": "Micro-credits per 1K cached input tokens; absent or empty: input."},
+        "context_window": {"description": "Tokens, 1 to 100,000,000 (absent: 8192)."},
+        "max_output_tokens": {"description": "Tokens, 1 to 10,000,000 (absent: 4096)."},
+    }, ["models", "input_rate", "output_rate"], extra=True),
+    "ModelsBulkEdit": obj({
+        "rate_ids": array(UUID, "The models (their `id` in AdminModelRate) to change.", minItems=1),
+        "field": string(enum=["input_rate", "output_rate", "cached_input_rate", "context_window",
+                              "max_output_tokens", "enabled"]),
+        "value": {"description": "A whole number in the field's range; true/false for enabled; empty or null "
+                                 "for cached_input_rate (the input rate)."},
+    }, ["rate_ids", "field", "value"], extra=True),
     "AdminKeyCreate": obj({
         "api_key": string("8 to 500 printable ASCII characters, no whitespace.", minLength=8, maxLength=500,
                           pattern=KEY_PATTERN),
@@ -810,6 +881,12 @@ def _admin_paths() -> dict[str, Schema]:
                        "Enabled or not, with model rates, masked keys and where member mode gets its key.", "admin",
                        {"200": {**_json(ref("AdminProviderList"), "The presets."), "links": provider_links},
                         **_errors(*admin_errors)}),
+            "post": _op("adminCreateProvider", prov, "Create a provider",
+                        "Name, slug, wire style, base URL and any other field; no models or key yet (fetch or add "
+                        "them next). Audited.", "admin",
+                        {"201": _json(ref("AdminProviderEnvelope"), "The new provider."),
+                         **_errors(*admin_errors, "413", "422")},
+                        body=_body(ref("ProviderCreate"), "The new provider.")),
         },
         "/api/admin/llm/providers/{provider_id}": {
             "parameters": [PATH_PROVIDER_ID],
@@ -817,6 +894,51 @@ def _admin_paths() -> dict[str, Schema]:
                        "Any editable field; with `models`, the complete new list of model rates. Audited.", "admin",
                        {"200": provider_envelope, "404": provider_404, **_errors(*admin_errors, "413", "422")},
                        body=_body(ref("ProviderUpdate"), "The fields to change.")),
+            "patch": _op("adminPatchProvider", prov, "Change some fields of a provider",
+                         "The same as PUT: only the fields sent change. A retired provider is a 409 "
+                         "(`provider_archived`). Audited.", "admin",
+                         {"200": provider_envelope, "404": provider_404,
+                          "409": _json(ref("ApiError"), "The provider was retired (`provider_archived`)."),
+                          **_errors(*admin_errors, "413", "422")},
+                         body=_body(ref("ProviderUpdate"), "The fields to change.")),
+            "delete": _op("adminRetireProvider", prov, "Retire a provider",
+                          "With history (a request log names it) it is archived: disabled for good, hidden from "
+                          "users, /v1/models and routing, while logs, receipts and analytics keep its name. Without "
+                          "history it is deleted. Users' default provider, priorities and task overrides naming it "
+                          "are removed and each affected user gets a notice. Audited.", "admin",
+                          {"200": _json(ref("ProviderRetired"), "What happened."), "404": provider_404,
+                           "409": _json(ref("ApiError"), "Already retired (`provider_archived`)."),
+                           **_errors(*admin_errors)}),
+        },
+        "/api/admin/llm/providers/{provider_id}/models/fetch": {
+            "parameters": [PATH_PROVIDER_ID],
+            "post": _op("adminFetchModels", prov, "List the provider's models upstream",
+                        "Calls the provider's own model list with the admin key and its extra headers "
+                        "(OpenAI-style GET {base}/models; Anthropic GET {base}/models with x-api-key and "
+                        "anthropic-version), 10 s timeout, 4 MB cap, at most 2,000 valid ids. Stores nothing.",
+                        "admin",
+                        {"200": _json(ref("FetchedModels"), "The ids listed."), "404": provider_404,
+                         "409": _json(ref("ApiError"), "The provider was retired (`provider_archived`)."),
+                         "502": _json(ref("ApiError"), "The upstream did not list its models "
+                                                       "(`model_list_failed`)."),
+                         **_errors(*admin_errors, "422")}),
+        },
+        "/api/admin/llm/providers/{provider_id}/models": {
+            "parameters": [PATH_PROVIDER_ID],
+            "post": _op("adminAddModels", prov, "Offer several models at once",
+                        "The same rates for each; models already offered keep theirs. The first model of a provider "
+                        "without a default model becomes its default. Audited.", "admin",
+                        {"200": provider_envelope, "404": provider_404,
+                         "409": _json(ref("ApiError"), "The provider was retired (`provider_archived`)."),
+                         **_errors(*admin_errors, "413", "422")},
+                        body=_body(ref("ModelsAdd"), "The models and their rates.")),
+            "patch": _op("adminBulkEditModels", prov, "Set one field of several models",
+                         "Rates, limits or enabled (a disabled model is neither offered nor routed). Audited.",
+                         "admin",
+                         {"200": provider_envelope, "404": provider_404,
+                          "409": _json(ref("ApiError"), "The provider was retired (`provider_archived`)."),
+                          **_errors(*admin_errors, "413", "422")},
+                         body=_body(ref("ModelsBulkEdit"), "The models, the field and its value.")),
         },
         "/api/admin/llm/providers/{provider_id}/keys": {
             "parameters": [PATH_PROVIDER_ID],
