@@ -90,7 +90,7 @@ def test_settings_journey_byok_key_order_override_usage_quote(settings_page: Any
 
     # Add a task override.
     page.fill("#ov-0-task", "summarize")
-    page.select_option("#ov-0-provider", "e2e-an")
+    page.select_option("#ov-0-provider", slug)  # BYOK mode: a provider the user has a key for
     page.fill("#ov-0-model", "echo-2")
     page.click("#overrides-submit")
     page.wait_for_selector("#overrides-outcome")
