@@ -19,20 +19,42 @@ from webapp.db import Database
 csrf = CSRFProtect()
 login_manager = LoginManager()
 
+# Request headers a browser may send to /api and /v1: Switchboard's own, then what the official browser SDKs send on
+# every call, read from their sources (package versions pinned in package.json) — not found by trial:
+# - openai (node_modules/openai/client.mjs `buildHeaders`: Authorization from `authHeaders`, X-Stainless-Retry-Count,
+#   X-Stainless-Timeout, OpenAI-Organization, OpenAI-Project, User-Agent; internal/detect-platform.mjs
+#   `getPlatformHeaders`: X-Stainless-Lang, -Package-Version, -OS, -Arch, -Runtime, -Runtime-Version;
+#   lib/ChatCompletionStream.mjs, ChatCompletionRunner.mjs and resources/chat/completions/completions.mjs `parse`:
+#   X-Stainless-Helper-Method; the beta resources: OpenAI-Beta, X-Stainless-Poll-Helper,
+#   X-Stainless-Custom-Poll-Interval).
+# - @anthropic-ai/sdk (client.mjs `buildHeaders`: anthropic-version, anthropic-dangerous-direct-browser-access with
+#   dangerouslyAllowBrowser, the same X-Stainless-* platform headers; `authHeaders`: X-Api-Key or Authorization;
+#   internal/stainless-helper-header.mjs: x-stainless-helper; resources/beta: anthropic-beta).
+# - Accept is CORS-safelisted; User-Agent is listed because the SDKs set it and a browser that honours it would
+#   otherwise fail the preflight. tests/api/test_cors_sdk_headers.py re-reads the SDK sources and fails when a new
+#   header appears there.
 CORS_ALLOW_HEADERS = [
     "Authorization", "X-Api-Key", "Content-Type", "X-BYOK-API-Key", "X-BYOK-Provider", "X-BYOK-Base-URL",
     "X-Switchboard-Task", "X-Request-Id", "OpenAI-Organization", "OpenAI-Project",
 ]
-CORS_EXPOSE_HEADERS = [
-    "X-Request-Id", "X-Switchboard-Mode", "X-Switchboard-Provider", "X-Switchboard-Model",
-    "X-Switchboard-Credits", "X-Switchboard-Multiplier", "X-Switchboard-Usage", "X-Switchboard-Fallback",
-    "X-Switchboard-Key-Source", "Retry-After",
-]
-# The openai JS SDK sends its platform headers from a browser too (openai/internal/detect-platform.mjs, client.mjs).
 OPENAI_SDK_HEADERS = [
     "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch", "X-Stainless-Runtime",
-    "X-Stainless-Runtime-Version", "X-Stainless-Retry-Count", "X-Stainless-Timeout",
+    "X-Stainless-Runtime-Version", "X-Stainless-Retry-Count", "X-Stainless-Timeout", "X-Stainless-Helper-Method",
+    "X-Stainless-Poll-Helper", "X-Stainless-Custom-Poll-Interval", "OpenAI-Beta", "User-Agent",
 ]
+ANTHROPIC_SDK_HEADERS = [
+    "anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access", "X-Stainless-Helper",
+]
+# Every response header a browser client must be able to read: the receipt (every X-Switchboard-* header the app
+# sends; tests/api/test_cors_sdk_headers.py greps webapp/ for them), the request id and Retry-After.
+CORS_EXPOSE_HEADERS = [
+    "X-Request-Id", "Retry-After", "X-Switchboard-Mode", "X-Switchboard-Provider", "X-Switchboard-Model",
+    "X-Switchboard-Key-Source", "X-Switchboard-Credits", "X-Switchboard-Credits-Reserved",
+    "X-Switchboard-Multiplier", "X-Switchboard-Usage", "X-Switchboard-Fallback", "X-Switchboard-Output-Limit",
+    "X-Switchboard-Output-Limit-Reason", "X-Switchboard-Max-Tokens-Fit", "X-Switchboard-Task",
+]
+# How long a browser may reuse a preflight answer (ten minutes: a changed list reaches browsers soon).
+CORS_MAX_AGE = 600
 # /auth/v1 (local backend): what supabase-js sends (@supabase/supabase-js cors.mjs: authorization, x-client-info,
 # apikey, content-type; @supabase/auth-js fetch.js adds X-Supabase-Api-Version) and what it must read back (it
 # picks the error format by the X-Supabase-Api-Version response header).
@@ -89,10 +111,10 @@ def init_app(app: Flask, settings: Settings) -> Services:
         app,
         resources={r"/api/*": {}, r"/v1/*": {}, **_auth_cors(settings)},
         origins=list(settings.cors_origins),
-        allow_headers=CORS_ALLOW_HEADERS + OPENAI_SDK_HEADERS,
+        allow_headers=CORS_ALLOW_HEADERS + OPENAI_SDK_HEADERS + ANTHROPIC_SDK_HEADERS,
         expose_headers=CORS_EXPOSE_HEADERS,
         supports_credentials=False,
-        max_age=600,
+        max_age=CORS_MAX_AGE,
     )
     return svc
 
