@@ -252,3 +252,27 @@ def test_receipt_of_a_session_user_needs_a_session(client: Any) -> None:
     assert resp.status_code == 302 and "/auth/sign-in" in resp.headers["Location"]
 
 
+
+
+def test_the_user_guide_curl_snippet_runs_as_written(app: Flask, make_user: Any, db: Database) -> None:
+    """The Credits section's curl lines, read from docs/user-guide.md and run by bash against the app on loopback."""
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from tests.support.live import serve
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "user-guide.md").read_text()
+    section = guide.split("## Credits", 1)[1].split("\n## ", 1)[0]
+    (snippet,) = re.findall(r"```bash\n(.*?)```", section, re.S)
+    user = make_user()
+    grant(db, user.id, 1_000_000)
+    rid = charge(db, user, 42)
+    with serve(app) as url:
+        env = {**os.environ, "SWITCHBOARD_URL": url, "SWITCHBOARD_API_KEY": user.token, "REQUEST_ID": rid}
+        done = subprocess.run(["bash", "-euc", snippet], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    ledger, receipt = (json.loads(line) for line in done.stdout.splitlines() if line.strip())
+    assert len(ledger["entries"]) == 3 and ledger["next_before"] is None
+    assert receipt["receipt"]["credits_micro"] == 42
