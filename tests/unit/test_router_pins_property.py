@@ -11,8 +11,8 @@ any BYOK headers:
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -35,8 +35,6 @@ USER = str(uuid.UUID(int=7))
 SLUGS = ["alpha", "beta", "gamma", "local", "remote"]
 MODELS = ["m1", "m2", "shared"]
 MULTIPLIERS = [Decimal("0.1"), Decimal("1"), Decimal("1.5"), Decimal("2")]
-PROVIDER_FIELDS = {f.name for f in dataclasses.fields(Provider)}
-RATE_FIELDS = {f.name for f in dataclasses.fields(ModelRate)}
 
 
 mostly = st.sampled_from([True, True, True, False])  # enabled, priced, keyed... most of the time, so plans succeed
@@ -57,14 +55,13 @@ USER_KEYS = {s: UserKeySecret(str(uuid.uuid5(uuid.NAMESPACE_OID, s)), USER, pid(
 
 @st.composite
 def providers(draw: Any, slug: str) -> Provider:
-    extra: dict[str, Any] = {}
-    if "archived_at" in PROVIDER_FIELDS and not draw(mostly):
-        extra["archived_at"] = "2026-11-01T00:00:00+00:00"
+    archived = None if draw(mostly) else datetime(2026, 11, 1, tzinfo=UTC)
     local = slug == "local" or draw(st.booleans())
     base = "http://127.0.0.1:11434/v1" if local else f"https://{slug}.example/v1"
     return Provider(pid(slug), slug, slug.title(), draw(st.sampled_from(["openai", "anthropic"])), base, "m1",
                     draw(mostly), draw(st.sampled_from(MULTIPLIERS)), draw(mostly),
-                    draw(st.booleans()), draw(st.integers(0, 100)), draw(st.booleans()), **extra)
+                    draw(st.booleans()), draw(st.integers(0, 100)), draw(st.booleans()),
+                    needs_key=draw(st.booleans()), archived_at=archived)
 
 
 @st.composite
@@ -76,9 +73,9 @@ def catalogs(draw: Any) -> tuple[Catalog, Settings]:
         for model in MODELS:
             if not draw(mostly):
                 continue
-            extra = {"enabled": draw(mostly)} if "enabled" in RATE_FIELDS else {}
             rates[(p.slug, model)] = ModelRate(p.id, model, draw(st.integers(0, 5000)), draw(st.integers(0, 5000)),
-                                               draw(st.sampled_from([16, 8192, 128000])), 4096, **extra)
+                                               draw(st.sampled_from([16, 8192, 128000])), 4096,
+                                               draw(st.none() | st.integers(0, 5000)), draw(mostly))
     keyed = [s for s in slugs if draw(mostly)]
     env = draw(st.lists(st.sampled_from(slugs), unique=True))
     cat = Catalog(1, {p.slug: p for p in provs}, {p.id: p for p in provs}, rates,
@@ -90,9 +87,9 @@ def catalogs(draw: Any) -> tuple[Catalog, Settings]:
 
 @st.composite
 def contexts(draw: Any) -> UserContext:
-    model_names = st.sampled_from(MODELS + ["unknown-model"])
+    model_names = st.sampled_from([*MODELS, "unknown-model"])
     overrides = draw(st.dictionaries(st.sampled_from(["summarize", "code"]),
-                                     st.fixed_dictionaries({"provider": st.sampled_from(SLUGS + ["gone"]),
+                                     st.fixed_dictionaries({"provider": st.sampled_from([*SLUGS, "gone"]),
                                                             "model": model_names}), max_size=2))
     prefs = Preferences(
         user_id=USER, llm_mode=draw(st.sampled_from(["member", "byok"])),
@@ -130,7 +127,7 @@ def try_plan(model: str, task: str | None, byok: Any, ctx: UserContext, cat: Cat
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(catalogs(), contexts(), st.data(), st.sampled_from(MODELS + ["unknown-model"]),
+@given(catalogs(), contexts(), st.data(), st.sampled_from([*MODELS, "unknown-model"]),
        st.none() | st.none() | st.sampled_from(["summarize", "code", "other"]), byok_headers)
 def test_a_pinned_request_is_planned_on_its_provider_only(cat_cfg: tuple[Catalog, Settings], ctx: UserContext,
                                                           data: Any, model: str, task: str | None,
@@ -155,7 +152,7 @@ def test_a_pinned_request_is_planned_on_its_provider_only(cat_cfg: tuple[Catalog
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(catalogs(), contexts(), st.sampled_from(MODELS + ["unknown-model"]))
+@given(catalogs(), contexts(), st.sampled_from([*MODELS, "unknown-model"]))
 def test_a_bare_model_plan_stays_within_the_rules(cat_cfg: tuple[Catalog, Settings], ctx: UserContext,
                                                   model: str) -> None:
     cat, cfg = cat_cfg

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import ROUND_CEILING
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from fractions import Fraction
 from typing import Any
 from urllib.parse import urlsplit
@@ -233,8 +232,8 @@ def cached_tokens(usage: Any, prompt: int) -> int:
 def cached_rate(rate: ModelRate) -> int:
     """The rate cached prompt tokens are charged at: the model's cached-input rate when set, never above its
     input rate (nor below 0)."""
-    value = getattr(rate, "cached_input_rate", None)
-    if not isinstance(value, int) or isinstance(value, bool):
+    value = rate.cached_input_rate
+    if value is None:
         return rate.input_rate
     return max(0, min(value, rate.input_rate))
 

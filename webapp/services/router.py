@@ -71,9 +71,15 @@ def is_local_url(url: str) -> bool:
         return False
 
 
+def keyless(provider: Provider) -> bool:
+    """Whether the operator runs the provider without a key: marked so by the admin (a company vLLM), or on a
+    local address (Ollama, LM Studio), as the admin panel's key source says."""
+    return not provider.needs_key or is_local_url(provider.base_url)
+
+
 def needs_key(provider: Provider, catalog: Catalog, settings: Settings) -> bool:
-    """A provider needs a key unless the operator runs it keyless: a local address with no admin key."""
-    return not is_local_url(provider.base_url) or bool(catalog.admin_keys.get(provider.slug)) \
+    """A provider needs a key unless the operator runs it keyless and has given it no admin key."""
+    return not keyless(provider) or bool(catalog.admin_keys.get(provider.slug)) \
         or provider.slug in settings.admin_env_keys
 
 
@@ -94,12 +100,12 @@ def _order(slugs: list[str], priorities: list[str], catalog: Catalog, first: str
 def offered_rate(catalog: Catalog, slug: str, model: str) -> ModelRate | None:
     """The model's price on this provider when the admin offers it (a model switched off is not offered)."""
     rate = catalog.rates.get((slug, model))
-    return rate if rate is not None and getattr(rate, "enabled", True) else None
+    return rate if rate is not None and rate.enabled else None
 
 
 def pin_usable(provider: Provider) -> bool:
     """A provider a pin may name: enabled and not retired."""
-    return provider.enabled and getattr(provider, "archived_at", None) is None
+    return provider.enabled and provider.archived_at is None
 
 
 def _candidates(model: str, ctx: UserContext, catalog: Catalog) -> list[tuple[str, str]]:
@@ -136,7 +142,7 @@ def _pinned(slug: str, model: str, requested: str, catalog: Catalog) -> list[tup
 
 
 def dearer(route: Route, than: Route) -> bool:
-    """Whether `route` could cost more than `than` for the same tokens (rates × multiplier, input or output)."""
+    """Whether `route` could cost more than `than` for the same tokens (rates times multiplier, input or output)."""
     if route.rate is None or than.rate is None:
         return False
     mult, ref = route.multiplier, than.multiplier
@@ -155,6 +161,7 @@ def _target(provider: Provider, base_url: str, api_key: str | None, settings: Se
         provider=provider.slug, api_style=provider.api_style, base_url=base_url.rstrip("/"), api_key=api_key,
         allow_private=(not user_url) or settings.byok_allow_private_urls,
         connect_timeout=settings.upstream_connect_timeout, read_timeout=settings.upstream_read_timeout,
+        extra_headers=provider.header_pairs,  # what the provider needs on every request (an api-version, ...)
     )
 
 
@@ -192,7 +199,10 @@ def plan(model: str, task: str | None, byok: ByokHeaders | None, ctx: UserContex
         return Plan([route], "byok", task, model)
     pairs = _pinned(explicit, bare, model, catalog) if explicit else _candidates(bare, ctx, catalog)
     if not pairs:
-        raise NotFound(f"No enabled provider serves the model {model!r}.", code="model_not_found", field="model")
+        prefix, sep, _ = model.partition("/")
+        unknown = f" ({prefix!r} is not a provider here)" if sep and prefix not in catalog.providers else ""
+        raise NotFound(f"No enabled provider serves the model {model!r}{unknown}.", code="model_not_found",
+                       field="model")
     if scope is not None:
         if explicit and not scope.allows(explicit, bare):
             raise _not_allowed(model)  # a provider named in the request is never swapped for an allowed one
@@ -286,7 +296,7 @@ def member_ready(provider: Provider, catalog: Catalog, settings: Settings) -> bo
     """Whether member mode has a way to serve this provider: the same sources, in the same order, as
     `_member_routes` (a stored admin key, an environment key, or a keyless local engine)."""
     return bool(catalog.admin_keys.get(provider.slug)) or provider.slug in settings.admin_env_keys \
-        or is_local_url(provider.base_url)
+        or keyless(provider)
 
 
 def _member_routes(pairs: list[tuple[str, str]], catalog: Catalog, settings: Settings,
@@ -303,8 +313,8 @@ def _member_routes(pairs: list[tuple[str, str]], catalog: Catalog, settings: Set
         elif slug in settings.admin_env_keys:
             target = _target(provider, provider.base_url, settings.admin_env_keys[slug], settings, user_url=False)
             routes.append(Route(provider, model, target, "member", "admin_env", rate))
-        elif is_local_url(provider.base_url):
-            # A local engine registered by the admin (Ollama, LM Studio) needs no key.
+        elif keyless(provider):
+            # A local engine registered by the admin (Ollama, LM Studio) or one marked keyless needs no key.
             target = _target(provider, provider.base_url, None, settings, user_url=False)
             routes.append(Route(provider, model, target, "member", "none", rate))
     return routes

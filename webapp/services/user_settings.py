@@ -9,10 +9,10 @@ from typing import Any
 
 import psycopg
 
+from webapp.config import Settings
 from webapp.db import Database
 from webapp.errors import ValidationError
 from webapp.repos import preferences as prefs_repo
-from webapp.config import Settings
 from webapp.repos.context import UserContext
 from webapp.services import router
 from webapp.services.catalog import Catalog
