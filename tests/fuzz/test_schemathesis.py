@@ -44,6 +44,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import strategies as st
+from psycopg.types.json import Jsonb
 from schemathesis import Case, CheckContext, GenerationMode, Response
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -232,12 +233,29 @@ def _snapshot(conn: psycopg.Connection) -> dict[str, Any]:
         "rates": conn.execute("select * from public.llm_model_rates").fetchall(),
         "rate_cols": [d.name for d in conn.execute("select * from public.llm_model_rates limit 0").description or []],
         "admin_keys": conn.execute("select id, active, revoked_at from public.llm_admin_keys").fetchall(),
+        "admin_key_rows": conn.execute("select * from public.llm_admin_keys").fetchall(),
+        "admin_key_cols": [d.name for d in conn.execute("select * from public.llm_admin_keys limit 0").description
+                           or []],
     }
 
 
 def _restore(conn: psycopg.Connection, snap: dict[str, Any]) -> None:
     """Put the presets back as they were: fuzzed admin calls rename, disable, re-price and re-key them."""
     with conn.transaction():
+        # Providers first (a fuzzed DELETE may have retired one, a fuzzed POST created others): the ones created
+        # go with their keys and rates, the snapshot's are put back whole (jsonb columns as jsonb).
+        pcols = snap["provider_cols"]
+        snap_ids = [dict(zip(pcols, row, strict=True))["id"] for row in snap["providers"]]
+        conn.execute("delete from public.llm_providers where not (id = any(%s))", [snap_ids])
+        for row in snap["providers"]:
+            values = [Jsonb(v) if isinstance(v, list | dict) else v for v in row]
+            conn.execute(f"insert into public.llm_providers ({', '.join(pcols)}) values "
+                         f"({', '.join(['%s'] * len(pcols))}) on conflict (id) do update set "
+                         + ", ".join(f"{c} = excluded.{c}" for c in pcols if c != "id"), values)
+        kcols = snap["admin_key_cols"]
+        for row in snap["admin_key_rows"]:  # keys a retirement deleted come back (then their states below)
+            conn.execute(f"insert into public.llm_admin_keys ({', '.join(kcols)}) values "
+                         f"({', '.join(['%s'] * len(kcols))}) on conflict (id) do nothing", list(row))
         conn.execute("delete from public.llm_admin_keys where not (id = any(%s))", [[k[0] for k in snap["admin_keys"]]])
         for key_id, active, revoked_at in snap["admin_keys"]:
             conn.execute("update public.llm_admin_keys set active = %s, revoked_at = %s where id = %s",
@@ -247,11 +265,6 @@ def _restore(conn: psycopg.Connection, snap: dict[str, Any]) -> None:
         for row in snap["rates"]:
             conn.execute(f"insert into public.llm_model_rates ({', '.join(cols)}) values "
                          f"({', '.join(['%s'] * len(cols))})", list(row))
-        pcols = [c for c in snap["provider_cols"] if c != "id"]
-        for row in snap["providers"]:
-            values = dict(zip(snap["provider_cols"], row, strict=True))
-            conn.execute(f"update public.llm_providers set {', '.join(f'{c} = %s' for c in pcols)} where id = %s",
-                         [*[values[c] for c in pcols], values["id"]])
 
 
 @pytest.fixture(scope="module")
@@ -338,7 +351,10 @@ def _config() -> schemathesis.Config:
         "checks": {"negative_data_rejection": {"expected-statuses": [
             400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429, "5xx"]}},
         "operations": [{"include-path": "/v1/chat/completions",
-                        "checks": {"not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", 502, 504]}}}],
+                        "checks": {"not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", 502, 504]}}},
+                       # Fetching a provider's model list: the (unreachable) upstream's failure is a documented 502.
+                       {"include-path": FETCH_MODELS,
+                        "checks": {"not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", 502]}}}],
     }
     if FUZZ_SEED:
         data["seed"] = int(FUZZ_SEED)
@@ -357,6 +373,7 @@ def fuzz_schema(fuzz_env: FuzzEnv) -> Any:
 # The only 5xx any operation may answer: the chat route saying the provider behind it failed (every preset points
 # at a closed loopback port for the run, and a BYOK base URL the guard will not resolve is unreachable too).
 UPSTREAM_FAILURES = {502: {"upstream_unreachable", "upstream_error", "upstream_auth_failed"}, 504: {"upstream_timeout"}}
+FETCH_MODELS = "/api/admin/llm/providers/{provider_id}/models/fetch"
 
 
 def _error_code(response: Response) -> str | None:
@@ -374,6 +391,8 @@ def no_server_error(ctx: CheckContext, response: Response, case: Case) -> bool |
         return None
     upstream = case.operation.path == "/v1/chat/completions" and \
         _error_code(response) in UPSTREAM_FAILURES.get(response.status_code, set())
+    upstream = upstream or (case.operation.path == FETCH_MODELS and response.status_code == 502
+                            and _error_code(response) == "model_list_failed")
     assert upstream, f"server error {response.status_code}: {response.content[:300]!r}"
     return None
 

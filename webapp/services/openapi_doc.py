@@ -785,7 +785,16 @@ def _v1_paths() -> dict[str, Schema]:
                  "In member mode: models of enabled providers that have an admin key (or are local engines). In "
                  "BYOK mode: models of providers you stored a key for.", "user",
                  {"200": _json(ref("ModelList"), "The models."), **_errors("401", "503", v1=True)})
-    return {"/v1/chat/completions": {"post": chat}, "/v1/models": {"get": models}}
+    model = _op("retrieveModel", "OpenAI-compatible", "Retrieve one model you can call",
+                "A `provider/model` id as listed by /v1/models (the id contains a slash), or a bare model id that "
+                "a listed provider offers. Extra or doubled slashes are read as the canonical path.", "user",
+                {"200": _json(ref("Model"), "The model."),
+                 "404": v1_error("You cannot call this model now (`model_not_found`)."),
+                 **_errors("401", "503", v1=True)},
+                parameters=[_param("model_id", "path", string(minLength=1, maxLength=400),
+                                   "`provider/model` or a bare model id.")])
+    return {"/v1/chat/completions": {"post": chat}, "/v1/models": {"get": models},
+            "/v1/models/{model_id}": {"get": model}}
 
 
 def _user_paths() -> dict[str, Schema]:
