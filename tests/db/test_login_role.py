@@ -24,6 +24,7 @@ PUBLIC_TABLES = (
     "password_reset_links", "password_change_required",
     "api_keys",
     "user_notices",
+    "site_settings",
 )
 
 
