@@ -176,6 +176,7 @@ def test_fetch_models_from_the_openai_style_list_with_the_admin_key_and_headers(
     missing = client.post(f"{P}/{p['id']}/models/fetch", headers=admin.headers)
     assert "fetch" in errors_of(missing)  # needs a key, none stored yet
     add_key(client, admin, p["id"], "sk-crud-openai-key-1234")
+    assert oa_up.last_request.headers["x-title"] == "Switchboard"  # the key test carries the headers too
     oa_up.requests.clear()
     resp = client.post(f"{P}/{p['id']}/models/fetch", headers=admin.headers)
     assert resp.status_code == 200, resp.get_data(as_text=True)

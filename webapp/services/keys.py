@@ -66,7 +66,8 @@ def test_key(provider: Provider, api_key: str, base_url: str | None, settings: S
     """A cheap models-list call with a short timeout. Never blocks a save: an unreachable provider is reported."""
     target = Target(provider=provider.slug, api_style=provider.api_style, base_url=base_url or provider.base_url,
                     api_key=api_key, allow_private=(not base_url) or settings.byok_allow_private_urls,
-                    connect_timeout=TEST_TIMEOUT, read_timeout=TEST_TIMEOUT)
+                    connect_timeout=TEST_TIMEOUT, read_timeout=TEST_TIMEOUT,
+                    extra_headers=provider.header_pairs)  # as every request to it carries them
     try:
         models = get_adapter(provider.api_style).list_models(target)
     except UpstreamFailure as exc:
