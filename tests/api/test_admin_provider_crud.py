@@ -307,3 +307,46 @@ def test_retire_with_history_archives_and_cleans_users_routing(client: FlaskClie
     pricing = client.get("/api/pricing/providers").get_json()
     assert s not in str(pricing)
     assert create(client, admin, slug=s).status_code == 422  # its slug stays taken: logs name it
+
+
+# -- effective on the next request in another worker ----------------------------------------------------------------
+
+def test_create_disable_model_and_retire_reach_another_worker(settings: Any, admin: Any, make_user: Any,
+                                                               oa_up: FakeUpstream) -> None:
+    """Worker A (the admin's) and worker B (the member's): separate apps and catalog caches on one database. B
+    has cached its catalog before each change and sees the change on its very next request."""
+    from webapp import create_app
+    from webapp.repos import credits as credits_repo
+
+    a, b = create_app(settings), create_app(settings)
+    try:
+        member = make_user()
+        with b.extensions["switchboard"].db.as_service() as conn:
+            credits_repo.adjust(conn, member.id, 10_000_000, "test grant", None)
+        admin_api, member_api = a.test_client(), b.test_client()
+
+        def listed() -> set[str]:
+            resp = member_api.get("/v1/models", headers=member.headers)
+            assert resp.status_code == 200
+            return {m["id"] for m in resp.get_json()["data"]}
+
+        before = listed()  # B caches the catalog now
+        p = create(admin_api, admin, base_url=oa_up.base_url, needs_key=False).get_json()["provider"]
+        prov = admin_api.post(f"{P}/{p['id']}/models", json={"models": ["w-1", "w-2"], "input_rate": 1,
+                                                             "output_rate": 1},
+                              headers=admin.headers).get_json()["provider"]
+        assert listed() - before == {f"{p['slug']}/w-1", f"{p['slug']}/w-2"}
+        w2 = next(m["id"] for m in prov["models"] if m["model"] == "w-2")
+        admin_api.patch(f"{P}/{p['id']}/models", json={"rate_ids": [w2], "field": "enabled", "value": False},
+                        headers=admin.headers)
+        assert listed() - before == {f"{p['slug']}/w-1"}  # a disabled model is not offered
+        oa_up.requests.clear()
+        refused = member_api.post("/v1/chat/completions", headers=member.headers, json={
+            "model": f"{p['slug']}/w-2", "messages": [{"role": "user", "content": "hi"}]})
+        assert 400 <= refused.status_code < 500 and oa_up.chat_requests() == []  # nor routed
+        assert admin_api.delete(f"{P}/{p['id']}", headers=admin.headers).status_code == 200
+        assert listed() == before
+    finally:
+        for app in (a, b):
+            app.extensions["switchboard"].logs.flush()
+            app.extensions["switchboard"].db.close()
