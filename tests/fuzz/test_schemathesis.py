@@ -236,6 +236,9 @@ def _snapshot(conn: psycopg.Connection) -> dict[str, Any]:
         "admin_key_rows": conn.execute("select * from public.llm_admin_keys").fetchall(),
         "admin_key_cols": [d.name for d in conn.execute("select * from public.llm_admin_keys limit 0").description
                            or []],
+        # A fuzzed PUT /api/admin/settings/credits would otherwise grant credits to every later test's new user.
+        "site_settings": conn.execute("select signup_grant, currency_code, currency_symbol, credit_value,"
+                                      " low_balance_threshold from public.site_settings where id").fetchone(),
     }
 
 
@@ -260,6 +263,8 @@ def _restore(conn: psycopg.Connection, snap: dict[str, Any]) -> None:
         for key_id, active, revoked_at in snap["admin_keys"]:
             conn.execute("update public.llm_admin_keys set active = %s, revoked_at = %s where id = %s",
                          [active, revoked_at, key_id])
+        conn.execute("update public.site_settings set (signup_grant, currency_code, currency_symbol, credit_value,"
+                     " low_balance_threshold) = (%s, %s, %s, %s, %s) where id", list(snap["site_settings"]))
         conn.execute("delete from public.llm_model_rates")
         cols = snap["rate_cols"]
         for row in snap["rates"]:
