@@ -276,3 +276,18 @@ def test_the_user_guide_curl_snippet_runs_as_written(app: Flask, make_user: Any,
     ledger, receipt = (json.loads(line) for line in done.stdout.splitlines() if line.strip())
     assert len(ledger["entries"]) == 3 and ledger["next_before"] is None
     assert receipt["receipt"]["credits_micro"] == 42
+
+
+def test_a_personal_api_key_reads_its_owners_ledger_and_receipts(client: Any, make_user: Any, db: Database) -> None:
+    owner, other = make_user(), make_user()
+    grant(db, owner.id, 2_000_000)
+    rid = charge(db, owner, 5)
+    made = client.post("/api/user/api-keys", json={"name": "reader"}, headers=owner.headers)
+    assert made.status_code == 201, made.get_json()
+    key = {"Authorization": f"Bearer {made.get_json()['secret']}"}
+    entries = client.get("/api/user/credits/ledger", headers=key).get_json()["entries"]
+    assert [e["kind"] for e in entries] == ["settle", "reserve", "grant"]
+    assert client.get(f"/api/user/llm/receipts/{rid}", headers=key).status_code == 200
+    grant(db, other.id, 1_000_000)
+    other_rid = charge(db, other, 5)
+    assert client.get(f"/api/user/llm/receipts/{other_rid}", headers=key).status_code == 404
