@@ -107,6 +107,7 @@ class Settings:
     rate_limit_per_minute: int = 120
     max_concurrent_streams: int = 8
     stream_stale_seconds: int = 900
+    engine_probe_seconds: float = 15.0  # how long a keyless local engine's health probe is trusted (/v1/models)
     max_body_bytes: int = 4 * 1024 * 1024
     max_messages: int = 1000
     max_tokens_ceiling: int = 262_144
@@ -228,6 +229,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         rate_limit_per_minute=_int("RATE_LIMIT_PER_MINUTE", get("RATE_LIMIT_PER_MINUTE", "120")),
         max_concurrent_streams=_int("MAX_CONCURRENT_STREAMS", get("MAX_CONCURRENT_STREAMS", "8")),
         stream_stale_seconds=_int("STREAM_STALE_SECONDS", get("STREAM_STALE_SECONDS", "900"), 60),
+        engine_probe_seconds=_float("ENGINE_PROBE_SECONDS", get("ENGINE_PROBE_SECONDS", "15")),
         max_body_bytes=_int("MAX_BODY_BYTES", get("MAX_BODY_BYTES", str(4 * 1024 * 1024)), 1024),
         max_messages=_int("MAX_MESSAGES", get("MAX_MESSAGES", "1000"), 1),
         max_tokens_ceiling=_int("MAX_TOKENS_CEILING", get("MAX_TOKENS_CEILING", "262144"), 1),

@@ -1,4 +1,8 @@
-"""OpenAI-compatible routes: POST /v1/chat/completions and GET /v1/models."""
+"""OpenAI-compatible routes: POST /v1/chat/completions, GET /v1/models and GET /v1/models/{id}.
+
+Clients that build URLs by joining strings send `/v1/chat/completions/` or `/v1//models`: those are answered as the
+canonical path (never a redirect, whose HTML body an SDK would try to parse), anything else under /v1 is an
+OpenAI-shaped 404."""
 
 from __future__ import annotations
 
@@ -6,12 +10,25 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.routing import PathConverter
 
 from webapp.auth.guards import token_required
 from webapp.errors import AppError
 from webapp.services.router import ByokHeaders
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
+
+
+class _AnyPath(PathConverter):
+    """A path that may start with or contain empty segments (`/v1//models`), which `path` does not match."""
+
+    regex = ".*"
+    part_isolating = False  # werkzeug would infer True from a regex without "/"
+
+
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("anypath", _AnyPath))
+# Werkzeug merges doubled slashes with a 308 redirect by default; these routes take the path as sent instead.
+_EXACT = {"merge_slashes": False}
 
 
 def _gateway() -> Any:
@@ -40,7 +57,7 @@ def _request_id(resp: Response) -> Response:
     return resp
 
 
-@bp.post("/chat/completions")
+@bp.post("/chat/completions", **_EXACT)
 @token_required
 def chat_completions() -> Any:
     body = request.get_json(silent=True)
@@ -58,14 +75,40 @@ def chat_completions() -> Any:
     return resp
 
 
-@bp.get("/models")
+@bp.get("/models", **_EXACT)
 @token_required
 def models() -> Any:
     return jsonify({"object": "list", "data": _gateway().models(g.claims)})
 
 
-@bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
-def unknown(rest: str) -> Response:
-    if rest.rstrip("/") in ("chat/completions", "models"):
-        raise AppError(f"/v1/{rest} does not accept {request.method}.", code="method_not_allowed", status=405)
+@bp.get("/models/<path:model_id>", **_EXACT)
+@token_required
+def model(model_id: str) -> Any:
+    """One model the caller can use now: `provider/model` (the id contains a slash) or a bare model id."""
+    model_id = "/".join(p for p in model_id.split("/") if p)  # `models/x/` and `models/p//m` as sent by joiners
+    found = _gateway().model(g.claims, model_id)
+    if found is None:
+        raise AppError(f"The model '{model_id}' does not exist or you do not have access to it.",
+                       code="model_not_found", status=404)
+    return jsonify(found)
+
+
+@bp.route("/<anypath:rest>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], **_EXACT)
+def canonical(rest: str) -> Any:
+    """Every spelling of a /v1 path with extra or doubled slashes, answered as the canonical path."""
+    parts = [p for p in rest.split("/") if p]
+    if parts == ["chat", "completions"]:
+        return _only("POST", chat_completions)
+    if parts == ["models"]:
+        return _only("GET", models)
+    if len(parts) > 1 and parts[0] == "models":
+        return _only("GET", model, "/".join(parts[1:]))
     raise AppError(f"Unknown endpoint /v1/{rest}.", code="unknown_url", status=404)
+
+
+def _only(method: str, view: Any, *args: str) -> Any:
+    allowed = (method, "HEAD") if method == "GET" else (method,)
+    if request.method not in allowed:
+        raise AppError(f"{request.path} does not accept {request.method}.", code="method_not_allowed", status=405,
+                       headers={"Allow": method})
+    return view(*args)

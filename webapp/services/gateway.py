@@ -32,6 +32,7 @@ from webapp.repos.api_keys import KeyScope
 from webapp.repos.request_logs import RequestLog
 from webapp.services import budget, chat_request, credits, router, tokens
 from webapp.services.catalog import CatalogCache
+from webapp.services.engines import EngineHealth
 from webapp.services.logwriter import LogWriter
 
 log = logging.getLogger("switchboard.gateway")
@@ -124,6 +125,7 @@ class Gateway:
     def __init__(self, settings: Settings, db: Database, keyring: KeyRing, catalog: CatalogCache,
                  logs: LogWriter) -> None:
         self.settings, self.db, self.keyring, self.catalog, self.logs = settings, db, keyring, catalog, logs
+        self.engines = EngineHealth(settings.engine_probe_seconds)  # keyless local engines: answering now?
 
     # -- context -----------------------------------------------------------------------------------------
     def context(self, user: str | dict[str, Any],
@@ -191,6 +193,8 @@ class Gateway:
                 continue
             if mode == "member" and not self.member_ready(provider, catalog):
                 continue
+            if mode == "member" and not self.engine_up(provider, catalog):
+                continue
             for model in catalog.models_of(slug):
                 if router.offered_rate(catalog, slug, model) is None:
                     continue
@@ -199,8 +203,27 @@ class Gateway:
                 out.append({"id": f"{slug}/{model}", "object": "model", "created": 0, "owned_by": slug})
         return out
 
+    def model(self, claims: dict[str, Any], model_id: str) -> dict[str, Any] | None:
+        """One entry of `models` (GET /v1/models/{id}): a `provider/model` id as listed, or a bare model id that a
+        listed provider offers (owned by the first such provider in the list); None when the caller cannot use it."""
+        listed = self.models(claims)
+        for entry in listed:
+            if entry["id"] == model_id:
+                return entry
+        for entry in listed:
+            if entry["id"].split("/", 1)[1] == model_id:
+                return {**entry, "id": model_id}
+        return None
+
     def member_ready(self, provider: Any, catalog: Any) -> bool:
         return router.member_ready(provider, catalog, self.settings)
+
+    def engine_up(self, provider: Any, catalog: Any) -> bool:
+        """A keyless local engine (no admin key, loopback or private address) counts only while it answers; a
+        provider with a key is not probed (its upstream's health shows in the request log instead)."""
+        if router.needs_key(provider, catalog, self.settings):
+            return True
+        return self.engines.is_up(provider.base_url)
 
     def planner(self, ctx: context_repo.UserContext, catalog: Any) -> Any:
         """The plan `chat` would make for (model, task) in this context: quotes price exactly what is routed."""
@@ -400,6 +423,7 @@ class Gateway:
         route, body = self._try_routes(req, plan, limits, receipt, stream=False)
         t_in, t_out = self._usage(receipt, req, route, body.get("usage"), _delivered_text(body))
         self._finish(user_id, req, receipt, started, 200, None, route, t_in, t_out)
+        body["usage"] = usage_field(body.get("usage"), t_in, t_out, receipt.usage_source)
         return ChatResult(receipt, body=body)
 
     def _stream(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, limits: list[int | None],
@@ -463,7 +487,8 @@ class Gateway:
                 "id": last_chunk.get("id", "chatcmpl-" + receipt.request_id), "object": "chat.completion.chunk",
                 "created": last_chunk.get("created", int(time.time())), "model": last_chunk.get("model", route.model),
                 "choices": [], "usage": {"prompt_tokens": t_in, "completion_tokens": t_out,
-                                         "total_tokens": t_in + t_out},
+                                         "total_tokens": t_in + t_out,
+                                         "switchboard_estimated": receipt.usage_source != "measured"},
                 "switchboard": receipt.as_dict(),
             })
         else:
@@ -559,6 +584,16 @@ class Gateway:
         log.info("chat request=%s mode=%s provider=%s model=%s status=%s credits=%s shortfall=%s usage=%s path=%s "
                  "ms=%s", row.request_id, row.mode, row.provider, row.model, row.status, row.credits, row.shortfall,
                  row.usage_source, ",".join(row.fallback_path or []), row.latency_ms)
+
+
+def usage_field(upstream: Any, t_in: int, t_out: int, source: str) -> dict[str, Any]:
+    """The `usage` a JSON answer carries: the numbers Switchboard charged, and `switchboard_estimated` (a field the
+    official SDKs keep) saying whether they were counted here (estimated or corrected) rather than measured."""
+    usage = dict(upstream) if isinstance(upstream, dict) else {}
+    if source != "measured":
+        usage.update(prompt_tokens=t_in, completion_tokens=t_out, total_tokens=t_in + t_out)
+    usage["switchboard_estimated"] = source != "measured"
+    return usage
 
 
 def receipt_comment(receipt: Receipt) -> bytes:

@@ -35,6 +35,7 @@ def _helpers() -> dict[str, Any]:
     return {"credits": format_credits, "page_link": page_link, "errors": {}, "form": {},
             "rate_units": rate_units, "per_million": per_million, "headers_text": headers_text,
             "local_auth": settings.auth_backend == "local",
+            "engine_state": _svc().gateway.engines.state,  # keyless local engines: up or down (cached probe)
             "bounds": {"min": f"{settings.multiplier_min:g}", "max": f"{settings.multiplier_max:g}"}}
 
 
