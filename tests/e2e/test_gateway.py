@@ -109,7 +109,6 @@ def test_insufficient_balance_is_402_and_nothing_is_spent(gw: Gateway, make_user
     assert gw.oa1.chat_requests() == []
 
 
-@pytest.mark.parametrize("trigger", ["429", "500", "503", "refuse", "hang"])
 def allow_dearer_fallbacks(gw: Gateway, user: Any) -> None:
     """e2e-oa2 (1.5x) is dearer than e2e-oa (1x): a fallback to it needs the user's consent."""
     resp = requests.put(gw.url + "/api/user/settings", json={"allow_dearer_fallbacks": True}, headers=user.headers,
@@ -117,6 +116,7 @@ def allow_dearer_fallbacks(gw: Gateway, user: Any) -> None:
     assert resp.status_code == 200
 
 
+@pytest.mark.parametrize("trigger", ["429", "500", "503", "refuse", "hang"])
 def test_fallback_to_next_provider_before_first_byte(gw: Gateway, member: Any, db: Any, trigger: str) -> None:
     allow_dearer_fallbacks(gw, member)
     gw.oa1.behaviour = trigger
