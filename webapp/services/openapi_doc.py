@@ -208,7 +208,8 @@ V1_SCHEMAS: dict[str, Schema] = {
         "created": integer(),
         "model": string(),
         "choices": array({"type": "object"}),
-        "usage": nullable({"type": "object"}),
+        "usage": nullable({"type": "object", "description": "The provider's usage; the numbers Switchboard charged "
+                           "when it counted them itself, with `switchboard_estimated` (boolean) saying so."}),
     }, ["choices"], extra=True,
         description="The provider's chat.completion object, passed through as the provider sent it (an Anthropic "
                     "answer is translated to this shape)."),
@@ -218,7 +219,8 @@ V1_SCHEMAS: dict[str, Schema] = {
         "created": integer(),
         "model": string(),
         "choices": array({"type": "object"}, "Deltas; empty in the final usage chunk."),
-        "usage": nullable({"type": "object"}),
+        "usage": nullable({"type": "object", "description": "In the final usage chunk: the tokens charged and "
+                           "`switchboard_estimated` (boolean)."}),
         "switchboard": ref("StreamReceipt"),
     }, [], extra=True, description="One streamed chunk, as the provider sent it (an Anthropic stream is translated "
                                    "to this shape). The last one, with stream_options.include_usage, holds `usage` "
