@@ -148,3 +148,17 @@ def test_retire_from_the_panel_and_the_user_sees_why(admin_web: Any, admin_conn:
     resp = hx_post(user_client, f"/settings/notices/{notice_id}/dismiss", user_token)
     assert resp.status_code == 200 and resp.get_data(as_text=True).strip() == '<div id="notices">\n</div>'
     assert "was retired by an admin" not in user_client.get("/settings").get_data(as_text=True)
+
+
+def test_settings_of_a_new_provider_without_a_default_model_save(admin_web: Any,
+                                                                 admin_conn: psycopg.Connection) -> None:
+    client, token = admin_web
+    _, slug = add(admin_web)
+    pid = pid_of(admin_conn, slug)
+    resp = hx_post(client, f"/admin/providers/{pid}/settings", token,
+                   {"name": "Panel Co 2", "base_url": "http://127.0.0.1:9/v1", "default_model": "", "sort_order": "3",
+                    "api_style": "openai", "extra_headers": "api-version: 2024-10-21", "needs_key": "true"})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    row = admin_conn.execute("select name, default_model, sort_order, extra_headers, byok_allowed"
+                             " from public.llm_providers where id = %s", [pid]).fetchone()
+    assert row == ("Panel Co 2", "", 3, [["api-version", "2024-10-21"]], False)  # unchecked box: off

@@ -104,6 +104,8 @@ def provider_multiplier(provider_id: Any) -> Any:
 def provider_settings(provider_id: Any) -> Any:
     svc = _svc()
     fields = {k: v for k, v in request.form.items() if k != "csrf_token"}
+    if fields.get("default_model") == "":  # a new provider has none until its first model: left as it is
+        del fields["default_model"]
     return _provider_submit(provider_id, lambda: admin.update_provider(
         svc.db, svc.settings, g.claims, str(provider_id), fields, form=True), "settings saved", open=True)
 
