@@ -353,7 +353,8 @@ USER_SCHEMAS: dict[str, Schema] = {
         "model": string("Price the routes the gateway would plan for this model (`provider/model` pins it), in "
                         "order, with the key's allow-list and mode when called with a personal API key.",
                         minLength=1, maxLength=200, pattern=r"^[!-~]+$"),
-        "task": string("The task the request would name (its override applies).", minLength=1, maxLength=64),
+        "task": string("The task the request would name (its override applies).", minLength=1, maxLength=64,
+                       pattern=NOT_BLANK_NO_NUL),
     }, ["prompt"], extra=True),
     "QuoteRoute": obj({
         "mode": string(enum=["member", "byok"]), "provider": SLUG, "model": string(),
@@ -859,7 +860,12 @@ def _user_paths() -> dict[str, Schema]:
             "post": _op("quotePrompt", tag, "Price a prompt on every route open to you",
                         "Counts the prompt's tokens per model and prices prompt + max_tokens on each member route; "
                         "BYOK routes cost no credits.", "user",
-                        {"200": _json(ref("Quote"), "One entry per route."), **_errors(*auth_errors, "413", "422")},
+                        {"200": _json(ref("Quote"), "One entry per route."),
+                         "402": _json(ref("ApiError"), "With `model`: your settings forbid spending credits "
+                                                       "(`credits_disabled`), as the gateway would answer."),
+                         **_errors(*auth_errors, "403", "404", "413", "422"),
+                         "400": _json(ref("ApiError"), "With `model`: the gateway would refuse it "
+                                                       "(`byok_key_missing`), or the body is not JSON it accepts.")},
                         body=_body(ref("QuoteRequest"), "The prompt to price.")),
         },
     }
@@ -903,7 +909,7 @@ def _admin_paths() -> dict[str, Schema]:
             "parameters": [PATH_PROVIDER_ID],
             "put": _op("adminUpdateProvider", prov, "Change a provider preset",
                        "Any editable field; with `models`, the complete new list of model rates. Audited.", "admin",
-                       {"200": provider_envelope, "404": provider_404, **_errors(*admin_errors, "413", "422")},
+                       {"200": provider_envelope, "404": provider_404, **_errors(*admin_errors, "409", "413", "422")},
                        body=_body(ref("ProviderUpdate"), "The fields to change.")),
             "patch": _op("adminPatchProvider", prov, "Change some fields of a provider",
                          "The same as PUT: only the fields sent change. A retired provider is a 409 "
@@ -960,7 +966,7 @@ def _admin_paths() -> dict[str, Schema]:
                                  "links": {"RevokeKey": {"operationId": "adminRevokeKey", "parameters": {
                                      "provider_id": "$response.body#/provider/id",
                                      "key_id": "$response.body#/key/id"}}}},
-                         "404": provider_404, **_errors(*admin_errors, "413", "422")},
+                         "404": provider_404, **_errors(*admin_errors, "409", "413", "422")},
                         body=_body(ref("AdminKeyCreate"), "The key.")),
         },
         "/api/admin/llm/providers/{provider_id}/keys/{key_id}": {
@@ -982,13 +988,13 @@ def _admin_paths() -> dict[str, Schema]:
         "/api/admin/settings/providers/{provider_id}/enable": {
             "parameters": [PATH_PROVIDER_ID],
             "put": _op("adminEnableProvider", prov, "Enable or disable a provider", "Audited.", "admin",
-                       {"200": provider_envelope, "404": provider_404, **_errors(*admin_errors, "413", "422")},
+                       {"200": provider_envelope, "404": provider_404, **_errors(*admin_errors, "409", "413", "422")},
                        body=_body(ref("EnabledUpdate"), "{\"enabled\": true|false}")),
         },
         "/api/admin/settings/providers/{provider_id}/multiplier": {
             "parameters": [PATH_PROVIDER_ID],
             "put": _op("adminSetMultiplier", prov, "Set a provider's credit multiplier", "Audited.", "admin",
-                       {"200": provider_envelope, "404": provider_404, **_errors(*admin_errors, "413", "422")},
+                       {"200": provider_envelope, "404": provider_404, **_errors(*admin_errors, "409", "413", "422")},
                        body=_body(ref("MultiplierUpdate"), "{\"multiplier\": 1.5}")),
         },
         "/api/admin/users": {
