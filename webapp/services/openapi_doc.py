@@ -229,8 +229,12 @@ V1_SCHEMAS: dict[str, Schema] = {
         "request_id": UUID, "mode": string(enum=["member", "byok"]), "provider": SLUG, "model": string(),
         "credits": CREDITS, "multiplier": MULTIPLIER, "usage": string(enum=["measured", "estimated", "corrected"]),
         "fallback_path": array(string(), "provider:outcome per attempt."),
+        "prompt_tokens": integer("Prompt tokens charged."), "completion_tokens": integer("Output tokens charged."),
+        "cached_tokens": integer("Of the prompt tokens, those the provider served from its cache (charged at the "
+                                 "model's cached-input rate)."),
     }, description="What the X-Switchboard-* headers of a JSON answer say, for a stream (whose headers left "
-                   "before the cost was known)."),
+                   "before the cost was known). Without stream_options.include_usage, the same receipt closes the "
+                   "stream as an SSE comment, `: switchboard {json}`, just before `data: [DONE]`."),
     "ChatCompletionEvent": obj({
         "data": {"anyOf": [
             {"const": "[DONE]", "description": "The last event."},

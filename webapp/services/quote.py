@@ -32,11 +32,11 @@ def _parse(payload: Any) -> tuple[str, int, str | None, str | None]:
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= 1_000_000:
         raise ValidationError({"max_tokens": "An integer from 1 to 1,000,000."})
     model, task = payload.get("model"), payload.get("task")
-    if model is not None and (not isinstance(model, str) or not MODEL_NAME.fullmatch(model.strip())):
+    if model is not None and (not isinstance(model, str) or not MODEL_NAME.fullmatch(model)):
         raise ValidationError({"model": "A model id: 1 to 200 printable ASCII characters, no spaces."})
     if task is not None and (not isinstance(task, str) or not task.strip() or len(task) > 64 or "\x00" in task):
         raise ValidationError({"task": "The task name must be 1 to 64 characters."})
-    return prompt, max_tokens, model.strip() if isinstance(model, str) else None, task
+    return prompt, max_tokens, model, task
 
 
 def _entry(mode: str, slug: str, model: str, prompt_tokens: int, max_tokens: int, rate: Any,

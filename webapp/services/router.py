@@ -242,10 +242,6 @@ def plan(model: str, task: str | None, byok: ByokHeaders | None, ctx: UserContex
 def _header_route(explicit: str | None, model: str, byok: ByokHeaders, catalog: Catalog,
                   settings: Settings) -> Route:
     slug = (byok.provider or explicit or "").strip().lower()
-    if explicit and slug != explicit:
-        raise AppError(f"The model is pinned to {explicit!r} but X-BYOK-Provider names {slug!r}: a pinned model is "
-                       "served by its provider only.", code="byok_provider_mismatch", status=400,
-                       field="X-BYOK-Provider")
     provider = catalog.providers.get(slug)
     if provider is None:
         raise AppError("Say which provider your key is for: X-BYOK-Provider or a provider/model name.",
@@ -259,6 +255,10 @@ def _header_route(explicit: str | None, model: str, byok: ByokHeaders, catalog: 
         raise Forbidden(f"{provider.name} is an engine the operator runs without a key: bring your own engine's "
                         "base URL (X-BYOK-Base-URL) or use member mode.", code="byok_needs_own_engine",
                         field="X-BYOK-Base-URL")
+    if explicit and slug != explicit:
+        raise AppError(f"The model is pinned to {explicit!r} but X-BYOK-Provider names {slug!r}: a pinned model is "
+                       "served by its provider only.", code="byok_provider_mismatch", status=400,
+                       field="X-BYOK-Provider")
     base = byok.base_url or provider.base_url
     target = _target(provider, base, byok.api_key, settings, user_url=bool(byok.base_url))
     return Route(provider, model, target, "byok", "byok_header")
