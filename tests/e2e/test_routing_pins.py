@@ -285,6 +285,21 @@ def test_a_stream_without_include_usage_ends_with_its_receipt_comment(gw: Gatewa
     assert chunks and all(c.get("usage") is None for c in chunks), "usage was not asked for"
 
 
+def test_an_interrupted_stream_ends_with_its_error_and_a_zero_receipt(gw: Gateway, rt: Routing, member: Any,
+                                                                     db: Any) -> None:
+    rt.cheap.behaviour = "cut:3"
+    before = balance(db, member.id)
+    resp = requests.post(gw.url + "/v1/chat/completions", headers=member.headers, timeout=30, stream=True,
+                         json={"model": "rt-cheap/rt-fb", "messages": MSG, "stream": True})
+    events = [e for e in b"".join(resp.iter_content(None)).decode().split("\n\n") if e]
+    assert events[-1] == "data: [DONE]"
+    error = json.loads(events[-3].removeprefix("data: "))["error"]
+    assert error["code"] == "upstream_stream_interrupted" and "RT Cheap (rt-cheap)" in error["message"]
+    receipt = json.loads(events[-2].removeprefix(": switchboard "))
+    assert receipt["credits"] == "0.000000" and receipt["fallback_path"] == ["rt-cheap:ok"]
+    assert balance(db, member.id) == before == ledger_sum(db, member.id)
+
+
 def test_the_openai_sdk_streams_past_the_receipt_comment(gw: Gateway, rt: Routing, member: Any, db: Any) -> None:
     stream = gw.client(member.token).chat.completions.create(model="rt-cheap/rt-fb", messages=MSG, stream=True)
     chunks = list(stream)

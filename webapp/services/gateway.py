@@ -478,6 +478,7 @@ class Gateway:
             err = self._client_error(failure, [route], receipt.fallback_path)
             yield format_chunk({"error": {"message": err.message, "type": err.openai_type, "param": None,
                                           "code": "upstream_stream_interrupted"}})
+            yield receipt_comment(receipt)  # refunded in full: its final charge is 0
             yield DONE
             return
         t_in, t_out = self._usage(receipt, req, route, usage, "".join(delivered))
