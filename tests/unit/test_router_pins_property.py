@@ -11,6 +11,7 @@ any BYOK headers:
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -175,3 +176,26 @@ def test_a_bare_model_plan_stays_within_the_rules(cat_cfg: tuple[Catalog, Settin
                 assert r.rate is not None and first.rate is not None
                 assert r.rate.input_rate * r.multiplier <= first.rate.input_rate * first.multiplier
                 assert r.rate.output_rate * r.multiplier <= first.rate.output_rate * first.multiplier
+
+
+def _two_providers(**first: Any) -> tuple[Catalog, Settings]:
+    provs = [Provider(pid(s), s, s.title(), "openai", "http://127.0.0.1:11434/v1", "m1", True, Decimal(1), True,
+                      False, i) for i, s in enumerate(("alpha", "beta"))]
+    provs[0] = dataclasses.replace(provs[0], **first)
+    rates = {(p.slug, "m1"): ModelRate(p.id, "m1", 10, 20, 8192) for p in provs}
+    cfg = Settings(secret_key="s" * 40, database_url="postgresql://x", jwt_secret="j" * 40,
+                   encryption_keys={"k1": b"p" * 32})
+    return Catalog(1, {p.slug: p for p in provs}, {p.id: p for p in provs}, rates), cfg
+
+
+@given(st.sampled_from([{"enabled": False}, {"archived_at": datetime(2026, 11, 1, tzinfo=UTC), "enabled": False}]))
+def test_a_pin_to_a_disabled_or_retired_provider_says_which(first: dict[str, Any]) -> None:
+    """`alpha/m1` with alpha off while beta serves m1 (the reported bug: Ollama off, LM Studio served and priced)."""
+    cat, cfg = _two_providers(**first)
+    ctx = UserContext(Preferences(user_id=USER, allow_dearer_fallbacks=True), [], 1)
+    assert [r.provider.slug for r in router.plan("m1", None, None, ctx, cat, cfg, RING).routes] == ["beta"]
+    err = try_plan("alpha/m1", None, None, ctx, cat, cfg)
+    assert isinstance(err, router.PinError) and err.code == "provider_disabled" and err.status == 404
+    state = "retired" if first.get("archived_at") else "disabled"
+    assert f"'alpha' (Alpha), which is {state}" in err.message
+    assert err.headers == {"X-Switchboard-Fallback": f"alpha:{state}", "X-Switchboard-Provider": "alpha"}

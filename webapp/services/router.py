@@ -134,8 +134,9 @@ class PinError(AppError):
 def _pinned(slug: str, model: str, requested: str, catalog: Catalog) -> list[tuple[str, str]]:
     provider = catalog.providers[slug]
     if not pin_usable(provider):
-        raise PinError(provider, "disabled",
-                       f"{requested!r} is pinned to the provider {slug!r} ({provider.name}), which is disabled; "
+        state = "retired" if provider.archived_at is not None else "disabled"
+        raise PinError(provider, state,
+                       f"{requested!r} is pinned to the provider {slug!r} ({provider.name}), which is {state}; "
                        "a pinned model is never served by another provider. Name the model without the provider "
                        "prefix to let your provider order choose.", code="provider_disabled", status=404)
     return [(slug, model)]
