@@ -202,3 +202,19 @@ def test_a_quote_for_a_model_prices_the_gateways_plan(client: FlaskClient, make_
     err = assert_error_shape(client.post("/api/user/llm/quote", json={"prompt": "hi", "model": "bad model"},
                                          headers=user.headers), 422, "validation_error")
     assert "model" in err["fields"]
+
+
+def test_switching_mode_redraws_what_is_offered_and_the_warnings(me: Session) -> None:
+    assert me.post("/settings/overrides", overrides_form(("summarize", "ollama", "llama3.2"))).status_code == 200
+    resp = me.post("/settings/mode", {"llm_mode": "byok"})
+    assert resp.status_code == 200 and resp.headers["HX-Trigger"] == "mode-changed"
+    # The overrides block (and the order) listen for it and fetch themselves again.
+    page = html(me.client.get("/settings"))
+    assert re.search(r'id="overrides" hx-get="/settings/overrides"\s+hx-trigger="[^"]*mode-changed from:body', page)
+    text = assert_fragment(me.client.get("/settings/overrides", headers={"HX-Request": "true"}), "overrides")
+    assert "Offered to you in BYOK mode: nothing (add a key first)." in text
+    warnings = re.search(r'id="overrides-warnings"[^>]*>(.*?)</ul>', text, re.S)
+    assert warnings and "summarize" in warnings.group(1) and "BYOK mode" in warnings.group(1)
+    assert me.post("/settings/mode", {"llm_mode": "member"}).status_code == 200
+    text = assert_fragment(me.client.get("/settings/overrides", headers={"HX-Request": "true"}), "overrides")
+    assert 'id="overrides-warnings"' not in text and "Offered to you in member mode" in text

@@ -236,7 +236,10 @@ def mode_fragment() -> Response:
 @bp.post("/settings/mode")
 def mode() -> Response:
     llm_mode = request.form.get("llm_mode", "")
-    return _save("mode", {"llm_mode": llm_mode}, MODE_SWITCHED.get(llm_mode, ""))
+    resp = _save("mode", {"llm_mode": llm_mode}, MODE_SWITCHED.get(llm_mode, ""))
+    if resp.status_code == 200:  # what is offered changed: the overrides redraw the offer and their warnings
+        resp.headers["HX-Trigger"] = "mode-changed"
+    return resp
 
 
 @bp.post("/settings/keys/<provider>")
@@ -282,6 +285,11 @@ def routing() -> Response:
                                      "allow_dearer_fallbacks": _checkbox("allow_dearer_fallbacks"),
                                      "never_spend_credits": _checkbox("never_spend_credits"),
                                      "monthly_credit_cap": request.form.get("monthly_credit_cap", "").strip()})
+
+
+@bp.get("/settings/overrides")
+def overrides_fragment() -> Response:
+    return _render("overrides")
 
 
 @bp.post("/settings/overrides")
