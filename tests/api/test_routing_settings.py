@@ -192,7 +192,8 @@ def test_a_quote_for_a_model_prices_the_gateways_plan(client: FlaskClient, make_
     quote = resp.get_json()
     assert quote["model"] == "ollama/llama3.2"
     assert [(r["mode"], r["provider"], r["model"]) for r in quote["routes"]] == [("member", "ollama", "llama3.2")]
-    assert quote["reserve_credits_micro"] == quote["routes"][0]["max_credits_micro"] > 0
+    # The gateway reserves for the prompt with its counting margin: a little more than the route's plain price.
+    assert quote["reserve_credits_micro"] >= quote["routes"][0]["max_credits_micro"] > 0
     # A pin to a disabled provider is the gateway's error, naming it.
     restore_catalog.execute("update public.llm_providers set enabled = false where slug = 'ollama'")
     resp = client.post("/api/user/llm/quote", json={"prompt": "hi", "model": "ollama/llama3.2"},

@@ -230,6 +230,24 @@ def test_no_dearer_fallback_unless_allowed_and_the_reservation_is_the_first_rout
     assert raw.headers["x-switchboard-credits"] == f"{cost(3, REPLY_WORDS, 2.0) / 1e6:.6f}"
 
 
+def test_a_quote_for_a_model_reserves_exactly_what_the_gateway_reserves(gw: Gateway, rt: Routing, member: Any,
+                                                                        db: Any) -> None:
+    put_settings(gw, member, provider_priorities=["rt-cheap", "rt-dear"])
+    prompt = "how much will this cost me"
+    for allow, first, served in ((False, "rt-cheap", ["rt-cheap"]), (True, "rt-cheap", ["rt-cheap", "rt-dear"])):
+        put_settings(gw, member, allow_dearer_fallbacks=allow)
+        quote = requests.post(gw.url + "/api/user/llm/quote", headers=member.headers, timeout=10,
+                              json={"prompt": prompt, "max_tokens": 60, "model": "rt-fb"}).json()
+        assert [r["provider"] for r in quote["routes"]] == served and quote["routes"][0]["provider"] == first
+        raw = gw.client(member.token).chat.completions.with_raw_response.create(
+            model="rt-fb", messages=[{"role": "user", "content": prompt}], max_tokens=60)
+        assert _reserved(db, raw.headers["x-request-id"]) == quote["reserve_credits_micro"]
+    # Pinned: the quote plans on the pinned provider alone, as the gateway does.
+    quote = requests.post(gw.url + "/api/user/llm/quote", headers=member.headers, timeout=10,
+                          json={"prompt": prompt, "model": "rt-dear/rt-fb"}).json()
+    assert [r["provider"] for r in quote["routes"]] == ["rt-dear"]
+
+
 def test_a_cheaper_fallback_is_kept_when_dearer_ones_are_not_allowed(gw: Gateway, rt: Routing, member: Any,
                                                                      db: Any) -> None:
     put_settings(gw, member, provider_priorities=["rt-dear", "rt-cheap"])

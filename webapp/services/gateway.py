@@ -226,8 +226,26 @@ class Gateway:
         return self.engines.is_up(provider.base_url)
 
     def planner(self, ctx: context_repo.UserContext, catalog: Any) -> Any:
-        """The plan `chat` would make for (model, task) in this context: quotes price exactly what is routed."""
-        return lambda model, task: router.plan(model, task, None, ctx, catalog, self.settings, self.keyring)
+        """For quotes: (model, task, prompt, max_tokens) -> (the plan `chat` would make in this context, what it
+        would reserve in micro-credits for that prompt as one user message with that max_tokens, or None when the
+        prompt fits no route's context window). Refusals are the gateway's own errors."""
+        allow = ctx.preferences.allow_dearer_fallbacks
+
+        def run(model: str, task: str | None, prompt: str, max_tokens: int) -> tuple[router.Plan, int | None]:
+            plan = router.plan(model, task, None, ctx, catalog, self.settings, self.keyring)
+            if plan.mode != "member":
+                return plan, 0
+            limit = min(max_tokens, self.settings.max_tokens_ceiling)
+            req = chat_request.parse({"model": model, "messages": [{"role": "user", "content": prompt}],
+                                      "max_tokens": limit}, task, max_messages=self.settings.max_messages,
+                                     max_tokens_ceiling=self.settings.max_tokens_ceiling)
+            fitting, _ = self._fitting(req, plan, allow)
+            priced = [budget.Priced(r.rate, r.provider.credit_multiplier, lim) for r, lim in fitting if r.rate]
+            if not priced:
+                return plan, None
+            return plan, budget.reservation_bounds(priced, 1, True, dearest=allow)[1]
+
+        return run
 
     # -- chat --------------------------------------------------------------------------------------------
     def chat(self, claims: dict[str, Any], body: Any, task_header: str | None,
@@ -280,23 +298,11 @@ class Gateway:
         the client set one), and give each route the output limit the reservation pays for. Unless the user
         allows dearer fallbacks, the reservation is for the first route that fits and no fallback costs more."""
         budget.refuse_unpriceable(req.body)
-        counted: dict[str, int] = {}
-        fitting: list[tuple[router.Route, budget.RouteLimit]] = []
-        for route in plan.routes:
-            encoding = tokens.encoding_name_for_model(route.model)
-            if encoding not in counted:
-                counted[encoding] = budget.prompt_tokens(req.body, req.messages, route.model)
-            assert route.rate is not None
-            limit = budget.route_limit(req.max_tokens, self.settings.reserve_default_max_tokens, route.rate,
-                                       budget.reserved_prompt(counted[encoding]))
-            if limit is not None:
-                fitting.append((route, limit))
+        fitting, counted = self._fitting(req, plan, allow_dearer)
         if not fitting:
             window = max(r.rate.context_window for r in plan.routes if r.rate is not None)
             raise AppError(f"The prompt (about {min(counted.values())} tokens) does not fit the model's context window "
                            f"({window} tokens).", code="context_length_exceeded", status=400, field="messages")
-        if not allow_dearer:  # the first fitting route is what is reserved for: no fallback may cost more
-            fitting = [f for f in fitting if f is fitting[0] or not router.dearer(f[0], fitting[0][0])]
         plan = router.Plan([r for r, _ in fitting], plan.mode, plan.task, plan.requested_model)
         receipt.tokens_in = counted[tokens.encoding_name_for_model(plan.routes[0].model)]
         priced = [budget.Priced(r.rate, r.provider.credit_multiplier, lim) for r, lim in fitting if r.rate]
@@ -310,6 +316,26 @@ class Gateway:
             reserved_for = priced if allow_dearer else priced[:1]
             raise self._unaffordable(exc, req.n, budget.largest_fit(exc.available, reserved_for, req.n)) from None
         return plan, list(budget.output_limits(receipt.reserved, priced, req.n))
+
+    def _fitting(self, req: chat_request.ChatRequest, plan: router.Plan, allow_dearer: bool
+                 ) -> tuple[list[tuple[router.Route, budget.RouteLimit]], dict[str, int]]:
+        """Member mode: the routes whose context window holds the prompt, each with its output limit before money,
+        and the prompt counted per encoding. Unless dearer fallbacks are allowed, the first fitting route is what
+        is reserved for, so no fallback that costs more than it stays."""
+        counted: dict[str, int] = {}
+        fitting: list[tuple[router.Route, budget.RouteLimit]] = []
+        for route in plan.routes:
+            encoding = tokens.encoding_name_for_model(route.model)
+            if encoding not in counted:
+                counted[encoding] = budget.prompt_tokens(req.body, req.messages, route.model)
+            assert route.rate is not None
+            limit = budget.route_limit(req.max_tokens, self.settings.reserve_default_max_tokens, route.rate,
+                                       budget.reserved_prompt(counted[encoding]))
+            if limit is not None:
+                fitting.append((route, limit))
+        if fitting and not allow_dearer:
+            fitting = [f for f in fitting if f is fitting[0] or not router.dearer(f[0], fitting[0][0])]
+        return fitting, counted
 
     @staticmethod
     def _unaffordable(exc: credits.Unaffordable, n: int, fits: int) -> AppError:

@@ -368,7 +368,10 @@ USER_SCHEMAS: dict[str, Schema] = {
     }),
     "Quote": obj({"max_tokens": integer(), "routes": array(ref("QuoteRoute")),
                   "model": string("With `model`: the model asked for."),
-                  "reserve_credits": CREDITS, "reserve_credits_micro": MICRO},
+                  "reserve_credits": ref("Credits"),
+                  "reserve_credits_micro": integer("With `model`: what the gateway would reserve for this prompt "
+                                                   "as one user message with this max_tokens, in micro-credits (0 "
+                                                   "in BYOK; absent when the prompt fits no route).")},
                  ["max_tokens", "routes"]),
 }
 

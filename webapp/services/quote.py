@@ -18,8 +18,9 @@ from webapp.services.credits import cost, format_credits
 
 MAX_PROMPT = 400_000
 
-# (model, task) -> the gateway's plan for that request
-Planner = Callable[[str, "str | None"], router.Plan]
+# (model, task, prompt, max_tokens) -> the gateway's plan for that request and what it would reserve (micro-credits;
+# None: the prompt fits no route)
+Planner = Callable[[str, "str | None", str, int], "tuple[router.Plan, int | None]"]
 
 
 def _parse(payload: Any) -> tuple[str, int, str | None, str | None]:
@@ -59,7 +60,7 @@ def quote(payload: Any, ctx: UserContext, catalog: Catalog, member_ready: Any,
           planner: Planner | None = None) -> dict[str, Any]:
     prompt, max_tokens, model, task = _parse(payload)
     if model is not None and planner is not None:
-        return _planned(prompt, max_tokens, model, task, ctx, catalog, planner)
+        return _planned(prompt, max_tokens, model, task, catalog, planner)
     scope = ctx.api_key
     modes = {scope.mode} if scope is not None and scope.mode in ("member", "byok") else {"member", "byok"}
     key_slugs = {catalog.by_id[k.provider_id].slug for k in ctx.keys if k.provider_id in catalog.by_id}
@@ -78,11 +79,11 @@ def quote(payload: Any, ctx: UserContext, catalog: Catalog, member_ready: Any,
     return {"max_tokens": max_tokens, "routes": routes}
 
 
-def _planned(prompt: str, max_tokens: int, model: str, task: str | None, ctx: UserContext, catalog: Catalog,
+def _planned(prompt: str, max_tokens: int, model: str, task: str | None, catalog: Catalog,
              planner: Planner) -> dict[str, Any]:
-    """The gateway's own plan for this request, priced route by route, and what it would reserve: the first
-    route's worst case, or the dearest route's when the user allows dearer fallbacks."""
-    plan = planner(model, task)
+    """The gateway's own plan for this request, priced route by route, and what the gateway would reserve for it
+    (the first fitting route's worst case, or the dearest's when the user allows dearer fallbacks; 0 in BYOK)."""
+    plan, reserve = planner(model, task, prompt, max_tokens)
     routes = []
     for route in plan.routes:
         prompt_tokens = tokens.count_messages([{"role": "user", "content": prompt}], route.model)
@@ -94,7 +95,7 @@ def _planned(prompt: str, max_tokens: int, model: str, task: str | None, ctx: Us
             continue
         routes.append(_entry(route.mode, route.provider.slug, route.model, prompt_tokens, max_tokens, rate,
                              route.provider.credit_multiplier))
-    costs = [r["max_credits_micro"] for r in routes] or [0]
-    reserve = max(costs) if ctx.preferences.allow_dearer_fallbacks else costs[0]
-    return {"max_tokens": max_tokens, "model": model, "routes": routes,
-            "reserve_credits": format_credits(reserve), "reserve_credits_micro": reserve}
+    out: dict[str, Any] = {"max_tokens": max_tokens, "model": model, "routes": routes}
+    if reserve is not None:
+        out.update(reserve_credits=format_credits(reserve), reserve_credits_micro=reserve)
+    return out
