@@ -299,6 +299,11 @@ def test_a_stream_without_include_usage_ends_with_its_receipt_comment(gw: Gatewa
     assert (receipt["provider"], receipt["model"], receipt["fallback_path"]) == ("rt-cheap", "rt-fb", ["rt-cheap:ok"])
     assert (receipt["prompt_tokens"], receipt["completion_tokens"], receipt["usage"]) == (3, REPLY_WORDS, "measured")
     assert balance(db, member.id) == before - charged
+    # The same charge from the receipt endpoint, by the answer's request id.
+    gw.flush_logs()
+    stored = requests.get(f"{gw.url}/api/user/llm/receipts/{receipt['request_id']}", headers=member.headers,
+                          timeout=10).json()["receipt"]
+    assert (stored["credits_micro"], stored["state"]) == (charged, "settled")
     chunks = [json.loads(e.removeprefix("data: ")) for e in events if e.startswith("data: {")]
     assert chunks and all(c.get("usage") is None for c in chunks), "usage was not asked for"
 
