@@ -573,8 +573,8 @@ def test_scripted_requests_reach_deep_code(fuzz_schema: Any, fuzz_env: FuzzEnv) 
     assert len(fuzz_env.guard.refused) > refused, "the BYOK base URL's host was looked up"
     assert send("POST", chat, 400, body=body, headers={**byok, "X-BYOK-Base-URL": "http://10.1.2.3/v1"}
                 )["error"]["code"] == "base_url_not_allowed"
-    send("POST", chat, 403, body=body, headers={**byok, "X-BYOK-Provider": "github",
-                                                   "X-BYOK-Base-URL": "https://api.example.com/v1"})
+    send("POST", chat, 403, body={**body, "model": "github/openai/gpt-4o-mini"},
+         headers={**byok, "X-BYOK-Provider": "github", "X-BYOK-Base-URL": "https://api.example.com/v1"})
     send("POST", chat, 400, body=body, headers={"X-BYOK-Provider": "openai"})
     # BYOK mode with the stored canary key, then back to member mode.
     send("PUT", "/api/user/settings", 200, body={"llm_mode": "byok"})
