@@ -27,6 +27,9 @@ def register_web(app: Flask) -> None:
     for bp in (auth.bp, pages.bp, settings_page.bp, admin.bp):
         app.register_blueprint(bp)
     app.register_blueprint(account.bp)
+    from webapp.web import playground
+
+    app.register_blueprint(playground.bp)
 
     @app.template_filter("multiplier")
     def _multiplier(value: Decimal) -> str:
