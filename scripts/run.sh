@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The first README command: set up, migrate, seed, create the first admin, serve on 127.0.0.1.
+# The first README command: set up, migrate, seed, create the first admin, start the local model engine (a child
+# it supervises; LOCAL_MODEL=off to skip it), serve on 127.0.0.1.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -10,5 +11,16 @@ export FLASK_APP=wsgi.py
 .venv/bin/flask db seed
 .venv/bin/flask users create-admin "${ADMIN_EMAIL:-admin@switchboard.local}" --if-none
 PORT="${PORT:-8000}"
+export PORT
+if [[ "${LOCAL_MODEL:-on}" != "off" ]]; then
+  LOCAL_MODEL_PORT="${LOCAL_MODEL_PORT:-$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+  export LOCAL_MODEL_PORT
+  .venv/bin/python -m webapp.local_engine setup
+  # The supervisor's parent is this shell, which becomes gunicorn below: when gunicorn exits, the supervisor
+  # notices, stops the engine and exits (Ctrl-C and SIGTERM to the group stop it directly).
+  .venv/bin/python -m webapp.local_engine serve &
+else
+  echo "local model: off (LOCAL_MODEL=off)"
+fi
 echo "Switchboard: http://127.0.0.1:${PORT}/  (sign in with the admin above; the password is printed only once)"
 exec .venv/bin/gunicorn -c gunicorn.conf.py --bind "127.0.0.1:${PORT}" wsgi:app

@@ -142,11 +142,21 @@ def _die_with_parent() -> None:  # runs in the child before exec: SIGTERM it whe
 
 
 def _tail(path: Path, limit: int = 400) -> str:
+    """The reason in a log: its last error line, else its last line."""
     try:
-        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()[-200:] if ln.strip()]
     except OSError:
         return ""
-    return " | ".join(lines[-3:])[-limit:]
+    errors = [ln for ln in lines if "Error" in ln or "error:" in ln]
+    return (errors or lines or [""])[-1][-limit:]
+
+
+def _child_env() -> dict[str, str]:
+    """Only what a child needs: none of the app's secrets, nor PORT/HOST/MODEL, which llama_cpp.server reads."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_CACHE_HOME", "LLAMA_WHEEL_DIR", "LLAMA_BUILD_JOBS",
+            "LLAMA_CMAKE_ARGS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CACHE_DIR",
+            "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+    return {k: v for k, v in os.environ.items() if k in keep}
 
 
 def _answers(url: str) -> bool:
@@ -164,6 +174,7 @@ class Supervisor:
         self.stopping = False
         self.child: subprocess.Popen[bytes] | None = None
         self.logdir = state_path().parent
+        self.ready_since: float | None = None
 
     def _stop_signal(self, *_: Any) -> None:
         self.stopping = True
@@ -190,7 +201,7 @@ class Supervisor:
         with open(log, "wb") as out:
             proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "build_llama.sh"), str(Path(sys.prefix))],  # noqa: S603,S607
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    preexec_fn=_die_with_parent)
+                                    env=_child_env(), preexec_fn=_die_with_parent)
             while proc.poll() is None:
                 if not self._go_on():
                     proc.terminate()
@@ -210,7 +221,8 @@ class Supervisor:
             return subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
                 [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
                  "--port", str(self.port), "--n_ctx", str(N_CTX), "--model_alias", MODEL],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=_child_env(),
+                preexec_fn=_die_with_parent)
         finally:
             log.close()
 
@@ -219,10 +231,12 @@ class Supervisor:
         write_state("starting", f"loading {model.name} on 127.0.0.1:{self.port}")
         self.child = child = self._start(model)
         ready = False
+        self.ready_since = None
         deadline = time.monotonic() + 180
         while self._go_on() and child.poll() is None:
             if not ready and _answers(f"http://127.0.0.1:{self.port}/v1/models"):
                 ready = True
+                self.ready_since = time.monotonic()
                 write_state("ready", f"serving {MODEL} on 127.0.0.1:{self.port}", pid=child.pid)
             if not ready and time.monotonic() > deadline:
                 child.terminate()
@@ -258,6 +272,8 @@ class Supervisor:
                 reason = self._run_once(model)
                 if not reason:
                     break
+                if self.ready_since is not None and time.monotonic() - self.ready_since > 300:
+                    backoff, restarts = 1.0, 0  # it served a good while: a fresh crash, not a crash loop
                 restarts += 1
                 if restarts > MAX_RESTARTS:
                     write_state("failed", f"{reason} (gave up after {MAX_RESTARTS} restarts)")

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
 from jinja2_fragments.flask import render_block
 
+from webapp import local_engine
 from webapp.auth.guards import admin_page_required
 from webapp.errors import ValidationError
 from webapp.services import admin, admin_reports, admin_users
@@ -36,6 +37,8 @@ def _helpers() -> dict[str, Any]:
             "rate_units": rate_units, "per_million": per_million, "headers_text": headers_text,
             "local_auth": settings.auth_backend == "local",
             "engine_state": _svc().gateway.engines.state,  # keyless local engines: up or down (cached probe)
+            # the engine `make run` supervises: building, starting, ready, failed (with the reason), stopped
+            "local_engine_state": local_engine.read_state, "local_engine_slug": local_engine.SLUG,
             "bounds": {"min": f"{settings.multiplier_min:g}", "max": f"{settings.multiplier_max:g}"}}
 
 
