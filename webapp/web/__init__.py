@@ -27,6 +27,10 @@ def register_web(app: Flask) -> None:
     for bp in (auth.bp, pages.bp, settings_page.bp, admin.bp):
         app.register_blueprint(bp)
     app.register_blueprint(account.bp)
+    from webapp.web import admin_teams, teams_page  # issue 12: the Teams pages and the admin panel's teams
+
+    app.register_blueprint(teams_page.bp)
+    app.register_blueprint(admin_teams.bp)
     from webapp.web import playground
 
     app.register_blueprint(playground.bp)
