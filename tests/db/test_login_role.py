@@ -25,6 +25,7 @@ PUBLIC_TABLES = (
     "api_keys",
     "user_notices",
     "site_settings",
+    "teams", "team_members", "team_invitations", "team_credit_accounts", "team_credit_ledger", "team_provider_keys",
 )
 
 

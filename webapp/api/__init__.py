@@ -78,10 +78,10 @@ def refuse_lone_surrogates(body: Any) -> None:
 
 
 def register_api(app: Flask) -> None:
-    from webapp.api import admin, openapi, pricing, user, v1
+    from webapp.api import admin, openapi, pricing, teams, user, v1
 
     app.request_class = StrictJSONRequest
-    for bp in (v1.bp, user.bp, pricing.bp, admin.bp, openapi.bp):
+    for bp in (v1.bp, user.bp, pricing.bp, admin.bp, openapi.bp, teams.bp, teams.admin_bp):
         csrf.exempt(bp)
         API_BLUEPRINTS.add(bp.name)
         app.register_blueprint(bp)

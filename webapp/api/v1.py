@@ -15,6 +15,7 @@ from werkzeug.routing import PathConverter
 from webapp.auth.guards import token_required
 from webapp.errors import AppError
 from webapp.services.router import ByokHeaders
+from webapp.services.teams import SLUG_RE as TEAM_SLUG
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 
@@ -50,6 +51,17 @@ def _byok_headers() -> ByokHeaders | None:
                        base_url=base_url)
 
 
+def _team_header() -> str | None:
+    """X-Switchboard-Team: the slug of a team to bill (the caller must be a member)."""
+    raw = request.headers.get("X-Switchboard-Team", "").strip()
+    if not raw:
+        return None
+    if not TEAM_SLUG.fullmatch(raw):
+        raise AppError("X-Switchboard-Team must be a team slug (lowercase letters, digits and dashes).",
+                       code="invalid_team", status=400, field="X-Switchboard-Team")
+    return raw
+
+
 @bp.after_request
 def _request_id(resp: Response) -> Response:
     # Answers that never reached the gateway (401, 404, 413) get an id as well.
@@ -63,7 +75,8 @@ def chat_completions() -> Any:
     body = request.get_json(silent=True)
     if body is None:
         raise AppError("The request body must be JSON.", code="invalid_json", status=400)
-    result = _gateway().chat(g.claims, body, request.headers.get("X-Switchboard-Task"), _byok_headers())
+    result = _gateway().chat(g.claims, body, request.headers.get("X-Switchboard-Task"), _byok_headers(),
+                             _team_header())
     if result.stream is not None:
         resp = Response(result.stream, mimetype="text/event-stream")
         resp.headers.update(result.receipt.headers(final=False))

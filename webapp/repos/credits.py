@@ -14,6 +14,8 @@ from psycopg.rows import class_row
 INSUFFICIENT = "P0402"
 CAP_REACHED = "P0403"
 KEY_CAP_REACHED = "P0406"  # a personal API key's monthly credit cap
+NOT_TEAM_MEMBER = "P0417"  # a team wallet's reservation for someone no longer a member
+TEAM_MEMBER_CAP_REACHED = "P0418"  # a team member's monthly cap
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,11 @@ def reserve(conn: psycopg.Connection, user_id: str, request_id: str, amount: int
 
 
 def reserve_flex(conn: psycopg.Connection, user_id: str, request_id: str, minimum: int, maximum: int,
-                 cap: int | None, api_key_id: str | None = None, key_cap: int | None = None) -> tuple[int, str | None]:
-    row = conn.execute("select public.credits_reserve_flex(%s, %s, %s, %s, %s, %s, %s)",
-                       [user_id, request_id, minimum, maximum, cap, api_key_id, key_cap]).fetchone()
+                 cap: int | None, api_key_id: str | None = None, key_cap: int | None = None,
+                 team: str | None = None) -> tuple[int, str | None]:
+    """One reservation on the user's wallet, or (with `team`) on that team's wallet under the member's cap."""
+    row = conn.execute("select public.credits_reserve_flex(%s, %s, %s, %s, %s, %s, %s, %s)",
+                       [user_id, request_id, minimum, maximum, cap, api_key_id, key_cap, team]).fetchone()
     assert row is not None
     return int(row[0]["amount"]), row[0]["limited_by"]
 
@@ -122,7 +126,8 @@ def open_reservations(conn: psycopg.Connection, user_id: str, limit: int = 20) -
     """Requests in flight: credits held until the answer is settled or refunded."""
     with conn.cursor(row_factory=class_row(OpenReservation)) as cur:
         cur.execute("""select request_id::text as request_id, amount, created_at from public.credit_reservations
-                       where user_id = %s and status = 'reserved' order by created_at desc limit %s""",
+                       where user_id = %s and team_id is null and status = 'reserved'
+                       order by created_at desc limit %s""",
                     [user_id, limit])
         return cur.fetchall()
 
@@ -131,7 +136,7 @@ def month_spent(conn: psycopg.Connection, user_id: str) -> int:
     """This calendar month's spending as the monthly cap counts it (credits_reserve_flex): what was charged, and
     what is still held by requests in flight; refunds count nothing."""
     row = conn.execute("""select coalesce(sum(coalesce(charged, amount)), 0) from public.credit_reservations
-                          where user_id = %s and status <> 'refunded'
+                          where user_id = %s and team_id is null and status <> 'refunded'
                             and created_at >= date_trunc('month', now())""", [user_id]).fetchone()
     return int(row[0]) if row else 0
 
@@ -163,6 +168,7 @@ class Receipt:
     api_key_id: str | None
     api_key_name: str | None
     api_key_prefix: str | None
+    team_id: str | None = None  # the team the request was billed to
 
 
 def receipt(conn: psycopg.Connection, user_id: str, request_id: str) -> Receipt | None:
@@ -174,7 +180,7 @@ def receipt(conn: psycopg.Connection, user_id: str, request_id: str) -> Receipt 
                               l.multiplier, l.fallback_path, l.stream, l.error_code, l.latency_ms, l.output_limit,
                               l.shortfall, r.status as reservation_status, r.amount as reserved, r.charged,
                               coalesce(l.api_key_id, r.api_key_id)::text as api_key_id, k.name as api_key_name,
-                              k.prefix as api_key_prefix
+                              k.prefix as api_key_prefix, coalesce(l.team_id, r.team_id)::text as team_id
                        from (select 1) one
                        left join public.llm_request_logs l on l.request_id = %(rid)s and l.user_id = %(uid)s
                        left join public.credit_reservations r on r.request_id = %(rid)s and r.user_id = %(uid)s

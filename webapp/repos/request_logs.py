@@ -34,6 +34,7 @@ class RequestLog:
     output_limit: int | None = None
     shortfall: int = 0
     api_key_id: str | None = None  # the personal API key the request came with
+    team_id: str | None = None  # the team the request was billed to
 
 
 @dataclass(frozen=True)

@@ -94,24 +94,31 @@ def retry(fn: Callable[[], T]) -> T:
 class Unaffordable(Exception):
     """Not even the smallest reservation fits. `available` is what the balance (or the monthly cap) had left."""
 
-    def __init__(self, code: str, available: int) -> None:
+    def __init__(self, code: str, available: int, team: bool = False) -> None:
         super().__init__(code)
-        self.code, self.available = code, available
+        self.code, self.available, self.team = code, available, team
+
+
+class NotTeamMember(Exception):
+    """The team wallet's reservation found the caller no longer a member (removed since the context check)."""
 
 
 _UNAFFORDABLE = {credits_repo.INSUFFICIENT: "insufficient_credits", credits_repo.CAP_REACHED: "monthly_cap_reached",
-                 credits_repo.KEY_CAP_REACHED: "api_key_cap_reached"}
+                 credits_repo.KEY_CAP_REACHED: "api_key_cap_reached",
+                 credits_repo.TEAM_MEMBER_CAP_REACHED: "team_member_cap_reached"}
 
 
 def reserve_flex(db: Database, user_id: str, request_id: str, minimum: int, maximum: int,
-                 cap: int | None, api_key_id: str | None = None, key_cap: int | None = None) -> tuple[int, str | None]:
+                 cap: int | None, api_key_id: str | None = None, key_cap: int | None = None,
+                 team: str | None = None) -> tuple[int, str | None]:
     """Reserve as much as balance, the user's cap and the API key's cap allow between `minimum` and `maximum`, in
     one locked statement. Returns (amount, what limited it: None, "balance", "monthly_cap" or "api_key_cap");
     raises Unaffordable."""
 
     def run() -> tuple[int, str | None]:
         with db.service_statement() as conn:
-            return credits_repo.reserve_flex(conn, user_id, request_id, minimum, maximum, cap, api_key_id, key_cap)
+            return credits_repo.reserve_flex(conn, user_id, request_id, minimum, maximum, cap, api_key_id, key_cap,
+                                             team)
 
     try:
         return retry(run)
@@ -119,7 +126,9 @@ def reserve_flex(db: Database, user_id: str, request_id: str, minimum: int, maxi
         state = getattr(exc, "sqlstate", None)
         if state in _UNAFFORDABLE:
             detail = exc.diag.message_detail or "0"
-            raise Unaffordable(_UNAFFORDABLE[state], max(int(detail), 0)) from None
+            raise Unaffordable(_UNAFFORDABLE[state], max(int(detail), 0), team is not None) from None
+        if state == credits_repo.NOT_TEAM_MEMBER:
+            raise NotTeamMember() from None
         raise
 
 

@@ -22,7 +22,7 @@ import psycopg
 from webapp.config import Settings
 from webapp.crypto import KeyRing
 from webapp.db import ApiKeyClaims, Database, check_principal, principal_ids
-from webapp.errors import AppError, PaymentRequired, RateLimited, UpstreamError
+from webapp.errors import AppError, Forbidden, PaymentRequired, RateLimited, UpstreamError
 from webapp.providers import get_adapter
 from webapp.providers.base import UpstreamFailure, UpstreamStream
 from webapp.providers.sse import DONE, format_chunk
@@ -61,6 +61,8 @@ class Receipt:
     shortfall: int = 0  # what the settle could not collect
     holds_reservation: bool = False  # a reservation row exists (even of 0 credits) and must be closed
     api_key_id: str | None = None  # the personal API key the request came with
+    team: str | None = None  # the slug of the team the request is billed to
+    team_id: str | None = None
     cached_tokens: int = 0  # prompt tokens the upstream served from its cache (charged at the cached-input rate)
 
     def headers(self, *, final: bool = True) -> dict[str, str]:
@@ -73,6 +75,8 @@ class Receipt:
             "X-Switchboard-Multiplier": format(self.multiplier.normalize(), "f"),
             "X-Switchboard-Fallback": " > ".join(self.fallback_path),
         }
+        if self.team:
+            h["X-Switchboard-Team"] = self.team
         if self.output_limit is not None:
             h["X-Switchboard-Output-Limit"] = str(self.output_limit)
             if self.limited_by:
@@ -128,8 +132,8 @@ class Gateway:
         self.engines = EngineHealth(settings.engine_probe_seconds)  # keyless local engines: answering now?
 
     # -- context -----------------------------------------------------------------------------------------
-    def context(self, user: str | dict[str, Any],
-                admission: context_repo.Admission | None = None) -> tuple[context_repo.UserContext, Any]:
+    def context(self, user: str | dict[str, Any], admission: context_repo.Admission | None = None,
+                team: str | None = None) -> tuple[context_repo.UserContext, Any]:
         """The user's context; Unauthorized when the user is gone or banned or (given the claims) the token's
         session has ended, checked in the same round trip, before any admission is counted. With a personal API
         key's claims, that round trip resolves the key to its owner (and fills the claims)."""
@@ -142,7 +146,7 @@ class Gateway:
         def run() -> context_repo.UserContext:
             with self.db.service_statement() as conn:
                 return context_repo.load(conn, user_id, admission, session_id,  # type: ignore[arg-type]
-                                         key.digest if key is not None else None)
+                                         key.digest if key is not None else None, team)
 
         # Safe to repeat when the outcome is unknown (connection killed mid-transaction): a read, plus
         # gateway_admit, whose stream-slot insert tolerates its own request id.
@@ -154,12 +158,16 @@ class Gateway:
         return ctx, self.catalog.get(ctx.catalog_version)
 
     def _admit(self, user_id: str | dict[str, Any], request_id: str,
-               stream: bool) -> tuple[context_repo.UserContext, Any]:
+               stream: bool, team: str | None = None) -> tuple[context_repo.UserContext, Any]:
         s = self.settings
         admission = context_repo.Admission(s.rate_limit_per_minute, s.max_concurrent_streams,
                                            s.stream_stale_seconds, request_id if stream else None)
-        ctx, catalog = self.context(user_id, admission)
+        ctx, catalog = self.context(user_id, admission, team)
         verdict = ctx.admit or {}
+        if verdict.get("ok") and ctx.team_refusal:
+            if stream:
+                self._release_stream(request_id)
+            raise _team_refused(ctx.team_refusal)
         if not verdict.get("ok"):
             retry = str(verdict.get("retry_after", 1))
             if verdict.get("reason") == "streams":
@@ -249,21 +257,23 @@ class Gateway:
 
     # -- chat --------------------------------------------------------------------------------------------
     def chat(self, claims: dict[str, Any], body: Any, task_header: str | None,
-             byok: router.ByokHeaders | None) -> ChatResult:
+             byok: router.ByokHeaders | None, team: str | None = None) -> ChatResult:
+        """One chat completion. `team`: the slug of X-Switchboard-Team (else the key's team or the user's default
+        team bills it, when the user is still a member; 403 `not_a_team_member` otherwise)."""
         request_id = str(uuid.uuid4())
         try:
-            return self._chat(request_id, claims, body, task_header, byok)
+            return self._chat(request_id, claims, body, task_header, byok, team)
         except AppError as exc:  # errors carry their request id too, so a user can quote it
             exc.headers.setdefault("X-Request-Id", request_id)
             raise
 
     def _chat(self, request_id: str, claims: dict[str, Any], body: Any, task_header: str | None,
-              byok: router.ByokHeaders | None) -> ChatResult:
+              byok: router.ByokHeaders | None, team: str | None = None) -> ChatResult:
         started = time.monotonic()
         req = chat_request.parse(body, task_header, max_messages=self.settings.max_messages,
                                  max_tokens_ceiling=self.settings.max_tokens_ceiling)
         # claims: the session is checked too; an API key is resolved to its owner in the same round trip
-        ctx, catalog = self._admit(claims, request_id, req.stream)
+        ctx, catalog = self._admit(claims, request_id, req.stream, team)
         user_id = str(claims["sub"])
         try:
             plan = router.plan(req.model, req.task, byok, ctx, catalog, self.settings, self.keyring)
@@ -271,7 +281,8 @@ class Gateway:
             if req.stream:
                 self._release_stream(request_id)
             raise
-        receipt = Receipt(request_id, plan.mode, api_key_id=ctx.api_key.id if ctx.api_key else None)
+        receipt = Receipt(request_id, plan.mode, api_key_id=ctx.api_key.id if ctx.api_key else None,
+                          team=ctx.team.slug if ctx.team else None, team_id=ctx.team.id if ctx.team else None)
         try:
             if plan.mode == "member":
                 plan, limits = self._reserve(user_id, req, plan, receipt, ctx.preferences.monthly_credit_cap,
@@ -310,8 +321,10 @@ class Gateway:
         try:
             receipt.reserved, receipt.limited_by = credits.reserve_flex(
                 self.db, user_id, receipt.request_id, least, most, cap,
-                key.id if key else None, key.monthly_credit_cap if key else None)
+                key.id if key else None, key.monthly_credit_cap if key else None, team=receipt.team_id)
             receipt.holds_reservation = True
+        except credits.NotTeamMember:
+            raise _team_refused("not_a_team_member") from None
         except credits.Unaffordable as exc:
             reserved_for = priced if allow_dearer else priced[:1]
             raise self._unaffordable(exc, req.n, budget.largest_fit(exc.available, reserved_for, req.n)) from None
@@ -340,8 +353,9 @@ class Gateway:
     @staticmethod
     def _unaffordable(exc: credits.Unaffordable, n: int, fits: int) -> AppError:
         left = credits.format_credits(exc.available)
-        where = {"insufficient_credits": "your balance", "api_key_cap_reached": "this API key's monthly cap"}.get(
-            exc.code, "your monthly cap")
+        where = {"insufficient_credits": "the team's balance" if exc.team else "your balance",
+                 "api_key_cap_reached": "this API key's monthly cap",
+                 "team_member_cap_reached": "your monthly cap in this team"}.get(exc.code, "your monthly cap")
         if fits >= 1:
             hint = f"max_tokens ≤ {fits} would fit" + (f" with n={n}" if n > 1 else "") + "."
         else:
@@ -603,7 +617,7 @@ class Gateway:
             credits=receipt.credits, multiplier=receipt.multiplier if receipt.mode == "member" else None,
             fallback_path=receipt.fallback_path, stream=req.stream, error_code=error_code,
             latency_ms=int((time.monotonic() - started) * 1000), output_limit=receipt.output_limit,
-            api_key_id=receipt.api_key_id,
+            api_key_id=receipt.api_key_id, team_id=receipt.team_id,
         )
 
     @staticmethod
@@ -611,6 +625,14 @@ class Gateway:
         log.info("chat request=%s mode=%s provider=%s model=%s status=%s credits=%s shortfall=%s usage=%s path=%s "
                  "ms=%s", row.request_id, row.mode, row.provider, row.model, row.status, row.credits, row.shortfall,
                  row.usage_source, ",".join(row.fallback_path or []), row.latency_ms)
+
+
+def _team_refused(reason: str) -> Forbidden:
+    if reason == "team_not_allowed":
+        return Forbidden("This API key is bound to another team than X-Switchboard-Team names.",
+                         code="team_not_allowed", field="X-Switchboard-Team")
+    return Forbidden("You are not a member of the team this request would bill (X-Switchboard-Team, the API "
+                     "key's team or your default team).", code="not_a_team_member")
 
 
 def usage_field(upstream: Any, t_in: int, t_out: int, source: str) -> dict[str, Any]:

@@ -327,6 +327,7 @@ USER_SCHEMAS: dict[str, Schema] = {
         "requests": integer(), "tokens_in": integer(), "tokens_out": integer(), "credits": CREDITS,
         "credits_micro": MICRO, "errors": integer("Requests answered with a status of 400 or more."),
         "api_key": nullable(UUID), "api_key_name": nullable(string("The key's name (revoked keys keep theirs).")),
+        "team": nullable(string("The id of the team the requests were billed to (null: personal).")),
     }, ["requests", "tokens_in", "tokens_out", "credits", "credits_micro", "errors"],
         description="Totals of one group; only the keys named in group_by are present."),
     "RecentRequest": obj({
@@ -339,7 +340,7 @@ USER_SCHEMAS: dict[str, Schema] = {
         "error_code", "created_at"]),
     "UsageSummary": obj({
         "from": DATE, "to": DATE,
-        "group_by": array(string(enum=["day", "provider", "model", "mode", "api_key"]), minItems=1),
+        "group_by": array(string(enum=["day", "provider", "model", "mode", "api_key", "team"]), minItems=1),
         "buckets": array(ref("UsageBucket")),
         "recent": array(ref("RecentRequest"), "The 50 most recent requests, newest first.", maxItems=50),
     }),
@@ -734,6 +735,8 @@ TAGS = [
     {"name": "Admin: users", "description": "Members and their credits. Admin token only."},
     {"name": "Admin: reports", "description": "Request logs, analytics and the audit log. Admin token only."},
     {"name": "Meta", "description": "This document, its docs page, and the health probes."},
+    {"name": "Teams", "description": "Teams: members and roles, invitations, the team wallet, per-member caps, "
+                                     "team BYOK keys, routing and usage per member."},
 ]
 
 
@@ -850,9 +853,11 @@ def _user_paths() -> dict[str, Schema]:
                            _param("from", "query", or_empty(DATE), "First day (default: 29 days before `to`)."),
                            _param("to", "query", or_empty(DATE), "Last day (default: today, UTC)."),
                            _param("group_by", "query",
-                                  or_empty(array(string(enum=["day", "provider", "model", "mode", "api_key", ""]))),
+                                  or_empty(array(string(enum=["day", "provider", "model", "mode", "api_key", "team",
+                                                              ""]))),
                                   "Comma-separated groups (default: day,provider); empty items are ignored. "
-                                  "`api_key` groups by personal API key (null: requests made without one).",
+                                  "`api_key` groups by personal API key (null: requests made without one); "
+                                  "`team` by the team billed (null: personal).",
                                   style="form", explode=False),
                            _param("api_key", "query", or_empty(UUID),
                                   "Only requests made with this personal API key (its id)."),
@@ -1260,6 +1265,7 @@ CREDIT_SCHEMAS: dict[str, Schema] = {
         "error_code": nullable(string()), "latency_ms": nullable(integer()), "output_limit": nullable(integer()),
         "api_key": nullable(obj({"id": UUID, "name": string(), "prefix": string()},
                                 description="The personal API key the request came with (never the key).")),
+        "team_id": nullable(UUID),
     }, description="One of your requests: no key and no prompt text. Null fields are not known yet (in flight)."),
     "UserReceiptEnvelope": obj({"receipt": ref("UserReceipt")}),
     "CreditSettings": obj({
@@ -1331,13 +1337,15 @@ def _credit_paths() -> dict[str, Schema]:
 
 @functools.cache
 def _build() -> Schema:
+    from webapp.services import openapi_teams  # it builds on this module's helpers
+
     paths: dict[str, Schema] = {}
     for part in (_v1_paths(), _user_paths(), _api_key_paths(), _pricing_paths(), _admin_paths(), _meta_paths(),
-                 _credit_paths()):
+                 _credit_paths(), openapi_teams.paths()):
         paths.update(part)
     schemas: dict[str, Schema] = {}
     for group in (ERROR_SCHEMAS, COMMON_SCHEMAS, V1_SCHEMAS, USER_SCHEMAS, API_KEY_SCHEMAS, PRICING_SCHEMAS,
-                  ADMIN_SCHEMAS, META_SCHEMAS, CREDIT_SCHEMAS):
+                  ADMIN_SCHEMAS, META_SCHEMAS, CREDIT_SCHEMAS, openapi_teams.SCHEMAS):
         schemas.update(group)
     return {
         "openapi": "3.1.0",

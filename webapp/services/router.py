@@ -18,6 +18,7 @@ from webapp.errors import AppError, Forbidden, NotFound
 from webapp.providers.base import Target
 from webapp.repos.context import UserContext
 from webapp.repos.providers import ModelRate, Provider
+from webapp.repos.teams import team_aad
 from webapp.services.catalog import Catalog
 
 
@@ -268,15 +269,18 @@ def _header_route(explicit: str | None, model: str, byok: ByokHeaders, catalog: 
 def _stored_routes(pairs: list[tuple[str, str]], ctx: UserContext, catalog: Catalog, settings: Settings,
                    keyring: KeyRing) -> list[Route]:
     keys = {catalog.by_id[k.provider_id].slug: k for k in ctx.keys if k.provider_id in catalog.by_id}
+    # Billed to a team: the team's keys (bound to the team row), never another team's or a user's.
+    owner = ctx.team.id if ctx.team is not None else ctx.preferences.user_id
     routes = []
     for slug, model in pairs:
         provider, key = catalog.providers[slug], keys.get(slug)
-        if key is None or not provider.byok_allowed or key.user_id != ctx.preferences.user_id:
+        if key is None or not provider.byok_allowed or key.user_id != owner:
             continue
         if not key.base_url and not byok_free_here(provider, catalog, settings):
             continue  # any string would "work" as a key on the operator's keyless engine: not the user's own
         try:
-            secret = keyring.decrypt(key.ciphertext, byok_aad(key.user_id, key.provider_id))
+            aad = team_aad(owner, key.provider_id) if ctx.team is not None else byok_aad(key.user_id, key.provider_id)
+            secret = keyring.decrypt(key.ciphertext, aad)
         except DecryptError:
             continue  # unreadable (tampered, copied from another user, retired encryption key): never used
         target = _target(provider, key.base_url or provider.base_url, secret, settings, user_url=bool(key.base_url))

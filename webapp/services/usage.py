@@ -13,7 +13,7 @@ from webapp.repos import request_logs
 from webapp.services.credits import format_credits
 
 GROUPS = {"day": "date_trunc('day', created_at)", "provider": "provider", "model": "model", "mode": "mode",
-          "api_key": "api_key_id::text"}
+          "api_key": "api_key_id::text", "team": "team_id::text"}
 
 
 def parse_range(start: str | None, end: str | None) -> tuple[date, date]:

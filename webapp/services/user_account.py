@@ -163,4 +163,5 @@ def receipt_dict(r: credits_repo.Receipt) -> dict[str, Any]:
             "stream": r.stream, "error_code": r.error_code, "latency_ms": r.latency_ms,
             "output_limit": r.output_limit,
             "api_key": ({"id": r.api_key_id, "name": r.api_key_name, "prefix": r.api_key_prefix}
-                        if r.api_key_id and r.api_key_name is not None else None)}
+                        if r.api_key_id and r.api_key_name is not None else None),
+            "team_id": r.team_id}
