@@ -284,3 +284,23 @@ def test_admin_lists_searches_and_grants_credits(app: Flask, make_user: Any, adm
     assert owner.post(f"/admin/teams/{slug}/credits", {"amount": "5", "reason": "me"}).status_code == 403
     assert admin.get("/admin/teams/no-such-team").status_code == 404
     assert 'id="team-balance">25' in html(admin.get(f"/admin/teams/{slug}"))
+
+
+def test_default_team_choice(app: Flask, make_user: Any) -> None:
+    owner, member, slug = team_with_member(app, make_user)
+    assert 'hx-get="/teams/default"' in html(member.get("/settings"))  # the settings page loads the choice
+    fragment = member.get("/teams/default", hx=True)
+    assert f'<option value="{slug}"' in assert_fragment(fragment, "default-team")
+    resp = member.post("/teams/default", {"team": slug})
+    text = assert_fragment(resp, "default-team")
+    assert "now billed to the team" in text and f'<option value="{slug}" selected' in text
+    stranger = sign_in(app, make_user())
+    refused = stranger.post("/teams/default", {"team": slug})
+    assert 'id="default-team-slug-error"' in assert_fragment(refused, "default-team", 422)
+    for junk in ("NOT A SLUG", "x" * 500):
+        assert stranger.post("/teams/default", {"team": junk}).status_code == 422
+    # Removed from the team: the default no longer bills it.
+    owner.post(f"/teams/{slug}/members/{member.user.id}/remove")
+    assert f'<option value="{slug}" selected' not in html(member.get("/teams/default", hx=True))
+    back = member.post("/teams/default", {"team": ""})
+    assert "now personal" in assert_fragment(back, "default-team")

@@ -64,6 +64,7 @@ def _field_errors(exc: AppError) -> dict[str, str] | None:
 
 def _index(block: str, state: FormState = BLANK, status: int = 200, **extra: Any) -> Response:
     teams = teams_service.my_teams(_svc().db, _claims())
+    extra.setdefault("default_team", teams_service.default_team(_svc().db, _claims()))
     return _page(INDEX, block, status, teams=teams, state=state, **extra)
 
 
@@ -90,6 +91,24 @@ def create() -> Response:
     resp = _index("create", FormState("create"), created=team)
     resp.headers["HX-Trigger"] = "teams-changed"  # the list above redraws with the new team
     return resp
+
+
+@bp.get("/teams/default")
+def default_team_fragment() -> Response:
+    """The "bill my requests to" choice alone: the Teams page redraws it, the settings page loads it."""
+    return _index("default_team")
+
+
+@bp.post("/teams/default")
+def set_default_team() -> Response:
+    slug = request.form.get("team", "")[:64]
+    try:
+        chosen = teams_service.set_default_team(_svc().db, _claims(), slug or None)
+    except (ValidationError, NotFound) as exc:  # not a team of mine (any more): beside the field
+        message = "Choose one of your teams." if isinstance(exc, NotFound) else " ".join(exc.errors.values())
+        return _index("default_team", FormState("default_team", {"team": message}, {"team": slug}), 422)
+    message = f"Your requests are now billed to the team {chosen}." if chosen else "Your requests are now personal."
+    return _index("default_team", FormState("default_team", message=message))
 
 
 # -- one team -----------------------------------------------------------------------------------------------------
