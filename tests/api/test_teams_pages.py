@@ -304,3 +304,44 @@ def test_default_team_choice(app: Flask, make_user: Any) -> None:
     assert f'<option value="{slug}" selected' not in html(member.get("/teams/default", hx=True))
     back = member.post("/teams/default", {"team": ""})
     assert "now personal" in assert_fragment(back, "default-team")
+
+
+def test_an_admin_manages_members_but_not_the_owner_or_other_admins(app: Flask, make_user: Any) -> None:
+    owner, admin_member, slug = team_with_member(app, make_user)
+    other = sign_in(app, make_user())
+    join(other, invite_link(owner, slug))
+    assert_fragment(owner.post(f"/teams/{slug}/members/{admin_member.user.id}/role", {"role": "admin"}), "members")
+    page = html(admin_member.get(f"/teams/{slug}"))
+    assert 'id="my-role">admin<' in page and 'id="invites"' in page
+    assert f'id="remove-{other.user.id}"' in page and f'id="cap-{other.user.id}"' in page
+    for hidden in (f'id="remove-{owner.user.id}"', f'id="role-{owner.user.id}"', f'id="transfer-{other.user.id}"'):
+        assert hidden not in page, hidden
+    # Posted anyway: the owner stays, and ownership does not move.
+    assert admin_member.post(f"/teams/{slug}/members/{owner.user.id}/remove").status_code in (403, 409)
+    assert admin_member.post(f"/teams/{slug}/transfer", {"user_id": other.user.id}).status_code in (403, 409)
+    assert admin_member.post(f"/teams/{slug}/members/{owner.user.id}/role", {"role": "member"}).status_code in (
+        403, 409)
+    roster = html(owner.get(f"/teams/{slug}"))
+    assert f'id="member-{owner.user.id}" data-role="owner"' in roster
+    # What an admin may do: cap and remove a member.
+    assert_fragment(admin_member.post(f"/teams/{slug}/members/{other.user.id}/cap", {"monthly_credit_cap": "3"}),
+                    "members")
+    removed = admin_member.post(f"/teams/{slug}/members/{other.user.id}/remove")
+    assert f'id="member-{other.user.id}"' not in assert_fragment(removed, "members")
+
+
+def test_the_ledger_pages_back(app: Flask, make_user: Any, db: Any) -> None:
+    from webapp.services import teams as teams_service
+    from webapp.services import user_account
+
+    _owner, member, slug = team_with_member(app, make_user)
+    site_admin = make_user(admin=True)
+    for n in range(user_account.PAGE + 3):
+        teams_service.admin_grant(db, site_admin.claims, slug, {"amount": "1", "reason": f"grant {n}"})
+    page = html(member.get(f"/teams/{slug}"))
+    assert page.count('class="ledger-grant"') == user_account.PAGE and 'id="team-ledger-older"' in page
+    (older,) = re.findall(r'hx-get="(/teams/[^"]+/ledger\?before=\d+)"', page)
+    rows = html(member.get(older, hx=True))
+    assert rows.count('class="ledger-grant"') == 3 and "grant 0" in rows and 'id="team-ledger-older"' not in rows
+    assert "<html" not in rows
+    assert member.get(older).status_code == 200  # without htmx: the whole page from there
