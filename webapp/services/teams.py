@@ -460,7 +460,9 @@ def bind_api_key(db: Database, claims: Mapping[str, Any], key_id: Any, slug: Any
 def admin_list(db: Database, claims: Mapping[str, Any], query: Any, limit: int,
                offset: int) -> tuple[list[repo.Team], int]:
     """Every team (site admins), newest first, filtered by slug or name."""
-    q = query if isinstance(query, str) and len(query) <= 100 and "\x00" not in query else None
+    if query is not None and (not isinstance(query, str) or len(query) > 100 or "\x00" in query):
+        raise ValidationError({"q": "At most 100 characters."})
+    q = query or None
     with admin_tx(db, claims) as conn:
         return repo.all_teams(conn, q, limit, offset)
 
