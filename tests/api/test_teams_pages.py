@@ -345,3 +345,21 @@ def test_the_ledger_pages_back(app: Flask, make_user: Any, db: Any) -> None:
     assert rows.count('class="ledger-grant"') == 3 and "grant 0" in rows and 'id="team-ledger-older"' not in rows
     assert "<html" not in rows
     assert member.get(older).status_code == 200  # without htmx: the whole page from there
+
+
+def test_a_signed_out_invitee_signs_in_and_comes_back_to_the_link(app: Flask, make_user: Any) -> None:
+    from tests.api.test_auth_pages import csrf_token
+
+    owner = sign_in(app, make_user())
+    slug = create_team(owner)
+    token = invite_link(owner, slug)
+    invitee = make_user()
+    client = app.test_client()
+    first = client.get(f"/teams/join/{token}")
+    assert first.status_code == 302 and "/auth/sign-in" in first.headers["Location"]
+    back = client.post(first.headers["Location"], data={"email": invitee.email, "password": invitee.password,
+                                                        "csrf_token": csrf_token(client)})
+    assert back.status_code == 302 and back.headers["Location"].endswith(f"/teams/join/{token}")
+    page = client.get(back.headers["Location"])
+    assert page.status_code == 200 and 'id="join-confirm"' in html(page)
+    assert page.headers["Referrer-Policy"] == "no-referrer"
