@@ -363,3 +363,22 @@ def test_a_signed_out_invitee_signs_in_and_comes_back_to_the_link(app: Flask, ma
     page = client.get(back.headers["Location"])
     assert page.status_code == 200 and 'id="join-confirm"' in html(page)
     assert page.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_usage_per_member_is_the_owners_and_a_members_own(app: Flask, make_user: Any, db: Any,
+                                                          admin_conn: psycopg.Connection) -> None:
+    from tests.api.test_user_api import add_log
+
+    owner, member, slug = team_with_member(app, make_user)
+    tid = admin_conn.execute("select id from public.teams where slug = %s", [slug]).fetchone()[0]  # type: ignore[index]
+    for user, credits in ((owner.user, 1_000_000), (member.user, 2_500_000), (member.user, 500_000)):
+        rid = add_log(db, user.id, "openai", credits=credits)
+        admin_conn.execute("update public.llm_request_logs set team_id = %s where request_id = %s", [tid, rid])
+    add_log(db, member.user.id, "openai", credits=9_000_000)  # personal: not the team's
+    everyone = assert_fragment(owner.get(f"/teams/{slug}/usage", hx=True), "team-usage")
+    assert f'id="team-usage-{owner.user.id}"' in everyone and f'id="team-usage-{member.user.id}"' in everyone
+    assert "3.000000" in everyone and "9.000000" not in everyone
+    one = assert_fragment(owner.get(f"/teams/{slug}/usage?member={member.user.id}", hx=True), "team-usage")
+    assert f'id="team-usage-{owner.user.id}"' not in one and f'id="team-usage-{member.user.id}"' in one
+    mine = assert_fragment(member.get(f"/teams/{slug}/usage", hx=True), "team-usage")
+    assert f'id="team-usage-{member.user.id}"' in mine and f'id="team-usage-{owner.user.id}"' not in mine
