@@ -97,6 +97,9 @@ def test_member_billed_to_the_team_capped_per_member_and_removed(gw: Gateway, ma
     assert [u["user_id"] for u in usage] == [member.id] and usage[0]["requests"] == 2
     grouped = api(gw, member, "GET", "/api/user/llm/usage?group_by=team").json()["buckets"]
     assert {b["team"] for b in grouped} == {team_id, None}
+    site = api(gw, admin, "GET", "/api/admin/analytics/teams").json()["teams"]
+    (row_t,) = [t for t in site if t["team_id"] == team_id]
+    assert row_t["slug"] == slug and row_t["requests"] == 2 and row_t["credits_micro"] > 0
 
     # A member cannot raise their own cap; the owner sets it to 0: refused with the team cap's code.
     mine = api(gw, member, "PUT", f"/api/teams/{slug}/members/{member.id}/cap", {"monthly_credit_cap": "1000"})

@@ -18,7 +18,7 @@ from webapp.services import usage as usage_service
 from webapp.services.user_account import parse_page
 
 bp = Blueprint("teams_api", __name__, url_prefix="/api/teams")
-admin_bp = Blueprint("admin_teams_api", __name__, url_prefix="/api/admin/teams")
+admin_bp = Blueprint("admin_teams_api", __name__, url_prefix="/api/admin")
 _DIGITS = re.compile(r"[0-9]{1,9}")
 
 
@@ -234,7 +234,7 @@ def _int_arg(name: str, default: int, maximum: int) -> int:
     return int(raw)
 
 
-@admin_bp.get("")
+@admin_bp.get("/teams")
 @admin_token_required
 def admin_list() -> Any:
     limit = max(_int_arg("limit", 50, 200), 1)
@@ -243,15 +243,24 @@ def admin_list() -> Any:
     return jsonify({"teams": [teams.team_dict(t) for t in rows], "total": total})
 
 
-@admin_bp.get("/<slug>")
+@admin_bp.get("/teams/<slug>")
 @admin_token_required
 def admin_detail(slug: str) -> Any:
     team, rows = teams.admin_detail(_svc().db, g.claims, slug)
     return jsonify({"team": teams.team_dict(team), "members": [teams.member_dict(m) for m in rows]})
 
 
-@admin_bp.post("/<slug>/credits")
+@admin_bp.post("/teams/<slug>/credits")
 @admin_token_required
 def admin_grant(slug: str) -> Any:
     balance = teams.admin_grant(_svc().db, g.claims, slug, _body())
     return jsonify({"balance": teams.format_credits(balance), "balance_micro": balance})
+
+
+@admin_bp.get("/analytics/teams")
+@admin_token_required
+def admin_usage() -> Any:
+    start, end = usage_service.parse_range(request.args.get("from"), request.args.get("to"))
+    rows = teams.admin_usage(_svc().db, g.claims, start, end)
+    return jsonify({"from": start.isoformat(), "to": end.isoformat(),
+                    "teams": [teams.team_usage_dict(r) for r in rows]})

@@ -186,6 +186,33 @@ def usage_by_member(conn: psycopg.Connection, team_id: str, start: date, end: da
         return cur.fetchall()
 
 
+@dataclass(frozen=True)
+class TeamUsage:
+    team_id: str | None
+    slug: str | None
+    name: str | None
+    requests: int
+    tokens_in: int
+    tokens_out: int
+    credits: int
+    errors: int
+
+
+def usage_by_team(conn: psycopg.Connection, start: date, end: date) -> list[TeamUsage]:
+    """Site analytics: every request in the days from `start` to `end` grouped by the team billed (None:
+    personal). Run as a site admin (RLS: admins read every log row)."""
+    with conn.cursor(row_factory=class_row(TeamUsage)) as cur:
+        cur.execute("""select l.team_id::text as team_id, t.slug, t.name, count(*)::int as requests,
+                              coalesce(sum(l.tokens_in), 0)::bigint as tokens_in,
+                              coalesce(sum(l.tokens_out), 0)::bigint as tokens_out,
+                              coalesce(sum(l.credits), 0)::bigint as credits,
+                              (count(*) filter (where l.status >= 400))::int as errors
+                       from public.llm_request_logs l left join public.teams t on t.id = l.team_id
+                       where l.created_at >= %s::date and l.created_at < %s::date + 1
+                       group by l.team_id, t.slug, t.name order by credits desc, requests desc""", [start, end])
+        return cur.fetchall()
+
+
 # -- writes: the team_* functions (they check the caller's role) ------------------------------------------------
 
 def call(conn: psycopg.Connection, function: str, *args: Any) -> Any:

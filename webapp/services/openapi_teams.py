@@ -101,6 +101,11 @@ SCHEMAS: dict[str, Schema] = {
     "AdminTeamDetail": obj({"team": ref("Team"), "members": array(ref("TeamMember"))}),
     "AdminTeamGrant": obj({"amount": AMOUNT_IN, "reason": string(maxLength=500, pattern=NO_NUL)}, ["amount"]),
     "AdminTeamGranted": obj({"balance": CREDITS, "balance_micro": MICRO}),
+    "AdminTeamUsageRow": obj({"team_id": nullable(UUID), "slug": nullable(string()), "name": nullable(string()),
+                              "requests": integer(), "tokens_in": integer(), "tokens_out": integer(),
+                              "credits": CREDITS, "credits_micro": MICRO, "errors": integer()},
+                             description="One team's totals (team_id null: requests billed to users personally)."),
+    "AdminTeamUsage": obj({"from": DATE, "to": DATE, "teams": array(ref("AdminTeamUsageRow"))}),
 }
 
 
@@ -263,6 +268,15 @@ def paths() -> dict[str, Schema]:
             "parameters": [slug],
             "get": _op("adminGetTeam", ADMIN_TAG, "A team", "With its members.", "admin",
                        {"200": _json(ref("AdminTeamDetail"), "The team."), **_errors("401", "403", "404", "503")}),
+        },
+        "/api/admin/analytics/teams": {
+            "get": _op("adminTeamAnalytics", "Admin: reports", "Analytics by team",
+                       "Requests, tokens, credits and errors per team billed over a range of days.", "admin",
+                       {"200": _json(ref("AdminTeamUsage"), "Totals per team."),
+                        **_errors("401", "403", "422", "503")},
+                       parameters=[_param("from", "query", or_empty(DATE), "First day (default: 29 days before "
+                                          "`to`)."),
+                                   _param("to", "query", or_empty(DATE), "Last day (default: today, UTC).")]),
         },
         "/api/admin/teams/{slug}/credits": {
             "parameters": [slug],

@@ -499,6 +499,12 @@ def admin_grant(db: Database, claims: Mapping[str, Any], slug: Any, payload: Any
     return balance
 
 
+def admin_usage(db: Database, claims: Mapping[str, Any], start: date, end: date) -> list[repo.TeamUsage]:
+    """Site analytics grouped by team: requests, tokens, credits and errors per team billed (null: personal)."""
+    with admin_tx(db, claims) as conn:
+        return repo.usage_by_team(conn, start, end)
+
+
 # -- shapes ---------------------------------------------------------------------------------------------------------
 
 def _iso(value: datetime | None) -> str | None:
@@ -544,3 +550,9 @@ def ledger_dict(p: LedgerPage) -> dict[str, Any]:
 def usage_dict(u: repo.MemberUsage) -> dict[str, Any]:
     return {"user_id": u.user_id, "email": u.email, "requests": u.requests, "tokens_in": u.tokens_in,
             "tokens_out": u.tokens_out, "credits": format_credits(u.credits)}
+
+
+def team_usage_dict(u: repo.TeamUsage) -> dict[str, Any]:
+    return {"team_id": u.team_id, "slug": u.slug, "name": u.name, "requests": u.requests, "tokens_in": u.tokens_in,
+            "tokens_out": u.tokens_out, "credits": format_credits(u.credits), "credits_micro": u.credits,
+            "errors": u.errors}
