@@ -14,8 +14,10 @@ import pytest
 import requests
 
 from tests.e2e.conftest import Gateway, balance, ledger_sum, log_row
+from tests.support.live import serve
 from tests.support.llama_server import llama_server, require_llama
-from webapp import local_engine
+from webapp import create_app, local_engine
+from webapp.config import Settings
 
 
 def sign_in(base: str, user: Any) -> requests.Session:
@@ -127,21 +129,33 @@ def local_model(database_urls: tuple[str, str]) -> Iterator[str]:
     require_llama()
     with llama_server() as base_url, psycopg.connect(database_urls[0], autocommit=True) as conn:
         local_engine.register(conn, base_url + "/v1")
+        conn.execute("update public.llm_providers set enabled = true where slug = %s", [local_engine.SLUG])
         try:
             yield f"{local_engine.SLUG}/{local_engine.MODEL}"
-        finally:
-            conn.execute("update public.llm_providers set base_url = 'http://127.0.0.1:9/v1' where slug = %s",
-                         [local_engine.SLUG])
+        finally:  # off again: later tests in the session list what member mode offers
+            conn.execute("update public.llm_providers set enabled = false, base_url = 'http://127.0.0.1:9/v1'"
+                         " where slug = %s", [local_engine.SLUG])
+
+
+@pytest.fixture()
+def patient_url(settings: Settings) -> Iterator[str]:
+    """The app with the default upstream timeouts: a real model on a busy 2-core machine may think for seconds
+    (the session's `gateway` fixture waits only 2 s, for its fake upstreams)."""
+    app = create_app(settings)
+    with serve(app) as url:
+        yield url
+    app.extensions["switchboard"].db.close()
 
 
 @pytest.mark.llama
-def test_playground_streams_the_real_local_model(gw: Gateway, member: Any, db: Any, local_model: str) -> None:
-    s = sign_in(gw.url, member)
-    page = s.get(gw.url + "/settings", timeout=30).text
+def test_playground_streams_the_real_local_model(patient_url: str, member: Any, db: Any, local_model: str) -> None:
+    base = patient_url
+    s = sign_in(base, member)
+    page = s.get(base + "/settings", timeout=30).text
     assert f'<option value="{local_model}"' in page and 'id="play-local-note"' in page
-    before = balance(db, member.id)
     for _ in range(3):  # a 135M model sampled at temperature 1 may end its answer at once: ask again then
-        evs = events(s, gw.url + stream_url(ask(s, gw.url, local_model, "Name one colour of the rainbow.")), 120)
+        before = balance(db, member.id)
+        evs = events(s, base + stream_url(ask(s, base, local_model, "Name one colour of the rainbow.")), 120)
         if answer_text(evs).strip():
             break
     assert answer_text(evs).strip(), evs
