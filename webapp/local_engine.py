@@ -154,9 +154,9 @@ def _tail(path: Path, limit: int = 400) -> str:
 def _child_env() -> dict[str, str]:
     """Only what a child needs: none of the app's secrets, nor PORT/HOST/MODEL, which llama_cpp.server reads."""
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_CACHE_HOME", "LLAMA_WHEEL_DIR", "LLAMA_BUILD_JOBS",
-            "LLAMA_CMAKE_ARGS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CACHE_DIR",
-            "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
-    return {k: v for k, v in os.environ.items() if k in keep}
+            "LLAMA_CMAKE_ARGS", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+    prefixes = ("PIP_", "CMAKE_", "SSL_CERT_", "REQUESTS_CA_")  # a pip or compiler setup the build needs
+    return {k: v for k, v in os.environ.items() if k in keep or k.startswith(prefixes) or k in ("CC", "CXX")}
 
 
 def _answers(url: str) -> bool:
