@@ -71,7 +71,8 @@ SCHEMAS: dict[str, Schema] = {
                                   "token": string("The invitation token, shown once (sbt_...)."),
                                   "warning": string()}),
     "TeamJoin": obj({"token": string(maxLength=200, pattern=NO_NUL)}),
-    "TeamDefault": obj({"team": nullable(string(pattern=SLUG_PATTERN))}),
+    "TeamDefault": obj({"team": nullable(string("A team slug; empty or null: personal.",
+                                                pattern="^(?:[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?)?$"))}),
     "TeamDefaultSaved": obj({"default_team": nullable(string())}),
     "TeamLedgerEntry": obj({
         "id": integer(), "kind": string(enum=["grant", "deduct", "reserve", "settle", "refund", "shortfall"]),
