@@ -40,7 +40,7 @@ def csrf(s: requests.Session, base: str) -> str:
 
 
 def events(s: requests.Session, url: str, timeout: float = 60) -> list[tuple[str, str]]:
-    """The SSE events of one stream: (event name, data joined by newlines)."""
+    """The SSE events of one stream: (event name, data joined by newlines). Every event carries the id."""
     resp = s.get(url, stream=True, timeout=timeout)
     assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
     out, name, data = [], "message", []
@@ -53,6 +53,8 @@ def events(s: requests.Session, url: str, timeout: float = 60) -> list[tuple[str
             name = line[7:]
         elif line.startswith("data: "):
             data.append(line[6:])
+        else:
+            assert line == "id: playground", line
     return out
 
 
@@ -110,6 +112,10 @@ def test_playground_refuses_in_place(gw: Gateway, member: Any, make_user: Any, d
     other = make_user()
     evs = events(sign_in(gw.url, other), gw.url + url)
     assert [n for n, _ in evs] == ["failure", "done"] and "not yours" in evs[0][1]
+    # a browser reconnecting after a dropped connection (Last-Event-ID) is not answered a second time
+    before = len(gw.oa1.chat_requests())
+    resp = s.get(gw.url + url, headers={"Last-Event-ID": "playground"}, timeout=10)
+    assert "interrupted" in resp.text and "event: done" in resp.text and len(gw.oa1.chat_requests()) == before
     evs = events(s, gw.url + url.replace("t=", "t=x"))
     assert [n for n, _ in evs] == ["failure", "done"] and "expired" in evs[0][1]
     # the gateway's own refusal (no credits) arrives as a failure event, not a reconnecting error status

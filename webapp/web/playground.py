@@ -27,6 +27,7 @@ TEMPLATE = "settings/_playground.html"
 MAX_PROMPT = 4000
 MAX_TOKENS = 256
 TOKEN_SECONDS = 120  # how long the signed stream URL is valid after the form was sent
+EVENT_ID = "playground"
 
 
 def _svc() -> Any:
@@ -84,8 +85,10 @@ def ask() -> Response:
 
 
 def _event(name: str, html: str) -> bytes:
+    """One SSE event. Each carries an id, so a browser that reconnects after a dropped connection says so
+    (Last-Event-ID) and is answered without asking the model a second time."""
     lines = html.replace("\r", "").split("\n")
-    return (f"event: {name}\n" + "".join(f"data: {ln}\n" for ln in lines) + "\n").encode()
+    return (f"id: {EVENT_ID}\nevent: {name}\n" + "".join(f"data: {ln}\n" for ln in lines) + "\n").encode()
 
 
 def _error(message: str) -> Iterator[bytes]:
@@ -136,6 +139,8 @@ def stream() -> Response:
 
     if not current_user.is_authenticated:
         return answer(_error("Your session ended: sign in again."))
+    if request.headers.get("Last-Event-ID"):  # the browser reconnecting: never ask (and charge) twice
+        return answer(_error("The connection was interrupted: what arrived is above. Ask again for a full answer."))
     try:
         asked = _signer().loads(request.args.get("t", ""), max_age=TOKEN_SECONDS)
     except BadSignature:
