@@ -115,3 +115,26 @@ def test_supervisor_serves_restarts_and_stops_the_engine(tmp_path: Path, monkeyp
         if sup.poll() is None:
             sup.kill()
             sup.wait(10)
+
+
+def test_admin_panel_shows_the_supervisors_state(client: Any, make_user: Any, admin_conn: psycopg.Connection,
+                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.admin import web_sign_in
+
+    state = tmp_path / "engine.json"
+    monkeypatch.setenv("LOCAL_ENGINE_STATE", str(state))
+    local_engine.register(admin_conn, "http://127.0.0.1:9/v1")
+    admin_conn.execute("update public.llm_providers set enabled = true where slug = 'local'")
+    try:
+        web_sign_in(client, make_user(admin=True))
+        assert 'id="local-engine-state"' not in client.get("/admin/providers").get_data(as_text=True)  # no file
+        local_engine.write_state("failed", "exited with status 1: OSError: [Errno 98] address already in use")
+        page = client.get("/admin/providers").get_data(as_text=True)
+        assert 'data-local-engine="failed"' in page and "address already in use" in page
+        local_engine.write_state("ready", "serving smollm2 on 127.0.0.1:9")
+        assert 'data-local-engine="ready"' in client.get("/admin/providers").get_data(as_text=True)
+        state.write_text(json.dumps({"state": "ready", "detail": "x", "supervisor_pid": 2**22 + 12345}))
+        page = client.get("/admin/providers").get_data(as_text=True)  # its supervisor is gone: stopped
+        assert 'data-local-engine="stopped"' in page and "make run stopped" in page
+    finally:
+        admin_conn.execute("update public.llm_providers set enabled = false where slug = 'local'")
