@@ -4,7 +4,7 @@
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-run: ## set everything up (venv, Postgres, secrets, migrations, seed, first admin) and serve on 127.0.0.1:8000
+run: ## set everything up (venv, Postgres, secrets, migrations, seed, first admin, local model; LOCAL_MODEL=off skips it) and serve on 127.0.0.1:8000
 	bash scripts/run.sh
 
 test: ## set up the same way and run the whole test suite
