@@ -232,3 +232,12 @@ def test_concurrent_members_never_overspend_a_small_team_wallet(gw: Gateway, mak
     assert ok > 0 and refused > 0  # the wallet ran out in the race
     assert final >= 0 and spent[1] == 0
     assert final == team_ledger_sum(db, team["id"]) == granted - int(spent[0])
+
+
+def test_models_list_follows_the_team_billed(gw: Gateway, make_user: Any, member: Any) -> None:
+    owner, admin = make_user(), make_user(admin=True)
+    team = make_team(gw, owner, admin, "1", [member])
+    listed = {m.id for m in client(gw, member, team["slug"]).models.list()}
+    assert "e2e-oa/echo-1" in listed
+    with pytest.raises(openai.PermissionDeniedError):
+        client(gw, make_user(), team["slug"]).models.list()

@@ -91,7 +91,7 @@ def chat_completions() -> Any:
 @bp.get("/models", **_EXACT)
 @token_required
 def models() -> Any:
-    return jsonify({"object": "list", "data": _gateway().models(g.claims)})
+    return jsonify({"object": "list", "data": _gateway().models(g.claims, _team_header())})
 
 
 @bp.get("/models/<path:model_id>", **_EXACT)
@@ -99,7 +99,7 @@ def models() -> Any:
 def model(model_id: str) -> Any:
     """One model the caller can use now: `provider/model` (the id contains a slash) or a bare model id."""
     model_id = "/".join(p for p in model_id.split("/") if p)  # `models/x/` and `models/p//m` as sent by joiners
-    found = _gateway().model(g.claims, model_id)
+    found = _gateway().model(g.claims, model_id, _team_header())
     if found is None:
         raise AppError(f"The model '{model_id}' does not exist or you do not have access to it.",
                        code="model_not_found", status=404)

@@ -85,12 +85,14 @@ class TeamBilling:
 
 
 def load(conn: psycopg.Connection, user_id: str | None, admission: Admission | None = None,
-         session_id: str | None = None, key_digest: str | None = None, team: str | None = None) -> UserContext:
+         session_id: str | None = None, key_digest: str | None = None, team: str | None = None,
+         billing: bool = False) -> UserContext:
     """The context in one round trip; with `admission`, also count this request against the user's limits
     (only when the principal check passed: check `principal` before anything else). With `key_digest` (a
     personal API key's HMAC) instead of a user id, the key is resolved to its owner in the same statement. The
     team billed (the `team` slug asked for, else the key's team, else the user's default team) and the caller's
-    membership are read in the same statement too; with a team, its routing and keys replace the user's."""
+    membership are read in the same statement too; with `billing` (a request that spends), that team's routing
+    and keys replace the user's (settings pages and quotes see the user's own)."""
     params: dict[str, Any] = {"uid": user_id, "sid": session_id, "key": key_digest, "team": team}
     if admission is not None:
         params.update(per_minute=admission.per_minute, stream=admission.stream_request_id,
@@ -100,7 +102,7 @@ def load(conn: psycopg.Connection, user_id: str | None, admission: Admission | N
     owner = str((principal or {}).get("user_id") or user_id or "")
     prefs = Preferences(**row[1]) if row[1] else Preferences(user_id=owner)
     keys = [UserKeySecret(**k) for k in row[2]]
-    billing, refusal = _team(row[5], row[6], team)
+    billing, refusal = _team(row[5], row[6], team) if billing else (None, None)
     if billing is not None:
         prefs = team_preferences(prefs, billing.routing)
         keys = [UserKeySecret(**k) for k in row[5]["keys"]]

@@ -133,7 +133,7 @@ class Gateway:
 
     # -- context -----------------------------------------------------------------------------------------
     def context(self, user: str | dict[str, Any], admission: context_repo.Admission | None = None,
-                team: str | None = None) -> tuple[context_repo.UserContext, Any]:
+                team: str | None = None, billing: bool = False) -> tuple[context_repo.UserContext, Any]:
         """The user's context; Unauthorized when the user is gone or banned or (given the claims) the token's
         session has ended, checked in the same round trip, before any admission is counted. With a personal API
         key's claims, that round trip resolves the key to its owner (and fills the claims)."""
@@ -146,7 +146,7 @@ class Gateway:
         def run() -> context_repo.UserContext:
             with self.db.service_statement() as conn:
                 return context_repo.load(conn, user_id, admission, session_id,  # type: ignore[arg-type]
-                                         key.digest if key is not None else None, team)
+                                         key.digest if key is not None else None, team, billing)
 
         # Safe to repeat when the outcome is unknown (connection killed mid-transaction): a read, plus
         # gateway_admit, whose stream-slot insert tolerates its own request id.
@@ -162,7 +162,7 @@ class Gateway:
         s = self.settings
         admission = context_repo.Admission(s.rate_limit_per_minute, s.max_concurrent_streams,
                                            s.stream_stale_seconds, request_id if stream else None)
-        ctx, catalog = self.context(user_id, admission, team)
+        ctx, catalog = self.context(user_id, admission, team, billing=True)
         verdict = ctx.admit or {}
         if verdict.get("ok") and ctx.team_refusal:
             if stream:
@@ -187,9 +187,12 @@ class Gateway:
         except Exception as exc:  # a stale slot expires by itself after stream_stale_seconds
             log.error("releasing stream slot %s failed: %s", request_id, type(exc).__name__)
 
-    def models(self, claims: dict[str, Any]) -> list[dict[str, Any]]:
-        """What this user can call right now, in their mode (with an API key: the key's mode and allow-list)."""
-        ctx, catalog = self.context(claims)
+    def models(self, claims: dict[str, Any], team: str | None = None) -> list[dict[str, Any]]:
+        """What this user can call right now, in their mode (with an API key: the key's mode and allow-list;
+        billed to a team: with the team's keys)."""
+        ctx, catalog = self.context(claims, None, team, billing=True)
+        if ctx.team_refusal:
+            raise _team_refused(ctx.team_refusal)
         mode = router.effective_mode(ctx)
         scope = ctx.api_key
         key_slugs = {catalog.by_id[k.provider_id].slug for k in ctx.keys if k.provider_id in catalog.by_id}
@@ -211,10 +214,10 @@ class Gateway:
                 out.append({"id": f"{slug}/{model}", "object": "model", "created": 0, "owned_by": slug})
         return out
 
-    def model(self, claims: dict[str, Any], model_id: str) -> dict[str, Any] | None:
+    def model(self, claims: dict[str, Any], model_id: str, team: str | None = None) -> dict[str, Any] | None:
         """One entry of `models` (GET /v1/models/{id}): a `provider/model` id as listed, or a bare model id that a
         listed provider offers (owned by the first such provider in the list); None when the caller cannot use it."""
-        listed = self.models(claims)
+        listed = self.models(claims, team)
         for entry in listed:
             if entry["id"] == model_id:
                 return entry
