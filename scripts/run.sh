@@ -15,10 +15,13 @@ export PORT
 if [[ "${LOCAL_MODEL:-on}" != "off" ]]; then
   LOCAL_MODEL_PORT="${LOCAL_MODEL_PORT:-$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
   export LOCAL_MODEL_PORT
-  .venv/bin/python -m webapp.local_engine setup
-  # The supervisor's parent is this shell, which becomes gunicorn below: when gunicorn exits, the supervisor
-  # notices, stops the engine and exits (Ctrl-C and SIGTERM to the group stop it directly).
-  .venv/bin/python -m webapp.local_engine serve &
+  if .venv/bin/python -m webapp.local_engine setup; then
+    # The supervisor's parent is this shell, which becomes gunicorn below: when gunicorn exits, the supervisor
+    # notices, stops the engine and exits (Ctrl-C and SIGTERM to the group stop it directly).
+    .venv/bin/python -m webapp.local_engine serve &
+  else
+    echo "local model: could not be registered (see above); serving without it"
+  fi
 else
   echo "local model: off (LOCAL_MODEL=off)"
 fi
