@@ -25,7 +25,7 @@ import pytest
 import requests
 from hypothesis import strategies as st
 
-from tests.fuzz.test_schemathesis import STACK_TRACE_MARKERS, NetworkGuard
+from tests.fuzz.test_schemathesis import FETCH_MODELS, STACK_TRACE_MARKERS, NetworkGuard, _restore, _snapshot
 from tests.support.live import serve
 from webapp import create_app, jsonbody
 from webapp.config import Settings
@@ -54,6 +54,7 @@ def live(settings: Settings, make_user: Any, database_urls: tuple[str, str]) -> 
     user, admin = make_user(), make_user(admin=True)
     with psycopg.connect(database_urls[0], autocommit=True) as conn:
         row = conn.execute("select id::text from public.llm_providers where slug = 'lmstudio'").fetchone()
+        snap = _snapshot(conn)  # the right admin token with an empty body retires, disables and re-prices presets
     assert row is not None
     app = create_app(settings.with_overrides(rate_limit_per_minute=0))
     session = requests.Session()
@@ -62,10 +63,13 @@ def live(settings: Settings, make_user: Any, database_urls: tuple[str, str]) -> 
         with NetworkGuard(), serve(app) as base_url:
             yield Live(base_url, {"user": user.token, "admin": admin.token},
                        {"provider_id": row[0], "key_id": str(uuid.uuid4()), "user_id": user.id,
-                        "request_id": str(uuid.uuid4()), "provider": "openai"}, session)
+                        "request_id": str(uuid.uuid4()), "provider": "openai", "model_id": "lmstudio/local-model",
+                        "slug": "no-such-team", "invitation_id": str(uuid.uuid4())}, session)
     finally:
         session.close()
         app.extensions["switchboard"].db.close()
+        with psycopg.connect(database_urls[0], autocommit=True) as conn:
+            _restore(conn, snap)
 
 
 # -- bodies ---------------------------------------------------------------------------------------------------------
@@ -161,7 +165,8 @@ def test_hostile_bodies_are_a_4xx_before_auth(live: Live, method: str, path: str
             headers["Authorization"] = f"Bearer {live.tokens[auth]}"
         resp = live.session.request(method, url, data=body, headers=headers, timeout=30)
         text = resp.content.decode("utf-8", "replace")
-        assert resp.status_code < 500, f"{resp.status_code}: {text[:300]}"
+        upstream_failed = path == FETCH_MODELS and resp.status_code == 502  # the engine it asks is not running
+        assert resp.status_code < 500 or upstream_failed, f"{resp.status_code}: {text[:300]}"
         assert not [m for m in STACK_TRACE_MARKERS if m in text], text[:300]
         if method != "GET" and content_type in JSON_TYPES:  # every JSON body is parsed, before the token
             assert resp.status_code == 400, f"{resp.status_code}: {text[:300]}"
