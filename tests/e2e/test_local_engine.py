@@ -27,6 +27,7 @@ def test_register_keeps_an_admins_edits_and_trial_credits_are_granted_once(admin
                                                                            make_user: Any) -> None:
     make_user(admin=True)  # there is an admin to grant to, whatever ran before
     with admin_conn.transaction(force_rollback=True):  # the session's other tests see none of it
+        admin_conn.execute("delete from public.llm_providers where slug = 'local'")  # a first run: a fresh row
         local_engine.register(admin_conn, "http://127.0.0.1:4001/v1")
         row = admin_conn.execute("""select p.name, p.base_url, p.enabled, p.credit_multiplier::text, p.needs_key,
                                            r.input_rate, r.output_rate, r.context_window
