@@ -274,7 +274,7 @@ def do_stream(session: requests.Session, url: str, headers: dict[str, str], mode
         receipt: dict[str, Any] | None = None
         try:
             for line in resp.iter_lines():
-                if not line:
+                if not line or line.startswith(b":"):  # an SSE comment (the usage-less stream's receipt) is no event
                     continue
                 if not line.startswith(b"data: "):
                     return "broken:not_data", rid, line[:200].decode(errors="replace"), None
