@@ -1,7 +1,8 @@
 """The Teams pages in headless Chromium, at desktop width and at 390 px: a slug refused beside its field, a team
 created, an invitation link created and copied, the invitee joining in a second browser context after confirming,
 the owner setting the invitee's cap and adding a team key (never displayed, to anyone), a site admin granting the
-team credits (the button disabled while it runs, one grant only); no page scrolls sideways at 390 px."""
+team credits (the button disabled while it runs, one grant only), the invitee leaving; no page scrolls sideways at
+390 px."""
 
 from __future__ import annotations
 
@@ -171,3 +172,9 @@ def test_team_lifecycle_in_the_browser(browsers: tuple[Browsers, str], live_app:
     _no_sideways_scroll(admin)
     invitee.reload()
     assert float(invitee.inner_text("#team-balance")) == 25
+
+    # The invitee leaves (after a confirmation) and is back on their own Teams page.
+    invitee.click("#leave-team")
+    invitee.wait_for_url("**/teams")
+    invitee.wait_for_selector("#teams-none")
+    assert invitee.goto(f"{base}/teams/{slug}").status == 404
