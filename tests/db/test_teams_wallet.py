@@ -137,3 +137,35 @@ def test_members_racing_a_small_wallet_never_overspend(db: Database, capsys: pyt
     assert outcomes[credits.INSUFFICIENT] > 0 and outcomes["ok"] > 0
     assert open_ == 0 and balance >= 0
     assert balance == ledger == granted - charged
+
+
+def test_a_member_cap_holds_under_concurrency(db: Database) -> None:
+    owner, member = new_user(db), new_user(db)
+    team = new_team(db, owner, [member], 100 * CREDIT)
+    cap = 3 * CREDIT
+    with db.as_service() as conn:
+        conn.execute("update public.team_members set monthly_credit_cap = %s where team_id = %s and user_id = %s",
+                     [cap, team, member])
+    results: list[str] = []
+
+    def run() -> None:
+        for _ in range(10):
+            try:
+                with db.as_service() as conn:
+                    credits.reserve_flex(conn, member, str(uuid.uuid4()), CREDIT // 4, CREDIT // 4, None, team=team)
+                results.append("ok")
+            except psycopg.Error as exc:
+                results.append(exc.sqlstate or "error")
+
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    with db.as_service() as conn:
+        row = conn.execute("select coalesce(sum(amount), 0) from public.credit_reservations"
+                           " where team_id = %s and user_id = %s", [team, member]).fetchone()
+    assert row is not None and int(row[0]) == cap  # exactly 12 quarter-credit holds fit, never a 13th
+    assert results.count("ok") == 12 and results.count(credits.TEAM_MEMBER_CAP_REACHED) == 48
+    balance, ledger = wallet(db, team)
+    assert balance == ledger == 100 * CREDIT - cap

@@ -241,3 +241,15 @@ def test_models_list_follows_the_team_billed(gw: Gateway, make_user: Any, member
     assert "e2e-oa/echo-1" in listed
     with pytest.raises(openai.PermissionDeniedError):
         client(gw, make_user(), team["slug"]).models.list()
+
+
+def test_members_inherit_the_team_routing_when_billed_to_it(gw: Gateway, make_user: Any, member: Any) -> None:
+    owner, admin = make_user(), make_user(admin=True)
+    team = make_team(gw, owner, admin, "5", [member])
+    resp = api(gw, owner, "PUT", f"/api/teams/{team['slug']}/routing",
+               {"provider_priorities": ["e2e-oa2"], "allow_dearer_fallbacks": True})
+    assert resp.status_code == 200, resp.text
+    raw = client(gw, member, team["slug"]).chat.completions.with_raw_response.create(model="echo-1", messages=MSG)
+    assert raw.headers["x-switchboard-provider"] == "e2e-oa2"
+    raw = gw.client(member.token).chat.completions.with_raw_response.create(model="echo-1", messages=MSG)
+    assert raw.headers["x-switchboard-provider"] == "e2e-oa"  # personal: the member's own order
