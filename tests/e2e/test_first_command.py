@@ -8,6 +8,7 @@ artifacts/first-run-timing.txt."""
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ import pytest
 import requests
 
 from tests.support.llama_server import require_llama
+from tests.support.readme import snippet
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
@@ -145,6 +147,15 @@ def test_make_run_from_a_clean_clone_serves_sign_in_and_the_printed_admin_signs_
         assert (clone / ".env.local").exists() and "SECRET_KEY=" in (clone / ".env.local").read_text()
 
         key = _playground_journey(browser, f"http://127.0.0.1:{port}", match.group(1), started, timings)
+        # the README's own snippet, with this run's address and key
+        code = snippet("python-first-request").replace("http://127.0.0.1:8000", f"http://127.0.0.1:{port}")
+        for _ in range(3):  # a 135M model sampled at temperature 1 may end its answer at once: run it again then
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                exec(compile(code.replace('"sb_..."', repr(key)), "README.md", "exec"), {})  # noqa: S102
+            if printed.getvalue().strip():
+                break
+        assert printed.getvalue().strip(), "the README snippet prints the local model's answer"
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0, timeout=120)
         assert "local/smollm2" in [m.id for m in client.models.list()]
         raw = client.chat.completions.with_raw_response.create(
