@@ -431,7 +431,7 @@ declare
   f text;
 begin
   foreach f in array array[
-    'public.team_require(uuid, text[])', 'public.team_create(text, text)',
+    'public.team_create(text, text)',
     'public.team_invite(uuid, text, text, timestamptz)', 'public.team_revoke_invitation(uuid, uuid)',
     'public.team_join(text)', 'public.team_set_role(uuid, uuid, text)', 'public.team_remove(uuid, uuid)',
     'public.team_transfer(uuid, uuid)', 'public.team_set_cap(uuid, uuid, bigint)',
@@ -444,6 +444,8 @@ begin
 end
 $$;
 revoke execute on function public.team_members_owner_check() from public, anon, authenticated;
+-- Called only inside the functions above (which run as their owner).
+revoke execute on function public.team_require(uuid, text[]) from public, anon, authenticated;
 
 -- -- the team wallet ------------------------------------------------------------------------------------------------
 create or replace function public.team_credits_lock(p_team uuid) returns bigint
