@@ -151,6 +151,15 @@ def test_team_bound_api_key_bills_the_team(gw: Gateway, make_user: Any, member: 
     with pytest.raises(openai.PermissionDeniedError) as denied:
         c.chat.completions.create(model="echo-1", messages=MSG, extra_headers={"X-Switchboard-Team": other["slug"]})
     assert denied.value.body["code"] == "team_not_allowed"
+    # Removed, the key is refused (never silently billed to the member) until they unbind it.
+    assert api(gw, owner, "DELETE", f"/api/teams/{team['slug']}/members/{member.id}").status_code == 204
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        c.chat.completions.create(model="echo-1", messages=MSG)
+    assert denied.value.body["code"] == "not_a_team_member"
+    unbound = api(gw, member, "DELETE", f"/api/teams/{team['slug']}/api-keys/{created['api_key']['id']}")
+    assert unbound.status_code == 204
+    raw = c.chat.completions.with_raw_response.create(model="echo-1", messages=MSG)
+    assert "x-switchboard-team" not in raw.headers
     # Keys cannot manage teams.
     resp = requests.post(gw.url + "/api/teams", headers={"Authorization": f"Bearer {created['secret']}"},
                          json={"name": "x", "slug": f"k-{uuid.uuid4().hex[:8]}"}, timeout=10)

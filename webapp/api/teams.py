@@ -209,7 +209,7 @@ def bind_api_key(slug: str, key_id: str) -> Any:
 @bp.delete("/<slug>/api-keys/<key_id>")
 @session_token_required
 def unbind_api_key(slug: str, key_id: str) -> Any:
-    teams.get_team(_svc().db, g.claims, slug)
+    # No membership needed: an ex-member whose key still names the team (and is refused) unbinds it here.
     teams.bind_api_key(_svc().db, g.claims, key_id, None)
     return "", 204
 
