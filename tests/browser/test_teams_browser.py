@@ -149,6 +149,7 @@ def test_team_lifecycle_in_the_browser(browsers: tuple[Browsers, str], live_app:
     admin.goto(base + "/admin/teams")
     admin.fill("#team-q", slug)
     admin.wait_for_selector(f"#admin-team-{slug}")
+    screenshot(admin, f"admin-teams-{size}-list")
     _no_sideways_scroll(admin)
     admin.click(f"#admin-team-{slug} a")
     admin.wait_for_url(f"**/admin/teams/{slug}")
