@@ -35,7 +35,7 @@ login_manager = LoginManager()
 #   header appears there.
 CORS_ALLOW_HEADERS = [
     "Authorization", "X-Api-Key", "Content-Type", "X-BYOK-API-Key", "X-BYOK-Provider", "X-BYOK-Base-URL",
-    "X-Switchboard-Task", "X-Request-Id", "OpenAI-Organization", "OpenAI-Project",
+    "X-Switchboard-Task", "X-Request-Id", "OpenAI-Organization", "OpenAI-Project", "X-Switchboard-Team",
 ]
 OPENAI_SDK_HEADERS = [
     "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch", "X-Stainless-Runtime",
@@ -52,6 +52,7 @@ CORS_EXPOSE_HEADERS = [
     "X-Switchboard-Key-Source", "X-Switchboard-Credits", "X-Switchboard-Credits-Reserved",
     "X-Switchboard-Multiplier", "X-Switchboard-Usage", "X-Switchboard-Fallback", "X-Switchboard-Output-Limit",
     "X-Switchboard-Output-Limit-Reason", "X-Switchboard-Max-Tokens-Fit", "X-Switchboard-Task",
+    "X-Switchboard-Team",
 ]
 # How long a browser may reuse a preflight answer (ten minutes: a changed list reaches browsers soon).
 CORS_MAX_AGE = 600
