@@ -219,3 +219,10 @@ def test_switching_mode_redraws_what_is_offered_and_the_warnings(me: Session) ->
     assert me.post("/settings/mode", {"llm_mode": "member"}).status_code == 200
     text = assert_fragment(me.client.get("/settings/overrides", headers={"HX-Request": "true"}), "overrides")
     assert 'id="overrides-warnings"' not in text and "Offered to you in member mode" in text
+
+
+@pytest.mark.parametrize("field", ["model", "task"])
+def test_a_quote_with_a_null_model_or_task_is_422(client: FlaskClient, make_user: Any, field: str) -> None:
+    """null is not a model or a task: the document says string (schemathesis found `"task": null` accepted)."""
+    resp = client.post("/api/user/llm/quote", json={"prompt": "hi", field: None}, headers=make_user().headers)
+    assert resp.status_code == 422 and field in resp.get_json()["error"]["fields"]

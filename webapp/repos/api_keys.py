@@ -110,8 +110,9 @@ EDITABLE = ("name", "mode", "allow", "monthly_credit_cap", "expires_at")
 def update(conn: psycopg.Connection, key_id: str, user_id: str, values: dict[str, Any]) -> bool:
     """Service role. Only a live key of `user_id` changes."""
     sets = [(k, v) for k, v in values.items() if k in EDITABLE]
-    if not sets:
-        return get(conn, key_id, user_id) is not None
+    if not sets:  # nothing to change: still only a live key "changes"
+        key = get(conn, key_id, user_id)
+        return key is not None and key.revoked_at is None
     assignments = ", ".join(f"{k} = %s" for k, _ in sets)
     cur = conn.execute(f"update public.api_keys set {assignments} where id = %s and user_id = %s"
                        " and revoked_at is null", [*(v for _, v in sets), key_id, user_id])

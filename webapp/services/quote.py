@@ -33,9 +33,10 @@ def _parse(payload: Any) -> tuple[str, int, str | None, str | None]:
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= 1_000_000:
         raise ValidationError({"max_tokens": "An integer from 1 to 1,000,000."})
     model, task = payload.get("model"), payload.get("task")
-    if model is not None and (not isinstance(model, str) or not MODEL_NAME.fullmatch(model)):
+    # Absent means "none"; a present field must be a string, as the document says (null is not a model or a task).
+    if "model" in payload and (not isinstance(model, str) or not MODEL_NAME.fullmatch(model)):
         raise ValidationError({"model": "A model id: 1 to 200 printable ASCII characters, no spaces."})
-    if task is not None and (not isinstance(task, str) or not task.strip() or len(task) > 64 or "\x00" in task):
+    if "task" in payload and (not isinstance(task, str) or not task.strip() or len(task) > 64 or "\x00" in task):
         raise ValidationError({"task": "The task name must be 1 to 64 characters."})
     return prompt, max_tokens, model, task
 
