@@ -234,9 +234,8 @@ def revoke_invite(slug: str, invite_id: Any) -> Response:
     return _render(slug, "invites", FormState("invites", message="Invitation revoked: its link no longer works."))
 
 
-def _join_page(token: str, status: int, error: str = "", invite: Any = None) -> Response:
-    resp = make_response(render_template(JOIN, token=token, error=error, invite=invite, valid=status == 200),
-                         status)
+def _join_page(token: str, status: int, error: str = "") -> Response:
+    resp = make_response(render_template(JOIN, token=token, error=error, valid=status == 200), status)
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["Referrer-Policy"] = "no-referrer"  # the link is a secret: never sent on to another site
     return resp
@@ -248,18 +247,9 @@ def _plausible(token: str) -> bool:
 
 @bp.get("/teams/join/<token>")
 def join_page(token: str) -> Response:
-    """The page an invitation link opens: it asks to confirm; nothing happens until the button is pressed."""
-    preview = getattr(teams_service, "invitation_preview", None)
-    if not _plausible(token):
-        return _join_page("", 404)
-    if preview is not None:
-        svc = _svc()
-        try:
-            invite = preview(svc.db, svc.settings, _claims(), token)
-        except AppError as exc:
-            return _join_page("", 404, exc.message)
-        return _join_page(token, 200, invite=invite)
-    return _join_page(token, 200)
+    """The page an invitation link opens: it asks to confirm; nothing happens until the button is pressed. (Whether
+    the link still works is known only on joining: its hash is readable by the database functions alone.)"""
+    return _join_page(token, 200) if _plausible(token) else _join_page("", 404)
 
 
 @bp.post("/teams/join/<token>")
