@@ -205,3 +205,26 @@ def _team(client: FlaskClient, owner: Any) -> str:
     if "slug" not in _SHARED:
         _SHARED["slug"] = new_team(client, owner)
     return str(_SHARED["slug"])
+
+
+def test_unknown_fields_and_a_zero_limit_are_422(client: Any, make_user: Any) -> None:
+    """Found by schemathesis: bodies with fields the document does not name, and `limit=0` on the admin list, were
+    accepted (the document says additionalProperties: false and minimum 1)."""
+    owner, admin = make_user(), make_user(admin=True)
+    resp = client.post("/api/teams", json={"name": "Extra", "slug": "extra-fields", "plan": "gold"},
+                       headers=owner.headers)
+    assert resp.status_code == 422 and "body" in resp.get_json()["error"]["fields"]
+    resp = client.put("/api/teams/default", json={"team": "", "x": 1}, headers=owner.headers)
+    assert resp.status_code == 422
+    resp = client.get("/api/admin/teams?limit=0", headers=admin.headers)
+    assert resp.status_code == 422 and "limit" in resp.get_json()["error"]["fields"]
+
+
+def test_routing_with_a_list_for_a_provider_is_422_not_500(client: Any, make_user: Any) -> None:
+    """Found by schemathesis: an override whose provider is a list (unhashable) was a 500."""
+    owner = make_user()
+    assert client.post("/api/teams", json={"name": "Routing", "slug": "routing-lists"},
+                       headers=owner.headers).status_code == 201
+    resp = client.put("/api/teams/routing-lists/routing", headers=owner.headers,
+                      json={"task_overrides": {"k": {"model": ["", 0], "provider": []}}})
+    assert resp.status_code == 422 and "task_overrides" in resp.get_json()["error"]["fields"]

@@ -26,8 +26,14 @@ def _svc() -> Any:
     return current_app.extensions["switchboard"]
 
 
-def _body() -> Any:
-    return request.get_json(silent=True)
+def _body(*fields: str) -> Any:
+    """The JSON body; an object naming a field the route does not take is a 422, as on the other JSON routes."""
+    body = request.get_json(silent=True)
+    if isinstance(body, dict):
+        unknown = [k for k in body if k not in fields]
+        if unknown:
+            raise ValidationError({"body": f"Unknown field {str(unknown[0])[:60]!r}; fields: {', '.join(fields)}."})
+    return body
 
 
 def _catalog() -> Any:
@@ -50,21 +56,21 @@ def list_mine() -> Any:
 @bp.post("")
 @session_token_required
 def create() -> Any:
-    team = teams.create_team(_svc().db, g.claims, _body())
+    team = teams.create_team(_svc().db, g.claims, _body("name", "slug"))
     return jsonify({"team": teams.team_dict(team)}), 201
 
 
 @bp.post("/join")
 @session_token_required
 def join() -> Any:
-    team = teams.join(_svc().db, _svc().settings, g.claims, _body())
+    team = teams.join(_svc().db, _svc().settings, g.claims, _body("token"))
     return jsonify({"team": teams.team_dict(team)})
 
 
 @bp.put("/default")
 @session_token_required
 def set_default() -> Any:
-    body = _body()
+    body = _body("team")
     if not isinstance(body, dict) or "team" not in body or not (body["team"] is None or isinstance(body["team"], str)):
         raise ValidationError({"team": "A team slug, or null for personal billing."})
     return jsonify({"default_team": teams.set_default_team(_svc().db, g.claims, body["team"])})
@@ -79,7 +85,7 @@ def get(slug: str) -> Any:
 @bp.patch("/<slug>")
 @session_token_required
 def rename(slug: str) -> Any:
-    return jsonify({"team": teams.team_dict(teams.rename(_svc().db, g.claims, slug, _body()))})
+    return jsonify({"team": teams.team_dict(teams.rename(_svc().db, g.claims, slug, _body("name")))})
 
 
 # -- members --------------------------------------------------------------------------------------------------------
@@ -93,14 +99,14 @@ def members(slug: str) -> Any:
 @bp.put("/<slug>/members/<user_id>/role")
 @session_token_required
 def set_role(slug: str, user_id: str) -> Any:
-    teams.set_role(_svc().db, g.claims, slug, user_id, _body())
+    teams.set_role(_svc().db, g.claims, slug, user_id, _body("role"))
     return members(slug)
 
 
 @bp.put("/<slug>/members/<user_id>/cap")
 @session_token_required
 def set_cap(slug: str, user_id: str) -> Any:
-    teams.set_cap(_svc().db, g.claims, slug, user_id, _body())
+    teams.set_cap(_svc().db, g.claims, slug, user_id, _body("monthly_credit_cap"))
     return members(slug)
 
 
@@ -121,7 +127,7 @@ def leave(slug: str) -> Any:
 @bp.post("/<slug>/transfer")
 @session_token_required
 def transfer(slug: str) -> Any:
-    teams.transfer(_svc().db, g.claims, slug, _body())
+    teams.transfer(_svc().db, g.claims, slug, _body("user_id"))
     return members(slug)
 
 
@@ -137,7 +143,8 @@ def invitations(slug: str) -> Any:
 @bp.post("/<slug>/invitations")
 @session_token_required
 def invite(slug: str) -> Any:
-    inv, token = teams.create_invitation(_svc().db, _svc().settings, g.claims, slug, _body())
+    body = _body("expires_in_days", "role")
+    inv, token = teams.create_invitation(_svc().db, _svc().settings, g.claims, slug, body)
     resp = jsonify({"invitation": teams.invitation_dict(inv), "token": token,
                     "warning": "Share the token now: Switchboard keeps only a keyed hash and cannot show it again."})
     resp.headers["Cache-Control"] = "no-store"
@@ -175,7 +182,8 @@ def list_keys(slug: str) -> Any:
 def put_key(slug: str, provider: str) -> Any:
     svc = _svc()
     catalog = _catalog()
-    key = teams.put_key(svc.db, svc.settings, svc.keyring, catalog, g.claims, slug, provider, _body())
+    body = _body("api_key", "base_url")
+    key = teams.put_key(svc.db, svc.settings, svc.keyring, catalog, g.claims, slug, provider, body)
     return jsonify({"key": teams.key_dict(key, catalog)})
 
 
@@ -195,7 +203,9 @@ def get_routing(slug: str) -> Any:
 @bp.put("/<slug>/routing")
 @session_token_required
 def put_routing(slug: str) -> Any:
-    team = teams.set_routing(_svc().db, _catalog(), g.claims, slug, _body())
+    body = _body("allow_dearer_fallbacks", "default_provider", "fallbacks_enabled", "provider_priorities",
+                 "task_overrides")
+    team = teams.set_routing(_svc().db, _catalog(), g.claims, slug, body)
     return jsonify({"routing": team.routing})
 
 
@@ -225,19 +235,19 @@ def usage(slug: str) -> Any:
 
 # -- site admins ----------------------------------------------------------------------------------------------------
 
-def _int_arg(name: str, default: int, maximum: int) -> int:
+def _int_arg(name: str, default: int, maximum: int, minimum: int = 0) -> int:
     raw = request.args.get(name)
     if raw in (None, ""):
         return default
-    if not _DIGITS.fullmatch(raw) or int(raw) > maximum:
-        raise ValidationError({name: f"A whole number from 0 to {maximum}."})
+    if not _DIGITS.fullmatch(raw) or not minimum <= int(raw) <= maximum:
+        raise ValidationError({name: f"A whole number from {minimum} to {maximum}."})
     return int(raw)
 
 
 @admin_bp.get("/teams")
 @admin_token_required
 def admin_list() -> Any:
-    limit = max(_int_arg("limit", 50, 200), 1)
+    limit = _int_arg("limit", 50, 200, minimum=1)
     offset = _int_arg("offset", 0, 1_000_000)
     rows, total = teams.admin_list(_svc().db, g.claims, request.args.get("q"), limit, offset)
     return jsonify({"teams": [teams.team_dict(t) for t in rows], "total": total})
@@ -253,7 +263,7 @@ def admin_detail(slug: str) -> Any:
 @admin_bp.post("/teams/<slug>/credits")
 @admin_token_required
 def admin_grant(slug: str) -> Any:
-    balance = teams.admin_grant(_svc().db, g.claims, slug, _body())
+    balance = teams.admin_grant(_svc().db, g.claims, slug, _body("amount", "reason"))
     return jsonify({"balance": teams.format_credits(balance), "balance_micro": balance})
 
 

@@ -396,7 +396,8 @@ def validate_routing(payload: Any, catalog: Catalog) -> dict[str, Any]:
         else:
             for task, rule in v.items():
                 if not TASK_RE.fullmatch(str(task)) or not isinstance(rule, dict) \
-                        or rule.get("provider") not in enabled or not isinstance(rule.get("model"), str) \
+                        or not isinstance(rule.get("provider"), str) or rule["provider"] not in enabled \
+                        or not isinstance(rule.get("model"), str) \
                         or not MODEL_RE.fullmatch(rule["model"]):
                     errors["task_overrides"] = (f"Task {str(task)[:64]!r}: a name of 1 to 64 letters, digits, '.', "
                                                 "'-', '_' with {provider: an enabled slug, model: a model id}.")
