@@ -382,3 +382,13 @@ def test_usage_per_member_is_the_owners_and_a_members_own(app: Flask, make_user:
     assert f'id="team-usage-{owner.user.id}"' not in one and f'id="team-usage-{member.user.id}"' in one
     mine = assert_fragment(member.get(f"/teams/{slug}/usage", hx=True), "team-usage")
     assert f'id="team-usage-{member.user.id}"' in mine and f'id="team-usage-{owner.user.id}"' not in mine
+    # The same SVG charts as the user's usage, of what the viewer may see: 3 requests billed to the team (the
+    # personal one is not), 2 of them the member's.
+    assert 'id="team-chart-credits"' in everyone and 'id="team-chart-requests"' in everyone
+    assert "3 in total" in _chart(everyone, "requests") and "2 in total" in _chart(one, "requests")
+    assert "2 in total" in _chart(mine, "requests")
+
+
+def _chart(fragment: str, measure: str) -> str:
+    start = fragment.index(f'id="team-chart-{measure}"')
+    return fragment[start:fragment.index("</figure>", start)]

@@ -234,3 +234,15 @@ def default_team(conn: psycopg.Connection, user_id: str) -> str | None:
     row = conn.execute("""select t.slug from public.user_preferences p join public.teams t on t.id = p.default_team_id
                           where p.user_id = %s""", [user_id]).fetchone()
     return str(row[0]) if row else None
+
+def usage_days(conn: psycopg.Connection, team_id: str, start: date, end: date,
+               user_id: str | None) -> list[tuple[Any, ...]]:
+    """(day, provider, requests, tokens_in, tokens_out, credits, errors) billed to the team, from the rows the caller
+    may read (RLS: owners and admins every member's, a member their own), optionally of one member."""
+    return conn.execute("""select date_trunc('day', created_at) as day, provider, count(*),
+                                  coalesce(sum(tokens_in), 0), coalesce(sum(tokens_out), 0), coalesce(sum(credits), 0),
+                                  count(*) filter (where status >= 400)
+                           from public.llm_request_logs
+                           where team_id = %s and created_at >= %s::date and created_at < %s::date + 1
+                             and (%s::uuid is null or user_id = %s::uuid)
+                           group by 1, 2 order by 1, 2""", [team_id, start, end, user_id, user_id]).fetchall()

@@ -433,6 +433,18 @@ def usage_by_member(db: Database, claims: Mapping[str, Any], slug: Any, start: d
             for r in rows]
 
 
+def usage_buckets(db: Database, claims: Mapping[str, Any], slug: Any, start: date, end: date,
+                  member: Any = None) -> list[dict[str, Any]]:
+    """Day x provider buckets billed to the team (shaped like usage.summary's), for the Teams page's charts."""
+    user_id = None if member in (None, "") else _uuid(member, "member")
+    with db.as_user(claims) as conn:
+        team = _team(conn, slug)
+        rows = repo.usage_days(conn, team.id, start, end, user_id)
+    return [{"day": r[0].date().isoformat(), "provider": r[1], "requests": r[2], "tokens_in": int(r[3]),
+             "tokens_out": int(r[4]), "credits": format_credits(int(r[5])), "credits_micro": int(r[5]),
+             "errors": r[6]} for r in rows]
+
+
 def set_default_team(db: Database, claims: Mapping[str, Any], slug: Any) -> str | None:
     """The caller's default team (None: personal): requests without a team header or team-bound key bill it."""
     _refuse_key(claims)

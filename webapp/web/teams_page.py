@@ -17,8 +17,8 @@ from flask_login import current_user, login_url
 from jinja2_fragments.flask import render_block
 
 from webapp.errors import AppError, NotFound, ValidationError
+from webapp.services import charts, usage, user_account
 from webapp.services import teams as teams_service
-from webapp.services import usage, user_account
 from webapp.web.settings_page import BLANK, FormState, _svc
 
 bp = Blueprint("teams_page", __name__)
@@ -126,11 +126,20 @@ def _overrides_text(routing: dict[str, Any]) -> str:
 
 
 def _usage(slug: str, member: str | None) -> dict[str, Any]:
+    """Per member totals and the same SVG charts as the user's usage, of everyone I may see or of one member."""
     start, end = usage.parse_range(None, None)
     rows = teams_service.usage_by_member(_svc().db, _claims(), slug, start, end)
+    if member and not any(r.user_id == member for r in rows):
+        member = None if member not in _member_ids(slug) else member  # anything but a member id: everyone
     if member:
         rows = [r for r in rows if r.user_id == member]
-    return {"start": start, "end": end, "per_member": rows, "member": member}
+    buckets = teams_service.usage_buckets(_svc().db, _claims(), slug, start, end, member)
+    return {"start": start, "end": end, "per_member": rows, "member": member,
+            "charts": charts.usage_charts(buckets, start, end)}
+
+
+def _member_ids(slug: str) -> set[str]:
+    return {m.user_id for m in teams_service.members(_svc().db, _claims(), slug)}
 
 
 def _pending(invites: list[Any]) -> list[Any]:
