@@ -94,6 +94,7 @@ def test_invite_is_single_use_and_asks_before_joining(app: Flask, make_user: Any
     invitee = sign_in(app, make_user())
     page = invitee.get(f"/teams/join/{token}")
     assert page.status_code == 200 and 'id="join-confirm"' in html(page)
+    assert '<strong id="join-team">Invite team</strong>' in html(page) and "as a member" in html(page)
     assert page.headers["Cache-Control"] == "no-store"
     assert invitee.get(f"/teams/{slug}").status_code == 404  # opening the link alone joins nothing
     assert invitee.post(f"/teams/join/{token}", hx=False).status_code == 303
@@ -104,6 +105,8 @@ def test_invite_is_single_use_and_asks_before_joining(app: Flask, make_user: Any
     assert refused.status_code == 404 and 'id="join-invalid"' in html(refused)
     assert invitee.post(f"/teams/join/{token}", hx=False).status_code in (404, 409)
     assert third.get(f"/teams/{slug}").status_code == 404
+    used = third.get(f"/teams/join/{token}")  # a used link says so when opened, naming no team
+    assert used.status_code == 404 and 'id="join-invalid"' in html(used) and "Invite team" not in html(used)
     for junk in ("x", "x" * 5000, "../../etc"):
         assert third.get(f"/teams/join/{junk}").status_code == 404
 
@@ -118,6 +121,7 @@ def test_pending_invitations_are_listed_and_revoked(app: Flask, make_user: Any) 
     resp = owner.post(f"/teams/{slug}/invites/{invite_id}/revoke")
     assert 'id="invites-none"' in assert_fragment(resp, "invites")
     invitee = sign_in(app, make_user())
+    assert invitee.get(f"/teams/join/{token}").status_code == 404  # revoked: the page says so at once
     assert invitee.post(f"/teams/join/{token}", hx=False).status_code == 404
 
 

@@ -246,3 +246,13 @@ def usage_days(conn: psycopg.Connection, team_id: str, start: date, end: date,
                            where team_id = %s and created_at >= %s::date and created_at < %s::date + 1
                              and (%s::uuid is null or user_id = %s::uuid)
                            group by 1, 2 order by 1, 2""", [team_id, start, end, user_id, user_id]).fetchall()
+
+
+def invitation_preview(conn: psycopg.Connection, token_hash: str) -> tuple[str, str, str] | None:
+    """Service role. (team name, team slug, role) of a live invitation by its token's keyed hash, or None when it was
+    used, revoked, has expired or never existed."""
+    row = conn.execute("""select t.name, t.slug, i.role from public.team_invitations i
+                          join public.teams t on t.id = i.team_id
+                          where i.hash = %s and i.used_at is null and i.revoked_at is null
+                            and i.expires_at > now()""", [token_hash]).fetchone()
+    return (str(row[0]), str(row[1]), str(row[2])) if row else None

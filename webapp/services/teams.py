@@ -300,6 +300,17 @@ def join(db: Database, settings: Settings, claims: Mapping[str, Any], payload: A
     return team
 
 
+def invitation_preview(db: Database, settings: Settings, claims: Mapping[str, Any],
+                       token: Any) -> tuple[str, str, str] | None:
+    """(team name, slug, role) the invitation link `token` offers, for the page it opens; None when it does not
+    work (used, revoked, expired or unknown: all read the same)."""
+    if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX) or not 20 <= len(token) <= 100 \
+            or not token.isascii():
+        return None
+    with db.as_user(claims) as conn, admin_repo.service_role(conn):  # the hash column is service_role's only
+        return repo.invitation_preview(conn, token_hash(settings, token))
+
+
 # -- wallet ---------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

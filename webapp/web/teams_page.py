@@ -243,8 +243,8 @@ def revoke_invite(slug: str, invite_id: Any) -> Response:
     return _render(slug, "invites", FormState("invites", message="Invitation revoked: its link no longer works."))
 
 
-def _join_page(token: str, status: int, error: str = "") -> Response:
-    resp = make_response(render_template(JOIN, token=token, error=error, valid=status == 200), status)
+def _join_page(token: str, status: int, error: str = "", offer: tuple[str, str, str] | None = None) -> Response:
+    resp = make_response(render_template(JOIN, token=token, error=error, valid=status == 200, offer=offer), status)
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["Referrer-Policy"] = "no-referrer"  # the link is a secret: never sent on to another site
     return resp
@@ -256,9 +256,11 @@ def _plausible(token: str) -> bool:
 
 @bp.get("/teams/join/<token>")
 def join_page(token: str) -> Response:
-    """The page an invitation link opens: it asks to confirm; nothing happens until the button is pressed. (Whether
-    the link still works is known only on joining: its hash is readable by the database functions alone.)"""
-    return _join_page(token, 200) if _plausible(token) else _join_page("", 404)
+    """The page an invitation link opens: it names the team and the role offered and asks to confirm; nothing
+    happens until the button is pressed. A link that does not work (used, revoked, expired) says so at once."""
+    svc = _svc()
+    offer = teams_service.invitation_preview(svc.db, svc.settings, _claims(), token) if _plausible(token) else None
+    return _join_page(token, 200, offer=offer) if offer else _join_page("", 404)
 
 
 @bp.post("/teams/join/<token>")
