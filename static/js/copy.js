@@ -1,5 +1,6 @@
-// Teams page: the copy button beside an invitation link (shown once). Delegated, so it works on the fragment htmx
-// swaps in. Without clipboard access the link stays selected for a manual copy.
+// Copy buttons for secrets shown once (a new API key on the settings page, an invitation link on the Teams page):
+// `data-copy` names the element to copy, `data-copied` the one that says what happened. Delegated, so it works on
+// the fragments htmx swaps in. Without clipboard access the text stays selected for a manual copy.
 (function () {
   "use strict";
 
