@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request
 
 from webapp.auth.guards import admin_token_required
-from webapp.services import admin, admin_reports, admin_users
+from webapp.services import admin, admin_reports, admin_users, csv_export, date_ranges, usage_export
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/admin")
 
@@ -182,6 +182,9 @@ def password_reset_link(user_id: Any) -> Any:
 @bp.get("/logs")
 @admin_token_required
 def logs() -> Any:
+    if csv_export.wants_csv(request.args):  # every row the filters match, streamed (paging ignored)
+        return csv_export.response(usage_export.admin_log_rows(_svc().db, g.claims, request.args),
+                                   csv_export.filename("logs"))
     return jsonify(admin_reports.logs_dict(admin_reports.logs(_svc().db, g.claims, request.args)))
 
 
@@ -194,7 +197,12 @@ def receipt(request_id: Any) -> Any:
 @bp.get("/usage")
 @admin_token_required
 def usage() -> Any:
-    return jsonify(admin_reports.analytics_dict(admin_reports.analytics(_svc().db, g.claims, request.args)))
+    r = date_ranges.parse(request.args)  # range=7d|30d|this_month|last_month|year|custom, from/to (UTC days)
+    as_csv = csv_export.wants_csv(request.args)
+    data = admin_reports.analytics_dict(admin_reports.analytics(_svc().db, g.claims, r.report_args()))
+    if as_csv:
+        return csv_export.response(usage_export.analytics_rows(data), csv_export.filename("analytics", r))
+    return jsonify({**data, "range": r.preset})
 
 
 @bp.get("/audit")

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request
 
 from webapp.auth.guards import session_token_required, token_required
-from webapp.services import api_keys, user_account, user_settings
+from webapp.services import api_keys, csv_export, date_ranges, usage_export, user_account, user_requests, user_settings
 from webapp.services import keys as keys_service
 from webapp.services import quote as quote_service
 from webapp.services import usage as usage_service
@@ -68,10 +68,26 @@ def delete_key(provider: str) -> Any:
 @bp.get("/llm/usage")
 @token_required
 def usage() -> Any:
-    start, end = usage_service.parse_range(request.args.get("from"), request.args.get("to"))
+    r = date_ranges.parse(request.args)  # range=7d|30d|this_month|last_month|year|custom, from/to (UTC days)
+    as_csv = csv_export.wants_csv(request.args)
     group_by = [g_ for g_ in request.args.get("group_by", "").split(",") if g_]
     api_key = usage_service.parse_api_key(request.args.get("api_key"))
-    return jsonify(usage_service.summary(_svc().db, g.claims, start, end, group_by, api_key))
+    data = usage_service.summary(_svc().db, g.claims, r.start, r.end, group_by, api_key)
+    if as_csv:
+        return csv_export.response(usage_export.usage_rows(data), csv_export.filename("usage", r))
+    return jsonify({**data, "range": r.preset})
+
+
+@bp.get("/llm/requests")
+@token_required
+def requests_page() -> Any:
+    """Every one of your requests in a range, a keyset page at a time; `format=csv` streams all of them."""
+    r = date_ranges.parse(request.args)
+    if csv_export.wants_csv(request.args):
+        api_key = user_requests.parse_api_key(request.args.get("api_key"))
+        return csv_export.response(user_requests.export_rows(_svc().db, g.claims, r, api_key),
+                                   csv_export.filename("requests", r))
+    return jsonify(user_requests.page_dict(user_requests.page(_svc().db, g.claims, r, request.args)))
 
 
 @bp.get("/credits")

@@ -15,7 +15,7 @@ from jinja2_fragments.flask import render_block
 from webapp import local_engine
 from webapp.auth.guards import admin_page_required
 from webapp.errors import ValidationError
-from webapp.services import admin, admin_reports, admin_users
+from webapp.services import admin, admin_reports, admin_users, csv_export, date_ranges, usage_export
 from webapp.services.credits import format_credits
 from webapp.services.provider_fields import headers_text, per_million, rate_units
 
@@ -308,9 +308,30 @@ def receipt(request_id: Any) -> Any:
 @bp.get("/admin/analytics")
 @admin_page_required
 def analytics() -> Any:
-    data = admin_reports.analytics(_svc().db, g.claims, request.args, strict=False)
-    return _render("admin/analytics.html", "analytics", 422 if data.errors else 200, a=data, errors=data.errors,
-                   form=request.args)
+    # The period: a preset (range=7d, 30d, this_month, last_month, year) or custom from/to (UTC days).
+    period = date_ranges.parse(request.args, strict=False)
+    data = admin_reports.analytics(_svc().db, g.claims, period.report_args(), strict=False)
+    errors = {**data.errors, **period.errors}
+    return _render("admin/analytics.html", "analytics", 422 if errors else 200, a=data, errors=errors,
+                   form=request.args, period=period, range_values=date_ranges.form_values(request.args, period),
+                   presets=date_ranges.PRESETS)
+
+
+@bp.get("/admin/analytics.csv")
+@admin_page_required
+def analytics_csv() -> Any:
+    """The analytics' days as CSV (a bad range: the 422 error page)."""
+    period = date_ranges.parse(request.args)
+    data = admin_reports.analytics_dict(admin_reports.analytics(_svc().db, g.claims, period.report_args()))
+    return csv_export.response(usage_export.analytics_rows(data), csv_export.filename("analytics", period))
+
+
+@bp.get("/admin/logs.csv")
+@admin_page_required
+def logs_csv() -> Any:
+    """Every log row the page's filters match, streamed (a bad filter: the 422 error page)."""
+    return csv_export.response(usage_export.admin_log_rows(_svc().db, g.claims, request.args),
+                               csv_export.filename("logs"))
 
 
 @bp.get("/admin/audit")

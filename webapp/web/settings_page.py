@@ -17,7 +17,16 @@ from jinja2_fragments.flask import render_block
 
 from webapp.errors import ValidationError
 from webapp.repos.providers import Provider
-from webapp.services import account_security, api_keys, charts, overview, usage, user_account, user_settings
+from webapp.services import (
+    account_security,
+    api_keys,
+    charts,
+    date_ranges,
+    overview,
+    usage,
+    user_account,
+    user_settings,
+)
 from webapp.services import keys as keys_service
 from webapp.services import notices as notices_service
 from webapp.services import quote as quote_service
@@ -91,14 +100,19 @@ def _offered(o: overview.Overview) -> user_settings.Offered:
 
 
 def _usage() -> dict[str, Any]:
-    start, end = usage.parse_range(None, None)
+    # The period (range=preset or custom from/to, UTC days): a bad one shows the default with the error beside
+    # its field (usage_fragment answers 422).
+    period = date_ranges.parse(request.args, strict=False)
+    start, end = period.start, period.end
     try:  # the API-key filter; anything but one of the user's key ids shows everything
         api_key = usage.parse_api_key(request.args.get("api_key", "")[:64] or None)
     except ValidationError:
         api_key = None
     data = usage.summary(_svc().db, current_user.claims, start, end, ["day", "provider"], api_key)
     return {"charts": charts.usage_charts(data["buckets"], start, end), "recent": data["recent"],
-            "api_key": api_key, "api_keys": api_keys.listing(_svc().db, current_user.claims)}
+            "api_key": api_key, "api_keys": api_keys.listing(_svc().db, current_user.claims),
+            "range": period, "range_values": date_ranges.form_values(request.args, period),
+            "presets": date_ranges.PRESETS}
 
 
 def _render(block: str, state: FormState = BLANK, status: int = 200, **extra: Any) -> Response:
@@ -303,7 +317,8 @@ def overrides() -> Response:
 
 @bp.get("/settings/usage")
 def usage_fragment() -> Response:
-    return _render("usage", usage=_usage())
+    data = _usage()
+    return _render("usage", status=422 if data["range"].errors else 200, usage=data)
 
 
 @bp.get("/settings/credits")
@@ -350,4 +365,5 @@ def quote() -> Response:
     return _render("quote", FormState("quote", values=payload), quote=result)
 
 
-from webapp.web import settings_api_keys  # noqa: E402, F401  (the "API keys" section registers its routes on bp)
+# The "API keys" section, and the Requests page with the CSV downloads, register their routes on bp.
+from webapp.web import settings_api_keys, settings_requests  # noqa: E402, F401
