@@ -48,6 +48,10 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> Flask:
         from webapp.auth import gotrue_api
 
         gotrue_api.init_app(app)
+    if settings.env == "development" and settings.mail_sink_dir:  # issue 16: the local SMTP sink's messages
+        from webapp.web import dev_mail
+
+        app.register_blueprint(dev_mail.bp)
     errorhandlers.init_app(app)
     cli.init_app(app)
     return app

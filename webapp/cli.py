@@ -1,5 +1,5 @@
 """Operator commands: flask db upgrade|seed, flask users create-admin|reset-password, flask credits grant,
-flask keys rotate."""
+flask keys rotate, flask worker."""
 
 from __future__ import annotations
 
@@ -141,6 +141,15 @@ def keys_rotate(dry_run: bool) -> None:
         raise SystemExit(1)
 
 
+@click.command("worker")
+def worker() -> None:
+    """Run the notification worker (email and webhook deliveries from the event outbox) until stopped."""
+    from webapp.notify import worker as notify_worker
+
+    notify_worker.main(_svc().settings)
+
+
 def init_app(app: Flask) -> None:
     for group in (db_cli, users_cli, credits_cli, keys_cli):
         app.cli.add_command(group)
+    app.cli.add_command(worker)

@@ -8,7 +8,9 @@ import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from email.utils import formataddr, parseaddr
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 ADMIN_KEY_ENV = {
     "openai": "OPENAI_API_KEY",
@@ -77,6 +79,59 @@ def parse_encryption_keys(name: str, raw: str) -> dict[str, bytes]:
 
 
 @dataclass(frozen=True)
+class SmtpConfig:
+    """Where email goes: SMTP_URL parsed. tls: "ssl" (smtps://), "starttls" (smtp://, the default) or "none"
+    (smtp://...?starttls=false, loopback hosts only: the local sink)."""
+
+    host: str
+    port: int
+    tls: str
+    username: str = ""
+    password: str = ""
+
+    def __repr__(self) -> str:  # never the password
+        user = f"{self.username}:***@" if self.username else ""
+        return f"SmtpConfig({self.tls}://{user}{self.host}:{self.port})"
+
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def parse_smtp_url(name: str, raw: str) -> SmtpConfig:
+    """`smtps://user:pass@host[:465]` (TLS from the first byte), `smtp://user:pass@host[:587]` (STARTTLS required),
+    `smtp://127.0.0.1:2525?starttls=false` (no TLS, loopback only). User and password are percent-decoded."""
+    try:
+        url = urlsplit(raw)
+        port = url.port
+    except ValueError:
+        raise ConfigError(f"{name} is not a valid URL") from None
+    if url.scheme not in {"smtp", "smtps"} or not url.hostname:
+        raise ConfigError(f"{name} must look like smtp://host:port or smtps://host:port")
+    query = parse_qs(url.query)
+    starttls = query.pop("starttls", ["true"])[-1].strip().lower()
+    if query or starttls not in {"true", "false"} or (url.scheme == "smtps" and starttls == "false"):
+        raise ConfigError(f"{name}: the only option is starttls=true|false (smtp:// only)")
+    tls = "ssl" if url.scheme == "smtps" else "starttls" if starttls == "true" else "none"
+    if tls == "none" and url.hostname not in _LOOPBACK:
+        raise ConfigError(f"{name}: starttls=false is allowed only for a loopback host (a local sink)")
+    return SmtpConfig(host=url.hostname, port=port or (465 if tls == "ssl" else 587 if tls == "starttls" else 25),
+                      tls=tls, username=unquote(url.username or ""), password=unquote(url.password or ""))
+
+
+def _mail_from(raw: str) -> str:
+    name, address = parseaddr(raw)
+    if "@" not in address or any(c in raw for c in "\r\n"):
+        raise ConfigError("MAIL_FROM must be an address, e.g. Switchboard <noreply@example.com>")
+    return formataddr((name, address))
+
+
+def _public_url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")):
+        raise ConfigError("PUBLIC_URL must be an http(s) URL")
+    return raw.rstrip("/")
+
+
+@dataclass(frozen=True)
 class Settings:
     env: str = "development"
     secret_key: str = ""
@@ -114,6 +169,20 @@ class Settings:
     trusted_hosts: tuple[str, ...] = ()
     proxy_hops: int = 0
     api_key_secret: str = ""  # HMAC key of personal API keys; load_settings derives one from SECRET_KEY if unset
+    # Webhooks (issue 16): loopback/private receivers only when allowed (tests, local development); retry delays
+    # multiplied by webhook_retry_scale (tests shorten them); an endpoint failing this long is disabled.
+    webhook_allow_private_urls: bool = False
+    webhook_timeout: float = 10.0
+    webhook_retry_scale: float = 1.0
+    webhook_disable_after_seconds: int = 86400
+    # Email and the notification worker (issue 16). smtp: None = email off (nothing leaves the machine).
+    smtp: SmtpConfig | None = None
+    mail_from: str = "Switchboard <switchboard@localhost>"
+    mail_sink_dir: str = ""  # set by `make run` when its local SMTP sink is in use (dev mail page)
+    public_url: str = "http://127.0.0.1:8000"
+    worker_concurrency: int = 4
+    worker_heartbeat_seconds: float = 10.0
+    worker_stalled_seconds: float = 30.0
 
     @property
     def jwt_issuer(self) -> str:
@@ -137,6 +206,7 @@ class Settings:
             shown[secret] = "***"
         for url in ("database_url", "database_admin_url"):
             shown[url] = "***" if shown[url] else ""
+        shown["smtp"] = repr(self.smtp) if self.smtp else None
         return f"Settings({shown})"
 
 
@@ -236,6 +306,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         trusted_hosts=tuple(h.strip() for h in get("TRUSTED_HOSTS").split(",") if h.strip()),
         proxy_hops=_int("PROXY_HOPS", get("PROXY_HOPS", "0")),
         api_key_secret=api_key_secret or derive_api_key_secret(secret_key),
+        webhook_allow_private_urls=_bool("WEBHOOK_ALLOW_PRIVATE_URLS", get("WEBHOOK_ALLOW_PRIVATE_URLS", "false")),
+        webhook_timeout=_float("WEBHOOK_TIMEOUT_SECONDS", get("WEBHOOK_TIMEOUT_SECONDS", "10")),
+        webhook_retry_scale=_float("WEBHOOK_RETRY_SCALE", get("WEBHOOK_RETRY_SCALE", "1")),
+        webhook_disable_after_seconds=_int("WEBHOOK_DISABLE_AFTER_SECONDS",
+                                           get("WEBHOOK_DISABLE_AFTER_SECONDS", "86400"), 1),
+        smtp=parse_smtp_url("SMTP_URL", get("SMTP_URL")) if get("SMTP_URL") else None,
+        mail_from=_mail_from(get("MAIL_FROM", "Switchboard <switchboard@localhost>")),
+        mail_sink_dir=get("MAIL_SINK_DIR"),
+        public_url=_public_url(get("PUBLIC_URL", "http://127.0.0.1:8000")),
+        worker_concurrency=_int("WORKER_CONCURRENCY", get("WORKER_CONCURRENCY", "4"), 1),
+        worker_heartbeat_seconds=_float("WORKER_HEARTBEAT_SECONDS", get("WORKER_HEARTBEAT_SECONDS", "10")),
+        worker_stalled_seconds=_float("WORKER_STALLED_SECONDS", get("WORKER_STALLED_SECONDS", "30")),
     )
 
 

@@ -1,0 +1,115 @@
+"""Notification fixtures: a real SMTP server (aiosmtpd) started by the test, settings that point the worker at it,
+and the real procrastinate worker run in-process until the queue is empty."""
+
+from __future__ import annotations
+
+import email
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from typing import Any
+
+import psycopg
+import pytest
+from aiosmtpd.controller import Controller
+
+from webapp.config import Settings, SmtpConfig
+from webapp.crypto import KeyRing, admin_aad
+from webapp.db import Database
+from webapp.notify import runtime, worker
+from webapp.notify.runtime import Runtime
+
+
+@dataclass
+class SmtpRecorder:
+    """What the test's SMTP server accepted. `hold` (when set) makes the next DATA wait until `release` is set and
+    then refuse it (451): the client died mid-delivery, the server never accepted that message."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+    hold: threading.Event | None = None
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    port: int = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.hold is not None and not self.hold.is_set():
+            self.hold.set()
+            self.held.set()
+            await _wait(self.release)
+            return "451 Requested action aborted: the client went away"
+        msg = email.message_from_bytes(envelope.original_content, policy=policy.default)
+        self.messages.append(msg)  # type: ignore[arg-type]
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
+
+
+async def _wait(event: threading.Event) -> None:
+    import asyncio
+
+    while not event.is_set():
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture()
+def smtp() -> Iterator[SmtpRecorder]:
+    recorder = SmtpRecorder()
+    controller = Controller(recorder, hostname="127.0.0.1", port=0)
+    controller.start()
+    recorder.port = controller.server.sockets[0].getsockname()[1]
+    yield recorder
+    recorder.release.set()
+    controller.stop()
+
+
+@pytest.fixture()
+def notify_settings(settings: Settings, smtp: SmtpRecorder) -> Settings:
+    return settings.with_overrides(smtp=SmtpConfig("127.0.0.1", smtp.port, "none"),
+                                   mail_from="Switchboard <notices@switchboard.test>",
+                                   public_url="https://switchboard.test", worker_heartbeat_seconds=0.5,
+                                   worker_stalled_seconds=2.0, worker_concurrency=2)
+
+
+@pytest.fixture()
+def run_jobs(notify_settings: Settings, db: Database) -> Iterator[Any]:
+    """Run the real worker (procrastinate, in this process) until no notify job is left to run now."""
+    runtime.use(Runtime(notify_settings, db))
+
+    def run() -> None:
+        app = worker.build_app(notify_settings)
+        with app.open():
+            app.run_worker(queues=["notify"], wait=False, install_signal_handlers=False, delete_jobs="successful",
+                           concurrency=2)
+
+    yield run
+    runtime.use(None)
+
+
+def events_of(admin_conn: psycopg.Connection, type_: str, **where: str) -> list[dict[str, Any]]:
+    clauses = "".join(f" and {k} = %({k})s" for k in where)
+    rows = admin_conn.execute(
+        f"select row_to_json(e) from public.notification_events e where type = %(t)s{clauses} order by created_at",
+        {"t": type_, **where}).fetchall()
+    return [dict(r[0]) for r in rows]
+
+
+def upstream_provider(conn: psycopg.Connection, keyring: KeyRing, base_url: str, secret: str,
+                      rate_in: int = 1_000_000, rate_out: int = 2_000_000) -> str:
+    """A member-mode provider on a loopback fake upstream with a stored admin key; returns its slug."""
+    slug = f"ntf-{uuid.uuid4().hex[:8]}"
+    row = conn.execute(
+        """insert into public.llm_providers (slug, name, api_style, base_url, default_model, enabled,
+               credit_multiplier, byok_allowed, custom_base_url_allowed, sort_order)
+           values (%s, %s, 'openai', %s, 'echo-1', true, 1.0, true, true, 90) returning id::text""",
+        [slug, "Notify " + slug, base_url]).fetchone()
+    assert row is not None
+    conn.execute("""insert into public.llm_model_rates (provider_id, model, input_rate, output_rate, context_window)
+                    values (%s, 'echo-1', %s, %s, 8192)""", [row[0], rate_in, rate_out])
+    ciphertext, kid = keyring.encrypt(secret, admin_aad(row[0]))
+    conn.execute("""insert into public.llm_admin_keys (provider_id, ciphertext, key_id, last4, label)
+                    values (%s, %s, %s, %s, 'notify')""", [row[0], ciphertext, kid, secret[-4:]])
+    return slug

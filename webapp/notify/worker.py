@@ -1,0 +1,106 @@
+"""The notification worker: a procrastinate App on the project's Postgres (jobs in public.procrastinate_*, the
+schema applied by migration 20261201500000), running `notify.dispatch` and `notify.send_email` plus whatever
+webapp.notify.webhooks registers. Start it with `flask worker` or `python -m webapp.notify.worker`.
+
+It connects with DATABASE_URL and switches to service_role (the jobs tables are the service role's alone). A worker
+killed with kill -9 stops its heartbeat; any running worker re-queues that worker's jobs once the heartbeat is
+WORKER_STALLED_SECONDS old, and the jobs' own rows make the re-run harmless."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+import procrastinate
+import psycopg
+
+from webapp import logging_setup
+from webapp.config import Settings, load_settings
+from webapp.notify import dispatcher, runtime
+from webapp.notify.queue import QUEUE
+
+log = logging.getLogger("switchboard.notify")
+
+
+async def _as_service_role(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.execute("set role service_role")
+
+
+def build_app(settings: Settings) -> procrastinate.App:
+    """The App with every notification task registered (webhooks' too, when that module exists)."""
+    connector = procrastinate.PsycopgConnector(
+        conninfo=settings.database_url, min_size=1, max_size=max(2, settings.worker_concurrency + 2),
+        kwargs={"autocommit": True, "prepare_threshold": None}, configure=_as_service_role)
+    app = procrastinate.App(connector=connector)
+    retry = procrastinate.RetryStrategy(max_attempts=dispatcher.MAX_EMAIL_ATTEMPTS, exponential_wait=2)
+
+    @app.task(name=dispatcher.DISPATCH, queue=QUEUE, retry=procrastinate.RetryStrategy(max_attempts=20,
+                                                                                        exponential_wait=2))
+    def dispatch(event_id: str) -> int:
+        return dispatcher.dispatch(runtime.current(), event_id)
+
+    @app.task(name=dispatcher.SEND_EMAIL, queue=QUEUE, retry=retry)
+    def send_email(delivery_id: str) -> str:
+        return dispatcher.send_email(runtime.current(), delivery_id)
+
+    hooks = dispatcher.webhooks_module()
+    if hooks is not None:
+        hooks.register_tasks(app)
+    return app
+
+
+async def recover_stalled(app: procrastinate.App, stalled_seconds: float) -> int:
+    """Re-queue the jobs of workers whose heartbeat is older than `stalled_seconds` (killed, not stopped)."""
+    jobs = await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_seconds)
+    for job in jobs:
+        log.warning("re-queueing job %s (%s) of a stalled worker", job.id, job.task_name)
+        await app.job_manager.retry_job(job)
+    return len(jobs)
+
+
+async def _recovery_loop(app: procrastinate.App, stalled_seconds: float) -> None:
+    while True:
+        try:
+            await recover_stalled(app, stalled_seconds)
+        except Exception as exc:  # the database may be briefly away; try again next round
+            log.error("stalled-job recovery failed: %s", type(exc).__name__)
+        await asyncio.sleep(max(0.5, stalled_seconds / 3))
+
+
+async def run(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM (procrastinate then lets running jobs finish, up to its graceful timeout)."""
+    app = build_app(settings)
+    async with app.open_async():
+        recovery = asyncio.create_task(_recovery_loop(app, settings.worker_stalled_seconds))
+        try:
+            await app.run_worker_async(
+                queues=None, concurrency=settings.worker_concurrency, delete_jobs="successful",
+                update_heartbeat_interval=settings.worker_heartbeat_seconds,
+                stalled_worker_timeout=settings.worker_stalled_seconds, shutdown_graceful_timeout=30,
+                install_signal_handlers=True)
+        finally:
+            recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recovery
+
+
+def main(settings: Settings | None = None) -> None:
+    settings = settings or load_settings()
+    logging_setup.configure(settings.log_level)
+    rt = runtime.start(settings)
+    where = repr(settings.smtp) if settings.smtp else "off (SMTP_URL not set)"
+    log.info("notification worker started; email: %s", where)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # until procrastinate installs its own
+    try:
+        asyncio.run(run(settings))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        rt.db.close()
+
+
+if __name__ == "__main__":
+    main()
