@@ -26,6 +26,7 @@ PUBLIC_TABLES = (
     "user_notices",
     "site_settings",
     "teams", "team_members", "team_invitations", "team_credit_accounts", "team_credit_ledger", "team_provider_keys",
+    "webhook_endpoints", "webhook_deliveries", "webhook_attempts",
 )
 
 

@@ -85,6 +85,12 @@ def register_api(app: Flask) -> None:
         csrf.exempt(bp)
         API_BLUEPRINTS.add(bp.name)
         app.register_blueprint(bp)
+    from webapp.api import webhooks  # issue 16: webhook endpoints (user, team, site)
+
+    for bp in webhooks.BLUEPRINTS:
+        csrf.exempt(bp)
+        API_BLUEPRINTS.add(bp.name)
+        app.register_blueprint(bp)
     # First of all before-request hooks, whoever registered theirs earlier: the body is judged before anything
     # looks at the caller (token, session, rate limits).
     app.before_request_funcs.setdefault(None, []).insert(0, parse_json_body)

@@ -34,6 +34,9 @@ def register_web(app: Flask) -> None:
     from webapp.web import playground
 
     app.register_blueprint(playground.bp)
+    from webapp.web import webhooks_page  # issue 16: webhook endpoints (settings, team, admin)
+
+    app.register_blueprint(webhooks_page.bp)
 
     @app.template_filter("multiplier")
     def _multiplier(value: Decimal) -> str:
