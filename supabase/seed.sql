@@ -43,3 +43,21 @@ from (values
 ) as r (slug, model, input_rate, output_rate, context_window, max_output_tokens)
 join public.llm_providers p on p.slug = r.slug
 on conflict (provider_id, model) do nothing;
+
+-- Issue 15: OpenAI's own API speaks the Responses API (/v1/responses is passed through to it); embedding models of
+-- the presets that serve OpenAI-style /embeddings (rates: list prices per million tokens x 1,000).
+update public.llm_providers set responses_api = true
+where slug = 'openai' and not responses_api and updated_at = created_at;  -- never a row an admin changed
+
+insert into public.llm_model_rates (provider_id, model, input_rate, output_rate, context_window, max_output_tokens,
+                                    kind)
+select p.id, r.model, r.input_rate, 0, r.context_window, 1, 'embedding'
+from (values
+  ('openai',  'text-embedding-3-small',  20, 1000000),
+  ('openai',  'text-embedding-3-large', 130, 1000000),
+  ('google',  'gemini-embedding-001',   150, 1000000),
+  ('mistral', 'mistral-embed',          100, 1000000),
+  ('ollama',  'nomic-embed-text',         1, 1000000)
+) as r (slug, model, input_rate, context_window)
+join public.llm_providers p on p.slug = r.slug
+on conflict (provider_id, model) do nothing;

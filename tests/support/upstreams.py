@@ -333,8 +333,12 @@ class FakeUpstream:
                 self._stream(h, self.stream_events(req.body, b), b)
             else:
                 self._send_json(h, 200, self.completion_json(req.body, b))
-        else:
+        elif not self.other_route(h, req, b):
             self._send_json(h, 404, self.error_json(404, f"no route for {req.method} {req.path}"))
+
+    def other_route(self, h: _Handler, req: RecordedRequest, b: Behaviour) -> bool:
+        """A protocol's further routes (OpenAI: /v1/responses, /v1/embeddings); False: not one of them."""
+        return False
 
     # -- wire helpers ------------------------------------------------------------------------------------------
 
@@ -558,6 +562,11 @@ class OpenAIUpstream(FakeUpstream):
     def stream_error_event(self) -> bytes:
         return _sse({"error": {"message": "The server had an error while processing your request.",
                                "type": "server_error", "param": None, "code": None}})
+
+    def other_route(self, h: _Handler, req: RecordedRequest, b: Behaviour) -> bool:
+        from tests.support import openai_extra  # /v1/responses and /v1/embeddings
+
+        return openai_extra.handle(self, h, req, b)
 
 
 class AnthropicUpstream(FakeUpstream):

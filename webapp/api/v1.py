@@ -1,4 +1,5 @@
-"""OpenAI-compatible routes: POST /v1/chat/completions, GET /v1/models and GET /v1/models/{id}.
+"""OpenAI-compatible routes: POST /v1/chat/completions, POST /v1/responses, POST /v1/embeddings, GET /v1/models and
+GET /v1/models/{id}.
 
 Clients that build URLs by joining strings send `/v1/chat/completions/` or `/v1//models`: those are answered as the
 canonical path (never a redirect, whose HTML body an SDK would try to parse), anything else under /v1 is an
@@ -14,6 +15,8 @@ from werkzeug.routing import PathConverter
 
 from webapp.auth.guards import token_required
 from webapp.errors import AppError
+from webapp.services import embeddings as embeddings_service
+from webapp.services import responses_api
 from webapp.services.router import ByokHeaders
 from webapp.services.teams import SLUG_RE as TEAM_SLUG
 
@@ -88,6 +91,35 @@ def chat_completions() -> Any:
     return resp
 
 
+@bp.post("/responses", **_EXACT)
+@token_required
+def responses() -> Any:
+    """OpenAI's Responses API: passed through or translated (services/responses_api.py)."""
+    result = responses_api.create(_gateway(), g.claims, request.get_json(silent=True),
+                                  request.headers.get("X-Switchboard-Task"), _byok_headers(), _team_header())
+    if result.stream is not None:
+        resp = Response(result.stream, mimetype="text/event-stream")
+        resp.headers.update(result.headers)
+        resp.headers["Cache-Control"] = "no-cache"
+        resp.headers["X-Accel-Buffering"] = "no"
+        return resp
+    resp = jsonify(result.body)
+    resp.headers.update(result.headers)
+    return resp
+
+
+@bp.post("/embeddings", **_EXACT)
+@token_required
+def embeddings() -> Any:
+    """Embeddings, billed by input tokens (services/embeddings.py)."""
+    headers, body = embeddings_service.create(_gateway(), g.claims, request.get_json(silent=True),
+                                              request.headers.get("X-Switchboard-Task"), _byok_headers(),
+                                              _team_header())
+    resp = jsonify(body)
+    resp.headers.update(headers)
+    return resp
+
+
 @bp.get("/models", **_EXACT)
 @token_required
 def models() -> Any:
@@ -114,6 +146,10 @@ def canonical(rest: str) -> Any:
         return _only("POST", chat_completions)
     if parts == ["models"]:
         return _only("GET", models)
+    if parts == ["responses"]:
+        return _only("POST", responses)
+    if parts == ["embeddings"]:
+        return _only("POST", embeddings)
     if len(parts) > 1 and parts[0] == "models":
         return _only("GET", model, "/".join(parts[1:]))
     raise AppError(f"Unknown endpoint /v1/{rest}.", code="unknown_url", status=404)

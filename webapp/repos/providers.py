@@ -30,6 +30,7 @@ class Provider:
     extra_headers: list[Any] = field(default_factory=list)
     needs_key: bool = True
     archived_at: datetime | None = None
+    responses_api: bool = False  # serves OpenAI's Responses API at {base_url}/responses (/v1/responses passes through)
 
     @property
     def header_pairs(self) -> tuple[tuple[str, str], ...]:
@@ -48,6 +49,7 @@ class ModelRate:
     max_output_tokens: int = 4096
     cached_input_rate: int | None = None  # None: cached input tokens cost the input rate
     enabled: bool = True
+    kind: str = "chat"  # "chat" or "embedding" (/v1/embeddings)
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class AdminKey:
 
 _PROVIDER_COLS = ("id::text as id, slug, name, api_style, base_url, default_model, enabled, credit_multiplier,"
                   " byok_allowed, custom_base_url_allowed, sort_order, free_for_byok, extra_headers, needs_key,"
-                  " archived_at")
+                  " archived_at, responses_api")
 
 
 def list_providers(conn: psycopg.Connection) -> list[Provider]:
@@ -96,7 +98,8 @@ def list_public_providers(conn: psycopg.Connection) -> list[PublicProvider]:
 def list_rates(conn: psycopg.Connection) -> list[ModelRate]:
     with conn.cursor(row_factory=class_row(ModelRate)) as cur:
         cur.execute("select provider_id::text as provider_id, model, input_rate, output_rate, context_window,"
-                    " max_output_tokens, cached_input_rate, enabled from public.llm_model_rates order by model")
+                    " max_output_tokens, cached_input_rate, enabled, kind from public.llm_model_rates"
+                    " order by model")
         return cur.fetchall()
 
 

@@ -64,6 +64,10 @@ class Receipt:
     team: str | None = None  # the slug of the team the request is billed to
     team_id: str | None = None
     cached_tokens: int = 0  # prompt tokens the upstream served from its cache (charged at the cached-input rate)
+    # A request kind other than chat completions (/v1/responses, /v1/embeddings: services/responses_api.py,
+    # services/embeddings.py): `kind.adapter(route)` picks each route's adapter (or refuses the route with an
+    # AppError); the request itself travels as a chat request, so every rule of this path applies to it.
+    kind: Any = field(default=None, repr=False)
 
     def headers(self, *, final: bool = True) -> dict[str, str]:
         h = {
@@ -260,18 +264,18 @@ class Gateway:
 
     # -- chat --------------------------------------------------------------------------------------------
     def chat(self, claims: dict[str, Any], body: Any, task_header: str | None,
-             byok: router.ByokHeaders | None, team: str | None = None) -> ChatResult:
+             byok: router.ByokHeaders | None, team: str | None = None, kind: Any = None) -> ChatResult:
         """One chat completion. `team`: the slug of X-Switchboard-Team (else the key's team or the user's default
         team bills it, when the user is still a member; 403 `not_a_team_member` otherwise)."""
         request_id = str(uuid.uuid4())
         try:
-            return self._chat(request_id, claims, body, task_header, byok, team)
+            return self._chat(request_id, claims, body, task_header, byok, team, kind)
         except AppError as exc:  # errors carry their request id too, so a user can quote it
             exc.headers.setdefault("X-Request-Id", request_id)
             raise
 
     def _chat(self, request_id: str, claims: dict[str, Any], body: Any, task_header: str | None,
-              byok: router.ByokHeaders | None, team: str | None = None) -> ChatResult:
+              byok: router.ByokHeaders | None, team: str | None = None, kind: Any = None) -> ChatResult:
         started = time.monotonic()
         req = chat_request.parse(body, task_header, max_messages=self.settings.max_messages,
                                  max_tokens_ceiling=self.settings.max_tokens_ceiling)
@@ -285,7 +289,8 @@ class Gateway:
                 self._release_stream(request_id)
             raise
         receipt = Receipt(request_id, plan.mode, api_key_id=ctx.api_key.id if ctx.api_key else None,
-                          team=ctx.team.slug if ctx.team else None, team_id=ctx.team.id if ctx.team else None)
+                          team=ctx.team.slug if ctx.team else None, team_id=ctx.team.id if ctx.team else None,
+                          kind=kind)
         try:
             if plan.mode == "member":
                 plan, limits = self._reserve(user_id, req, plan, receipt, ctx.preferences.monthly_credit_cap,
@@ -388,7 +393,8 @@ class Gateway:
                     receipt: Receipt, stream: bool) -> Any:
         failure: UpstreamFailure | None = None
         for route, limit in zip(plan.routes, limits, strict=True):
-            adapter = get_adapter(route.provider.api_style)
+            kind = receipt.kind
+            adapter = kind.adapter(route) if kind is not None else get_adapter(route.provider.api_style)
             try:
                 body = self._upstream_body(req, route, limit)
                 result = adapter.open_stream(route.target, body) if stream else adapter.complete(route.target, body)

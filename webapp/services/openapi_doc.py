@@ -64,6 +64,25 @@ def integer(description: str | None = None, **extra: Any) -> Schema:
     return out
 
 
+def declared(*models: Any) -> dict[str, Schema]:
+    """Component schemas derived from pydantic models (webapp/api/schemas): each model under its class name, the
+    models it nests hoisted from `$defs` into components beside it, every `$ref` pointing there. The request a
+    route validates with and the schema this document shows are then one declaration."""
+    out: dict[str, Schema] = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in schema.pop("$defs", {}).items():
+            out[name] = sub
+        out[model.__name__] = schema
+    return out
+
+
+def _declared_schemas() -> dict[str, Schema]:
+    from webapp.api.schemas import embeddings, responses  # pure declarations (pydantic, no Flask)
+
+    return declared(*responses.DECLARED, *embeddings.DECLARED)
+
+
 BOOL: Schema = {"type": "boolean"}
 UUID: Schema = {"type": "string", "format": "uuid"}
 DATE: Schema = {"type": "string", "format": "date"}
@@ -254,6 +273,14 @@ V1_SCHEMAS: dict[str, Schema] = {
     }),
     "ModelList": obj({"object": string(enum=["list"]), "data": array(ref("Model"))},
                      description="The models this user can call right now, in their current mode."),
+    "ResponseEvent": obj({
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "contentSchema": {"anyOf": [ref("ResponseStreamEvent"), ref("OpenAIError")]},
+                 "description": "The event as JSON text."},
+        "event": string("The event's `type`."), "id": string(), "retry": integer(),
+    }, ["data"], extra=True, description="One server-sent event of a streamed response (`event:`, `data:` and a "
+                                         "blank line). An upstream failure mid-stream is an `error` event then "
+                                         "response.failed (refunded in full)."),
 }
 
 USER_SCHEMAS: dict[str, Schema] = {
@@ -807,7 +834,49 @@ def _v1_paths() -> dict[str, Schema]:
                 parameters=[_param("model_id", "path", string(minLength=1, maxLength=400),
                                    "`provider/model` or a bare model id.")])
     return {"/v1/chat/completions": {"post": chat}, "/v1/models": {"get": models},
-            "/v1/models/{model_id}": {"get": model}}
+            "/v1/models/{model_id}": {"get": model}, **_v1_declared_paths(chat, chat_headers)}
+
+
+def _v1_declared_paths(chat: Schema, headers: list[Schema]) -> dict[str, Schema]:
+    """/v1/responses and /v1/embeddings: bodies from webapp/api/schemas; the chat route's guarantees and errors."""
+    v1_error = functools.partial(_json, ref("OpenAIError"))
+    errors = {k: v for k, v in chat["responses"].items() if k != "200"}
+    responses = _op(
+        "createResponse", "OpenAI-compatible", "Create a model response (Responses API)",
+        "The chat route's routing, modes, credits, limits and receipts. Passed through to a provider whose preset "
+        "speaks the Responses API; translated to a chat completion for any other (Anthropic included): text, "
+        "images, function tools, `text.format` json_schema. Translating refuses what it cannot carry by name (400 "
+        "`unsupported_parameter`: `previous_response_id`, built-in tools, files, reasoning items, unknown fields), "
+        "never dropping it. A stream is Responses' typed events, each with a `sequence_number`; "
+        "response.completed carries the charged usage and the `switchboard` receipt.",
+        "user",
+        {"200": {"description": "The response (JSON), or with `stream: true` a text/event-stream of typed events "
+                               "(`event: <type>` and `data: {json}`).",
+                 "headers": RECEIPT_HEADERS,
+                 "content": {"application/json": {"schema": ref("ResponseObject")},
+                             "text/event-stream": {"schema": ref("ResponseEvent")}}},
+         **errors,
+         "400": v1_error("Not a valid request (`invalid_value` naming the field), a part the route's provider "
+                         "cannot take (`unsupported_parameter`), or as for chat completions.")},
+        parameters=headers,
+        body=_body(ref("ResponsesRequest"), "An OpenAI Responses API request."),
+    )
+    embeddings = _op(
+        "createEmbeddings", "OpenAI-compatible", "Create embeddings",
+        "Member mode reserves the counted input tokens at the model's input rate x multiplier and settles on the "
+        "provider's count; BYOK spends no credits. Providers speaking the OpenAI wire format serve embeddings "
+        "(the OpenAI, Google Gemini, Mistral and Ollama presets list embedding models); the model must be an "
+        "embedding model (`kind` in the admin's rates) when Switchboard knows it.",
+        "user",
+        {"200": {"description": "The embeddings.", "headers": RECEIPT_HEADERS,
+                 "content": {"application/json": {"schema": ref("EmbeddingList")}}},
+         **errors,
+         "400": v1_error("Not a valid request (`invalid_value` naming the field), not an embedding model "
+                         "(`model_not_embedding`), or as for chat completions.")},
+        parameters=headers,
+        body=_body(ref("EmbeddingsRequest"), "An OpenAI embeddings request."),
+    )
+    return {"/v1/responses": {"post": responses}, "/v1/embeddings": {"post": embeddings}}
 
 
 def _user_paths() -> dict[str, Schema]:
@@ -1345,7 +1414,7 @@ def _build() -> Schema:
         paths.update(part)
     schemas: dict[str, Schema] = {}
     for group in (ERROR_SCHEMAS, COMMON_SCHEMAS, V1_SCHEMAS, USER_SCHEMAS, API_KEY_SCHEMAS, PRICING_SCHEMAS,
-                  ADMIN_SCHEMAS, META_SCHEMAS, CREDIT_SCHEMAS, openapi_teams.SCHEMAS):
+                  ADMIN_SCHEMAS, META_SCHEMAS, CREDIT_SCHEMAS, openapi_teams.SCHEMAS, _declared_schemas()):
         schemas.update(group)
     return {
         "openapi": "3.1.0",
