@@ -201,7 +201,7 @@ def _to_anthropic_request(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"model": body.get("model"), "max_tokens": max_tokens, "messages": turns}
     if system:
         out["system"] = "\n\n".join(system)
-    for name in ("temperature", "top_p"):
+    for name in ("temperature", "top_p", "top_k"):
         if body.get(name) is not None:
             out[name] = body[name]
     stop = body.get("stop")
@@ -238,8 +238,11 @@ def to_openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
     prompt = None if None in (given, cache_write, cache_read) else given + cache_write + cache_read
     completion = count("output_tokens")
     total = prompt + completion if prompt is not None and completion is not None else None
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total,
-            "prompt_tokens_details": {"cached_tokens": cache_read or 0}}
+    out = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total,
+           "prompt_tokens_details": {"cached_tokens": cache_read or 0}}
+    if cache_write:  # kept as Anthropic names it: the cache-write part is priced at the cache-write rate
+        out["cache_creation_input_tokens"] = cache_write
+    return out
 
 
 def _finish_reason(stop_reason: Any) -> str | None:
@@ -264,13 +267,16 @@ def to_openai_response(data: dict[str, Any], created: int | None = None) -> dict
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not tool_calls else None}
     if tool_calls:
         message["tool_calls"] = tool_calls
+    choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": _finish_reason(data.get("stop_reason")),
+                              "logprobs": None}
+    if data.get("stop_reason") == "stop_sequence" and isinstance(data.get("stop_sequence"), str):
+        choice["stop_sequence"] = data["stop_sequence"]  # which one matched (/v1/messages answers it)
     out: dict[str, Any] = {
         "id": data.get("id"),
         "object": "chat.completion",
         "created": created if created is not None else int(time.time()),
         "model": data.get("model"),
-        "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(data.get("stop_reason")),
-                     "logprobs": None}],
+        "choices": [choice],
     }
     if isinstance(data.get("usage"), dict):
         out["usage"] = to_openai_usage(data["usage"])
@@ -329,9 +335,13 @@ def _on_event(state: _StreamState, kind: str, data: dict[str, Any], url: str,
         return []  # thinking / signature deltas have no OpenAI equivalent
     if kind == "message_delta":
         state.usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
-        reason = _finish_reason((data.get("delta") or {}).get("stop_reason"))
+        delta = data.get("delta") or {}
+        reason = _finish_reason(delta.get("stop_reason"))
         state.finished = True
-        return [state.chunk({}, reason or "stop")]
+        chunk = state.chunk({}, reason or "stop")
+        if delta.get("stop_reason") == "stop_sequence" and isinstance(delta.get("stop_sequence"), str):
+            chunk["choices"][0]["stop_sequence"] = delta["stop_sequence"]
+        return [chunk]
     if kind == "error":
         body = error_body(json.dumps(data).encode("utf-8"), 200, secret)
         err_type = str(body["error"].get("type", ""))

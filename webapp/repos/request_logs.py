@@ -35,6 +35,9 @@ class RequestLog:
     shortfall: int = 0
     api_key_id: str | None = None  # the personal API key the request came with
     team_id: str | None = None  # the team the request was billed to
+    cached_tokens: int = 0  # of tokens_in: read from the provider's prompt cache (cached-input rate)
+    cache_write_tokens: int = 0  # of tokens_in: written to the provider's prompt cache (cache-write rate)
+    reasoning_tokens: int = 0  # of tokens_out: hidden reasoning (already inside tokens_out, never charged twice)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 from urllib.parse import urlsplit
@@ -98,7 +98,13 @@ def route_limit(client_limit: int | None, default_limit: int, rate: ModelRate, p
 
 
 def route_cost(rate: ModelRate, multiplier: Decimal, prompt: int, per_choice: int, n: int) -> int:
-    return cost(prompt, per_choice * n, rate.input_rate, rate.output_rate, multiplier)
+    # The prompt at the dearest rate a prompt token can cost (a cache write may cost more than plain input).
+    return cost(prompt, per_choice * n, _prompt_rate(rate), rate.output_rate, multiplier)
+
+
+def _prompt_rate(rate: ModelRate) -> int:
+    value = getattr(rate, "cache_write_rate", None)
+    return max(rate.input_rate, value or 0)
 
 
 @dataclass(frozen=True)
@@ -141,14 +147,14 @@ def affordable_output(amount: int, rate: ModelRate, multiplier: Decimal, prompt:
     even the prompt is paid for. Rates of 0 make output free: the answer is then unbounded by money."""
     mult = Fraction(multiplier)
     if mult == 0 or rate.output_rate == 0:
-        return 10**12 if cost(prompt, 0, rate.input_rate, rate.output_rate, multiplier) <= amount else -1
+        return 10**12 if cost(prompt, 0, _prompt_rate(rate), rate.output_rate, multiplier) <= amount else -1
     # ceil(x) <= amount  <=>  x <= amount, for an integer amount.
-    room = Fraction(amount * 1000) / mult - prompt * rate.input_rate
+    room = Fraction(amount * 1000) / mult - prompt * _prompt_rate(rate)
     if room < 0:
         return -1
     total = math.floor(room / rate.output_rate)
     per_choice = total // n
-    assert cost(prompt, per_choice * n, rate.input_rate, rate.output_rate, multiplier) <= amount
+    assert cost(prompt, per_choice * n, _prompt_rate(rate), rate.output_rate, multiplier) <= amount
     return per_choice
 
 
@@ -213,36 +219,3 @@ def settle_usage(usage: Any, delivered: str, prompt_estimate: int, model: str, l
     if t_out is None or t_out > ceiling or 2 * t_out < seen - 2:
         t_out, source = seen, "corrected"
     return t_in, t_out, source
-
-
-def cached_tokens(usage: Any, prompt: int) -> int:
-    """The prompt tokens the upstream served from its cache (OpenAI `prompt_tokens_details.cached_tokens`; the
-    Anthropic adapter maps `cache_read_input_tokens` there; a raw `cache_read_input_tokens` is read too). Believed
-    only when the upstream's prompt count itself was (`prompt` is what the settle uses), and never above it."""
-    if not isinstance(usage, dict) or _count(usage.get("prompt_tokens")) != prompt:
-        return 0
-    details = usage.get("prompt_tokens_details")
-    value = details.get("cached_tokens") if isinstance(details, dict) else None
-    if value is None:
-        value = usage.get("cache_read_input_tokens")
-    counted = _count(value)
-    return min(counted, prompt) if counted is not None else 0
-
-
-def cached_rate(rate: ModelRate) -> int:
-    """The rate cached prompt tokens are charged at: the model's cached-input rate when set, never above its
-    input rate (nor below 0)."""
-    value = rate.cached_input_rate
-    if value is None:
-        return rate.input_rate
-    return max(0, min(value, rate.input_rate))
-
-
-def usage_cost(prompt: int, cached: int, completion: int, rate: ModelRate, multiplier: Decimal) -> int:
-    """Micro-credits for measured usage: `cached` of the `prompt` tokens at the cached-input rate, the rest at the
-    input rate (each token counted once), the output at the output rate; exact decimal, rounded up. Never more
-    than `cost` at the plain input rate."""
-    cached = max(0, min(cached, prompt))
-    raw = (Decimal(prompt - cached) * rate.input_rate + Decimal(cached) * cached_rate(rate)
-           + Decimal(completion) * rate.output_rate) * Decimal(multiplier) / 1000
-    return int(raw.to_integral_value(rounding=ROUND_CEILING))
