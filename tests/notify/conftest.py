@@ -3,7 +3,9 @@ and the real procrastinate worker run in-process until the queue is empty."""
 
 from __future__ import annotations
 
+import asyncio
 import email
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -30,12 +32,13 @@ class SmtpRecorder:
 
     messages: list[EmailMessage] = field(default_factory=list)
     hold: threading.Event | None = None
+    hold_for: str = ""  # only a message to this address is held
     held: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
     port: int = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.hold is not None and not self.hold.is_set():
+        if self.hold is not None and not self.hold.is_set() and self.hold_for in envelope.rcpt_tos:
             self.hold.set()
             self.held.set()
             await _wait(self.release)
@@ -55,12 +58,17 @@ async def _wait(event: threading.Event) -> None:
         await asyncio.sleep(0.05)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture()
 def smtp() -> Iterator[SmtpRecorder]:
-    recorder = SmtpRecorder()
-    controller = Controller(recorder, hostname="127.0.0.1", port=0)
+    recorder = SmtpRecorder(port=free_port())
+    controller = Controller(recorder, hostname="127.0.0.1", port=recorder.port)
     controller.start()
-    recorder.port = controller.server.sockets[0].getsockname()[1]
     yield recorder
     recorder.release.set()
     controller.stop()
@@ -79,11 +87,24 @@ def run_jobs(notify_settings: Settings, db: Database) -> Iterator[Any]:
     """Run the real worker (procrastinate, in this process) until no notify job is left to run now."""
     runtime.use(Runtime(notify_settings, db))
 
-    def run() -> None:
+    async def drain() -> None:
         app = worker.build_app(notify_settings)
-        with app.open():
-            app.run_worker(queues=["notify"], wait=False, install_signal_handlers=False, delete_jobs="successful",
-                           concurrency=2)
+        async with app.open_async():
+            await app.run_worker_async(queues=["notify"], wait=False, install_signal_handlers=False,
+                                       delete_jobs="successful", concurrency=2, listen_notify=False)
+
+    def due() -> int:
+        with db.as_service() as conn:
+            row = conn.execute("select count(*) from public.procrastinate_jobs where queue_name = 'notify'"
+                               " and status = 'todo' and (scheduled_at is null or scheduled_at <= now())").fetchone()
+            return int(row[0]) if row else 0
+
+    def run() -> None:
+        for _ in range(10):  # a job's own follow-ups (dispatch -> send) may be queued as the worker stops
+            asyncio.run(drain())
+            if not due():
+                return
+        raise AssertionError("notify jobs keep coming")
 
     yield run
     runtime.use(None)

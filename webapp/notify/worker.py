@@ -26,14 +26,17 @@ log = logging.getLogger("switchboard.notify")
 
 
 async def _as_service_role(conn: psycopg.AsyncConnection[Any]) -> None:
+    # DATABASE_URL logs in as `authenticator` (noinherit): the jobs tables are service_role's. Session-level, so
+    # committed at once (the pool wants the connection idle; on the autocommit listener connection it is a no-op).
     await conn.execute("set role service_role")
+    await conn.commit()
 
 
 def build_app(settings: Settings) -> procrastinate.App:
     """The App with every notification task registered (webhooks' too, when that module exists)."""
     connector = procrastinate.PsycopgConnector(
         conninfo=settings.database_url, min_size=1, max_size=max(2, settings.worker_concurrency + 2),
-        kwargs={"autocommit": True, "prepare_threshold": None}, configure=_as_service_role)
+        kwargs={"prepare_threshold": None}, configure=_as_service_role)
     app = procrastinate.App(connector=connector)
     retry = procrastinate.RetryStrategy(max_attempts=dispatcher.MAX_EMAIL_ATTEMPTS, exponential_wait=2)
 
