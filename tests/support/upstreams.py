@@ -13,7 +13,8 @@ Usage: prompt tokens = whitespace-separated words of every message's text (syste
 top-level `system` too; images and tool_call arguments are not counted), completion tokens = words produced.
 For Anthropic, `input_tokens` is that word count and `cache_read_tokens` / `cache_creation_tokens` (attributes,
 default 0) are reported on top, as the real API does. For OpenAI, a non-zero `cache_read_tokens` is reported as
-`prompt_tokens_details.cached_tokens`, inside `prompt_tokens`, as OpenAI does.
+`prompt_tokens_details.cached_tokens`, inside `prompt_tokens`, as OpenAI does, and a non-zero `reasoning_tokens`
+as `completion_tokens_details.reasoning_tokens`, added inside `completion_tokens`. reset() zeroes all three.
 
 If `max_tokens` (or OpenAI `max_completion_tokens`) is below the word count, the reply is cut to that many
 words and the finish reason is length / max_tokens. If a stop sequence equals one of the reply words, the
@@ -188,6 +189,7 @@ class FakeUpstream:
         self.hang_seconds = 10.0
         self.cache_read_tokens = 0
         self.cache_creation_tokens = 0
+        self.reasoning_tokens = 0  # OpenAI: hidden reasoning, reported inside completion_tokens and detailed
         self.ignore_limits = False
         self.usage_lie: str | None = None
         self._lock = threading.Lock()
@@ -272,6 +274,7 @@ class FakeUpstream:
         self.reply = REPLY
         self.ignore_limits = False
         self.usage_lie = None
+        self.cache_read_tokens = self.cache_creation_tokens = self.reasoning_tokens = 0
 
     def reported(self, output: int) -> Any:
         """The output token count this upstream reports: the truth, or its lie."""
@@ -499,10 +502,13 @@ class OpenAIUpstream(FakeUpstream):
 
     def _usage(self, body: dict[str, Any], completion: int) -> dict[str, Any]:
         prompt = self.prompt_words(body)
+        completion += self.reasoning_tokens  # OpenAI counts reasoning inside completion_tokens and details it
         usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": self.reported(completion),
                                  "total_tokens": prompt + completion}
         if self.cache_read_tokens:  # OpenAI counts cached prompt tokens inside prompt_tokens and details them
             usage["prompt_tokens_details"] = {"cached_tokens": self.cache_read_tokens}
+        if self.reasoning_tokens:
+            usage["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         return usage
 
     def completion_json(self, body: dict[str, Any], b: Behaviour) -> Any:

@@ -49,6 +49,7 @@ class ModelRate:
     max_output_tokens: int = 4096
     cached_input_rate: int | None = None  # None: cached input tokens cost the input rate
     enabled: bool = True
+    cache_write_rate: int | None = None  # None: prompt-cache writes cost the input rate
     kind: str = "chat"  # "chat" or "embedding" (/v1/embeddings)
 
 
@@ -98,7 +99,7 @@ def list_public_providers(conn: psycopg.Connection) -> list[PublicProvider]:
 def list_rates(conn: psycopg.Connection) -> list[ModelRate]:
     with conn.cursor(row_factory=class_row(ModelRate)) as cur:
         cur.execute("select provider_id::text as provider_id, model, input_rate, output_rate, context_window,"
-                    " max_output_tokens, cached_input_rate, enabled, kind from public.llm_model_rates"
+                    " max_output_tokens, cached_input_rate, enabled, cache_write_rate, kind from public.llm_model_rates"
                     " order by model")
         return cur.fetchall()
 

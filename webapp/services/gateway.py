@@ -34,6 +34,7 @@ from webapp.services import budget, chat_request, credits, router, tokens
 from webapp.services.catalog import CatalogCache
 from webapp.services.engines import EngineHealth
 from webapp.services.logwriter import LogWriter
+from webapp.services.pricing import TokenSplit, charge, token_split
 
 log = logging.getLogger("switchboard.gateway")
 
@@ -64,6 +65,8 @@ class Receipt:
     team: str | None = None  # the slug of the team the request is billed to
     team_id: str | None = None
     cached_tokens: int = 0  # prompt tokens the upstream served from its cache (charged at the cached-input rate)
+    cache_write_tokens: int = 0  # prompt tokens written to the provider's cache (charged at the cache-write rate)
+    reasoning_tokens: int = 0  # hidden reasoning tokens, part of tokens_out (shown, never charged twice)
     # A request kind other than chat completions (/v1/responses, /v1/embeddings: services/responses_api.py,
     # services/embeddings.py): `kind.adapter(route)` picks each route's adapter (or refuses the route with an
     # AppError); the request itself travels as a chat request, so every rule of this path applies to it.
@@ -98,7 +101,8 @@ class Receipt:
                 "multiplier": format(self.multiplier.normalize(), "f"),
                 "usage": self.usage_source, "fallback_path": self.fallback_path,
                 "prompt_tokens": self.tokens_in, "completion_tokens": self.tokens_out,
-                "cached_tokens": self.cached_tokens}
+                "cached_tokens": self.cached_tokens, "cache_write_tokens": self.cache_write_tokens,
+                "reasoning_tokens": self.reasoning_tokens}
 
 
 class _StreamBody:
@@ -464,7 +468,9 @@ class Gateway:
                delivered: str) -> tuple[int, int]:
         t_in, t_out, receipt.usage_source = budget.settle_usage(
             usage, delivered, receipt.tokens_in, route.model, receipt.output_limit, req.n)
-        receipt.cached_tokens = budget.cached_tokens(usage, t_in)
+        split = token_split(usage, t_in, t_out)  # cached / cache-write / reasoning parts
+        receipt.cached_tokens, receipt.cache_write_tokens, receipt.reasoning_tokens = (
+            split.cached, split.cache_write, split.reasoning)
         return t_in, t_out
 
     def _complete(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, limits: list[int | None],
@@ -583,8 +589,9 @@ class Gateway:
         if t_in is not None and t_out is not None:
             receipt.tokens_in, receipt.tokens_out = t_in, t_out
             if receipt.mode == "member" and route is not None and route.rate is not None:
-                actual = budget.usage_cost(t_in, receipt.cached_tokens, t_out, route.rate,
-                                           route.provider.credit_multiplier)
+                actual = charge(t_in, t_out, TokenSplit(receipt.cached_tokens, receipt.cache_write_tokens,
+                                                        receipt.reasoning_tokens), route.rate,
+                                route.provider.credit_multiplier)
         row = self._row(user_id, req, receipt, started, status, error_code, route or planned, route)
         if not receipt.holds_reservation:
             self.logs.submit(row, route.user_key_id if route else None)
@@ -626,7 +633,8 @@ class Gateway:
             credits=receipt.credits, multiplier=receipt.multiplier if receipt.mode == "member" else None,
             fallback_path=receipt.fallback_path, stream=req.stream, error_code=error_code,
             latency_ms=int((time.monotonic() - started) * 1000), output_limit=receipt.output_limit,
-            api_key_id=receipt.api_key_id, team_id=receipt.team_id,
+            api_key_id=receipt.api_key_id, team_id=receipt.team_id, cached_tokens=receipt.cached_tokens,
+            cache_write_tokens=receipt.cache_write_tokens, reasoning_tokens=receipt.reasoning_tokens,
         )
 
     @staticmethod

@@ -251,6 +251,10 @@ V1_SCHEMAS: dict[str, Schema] = {
         "prompt_tokens": integer("Prompt tokens charged."), "completion_tokens": integer("Output tokens charged."),
         "cached_tokens": integer("Of the prompt tokens, those the provider served from its cache (charged at the "
                                  "model's cached-input rate)."),
+        "cache_write_tokens": integer("Of the prompt tokens, those written to the provider's cache (charged at the "
+                                      "model's cache-write rate; the input rate when it has none)."),
+        "reasoning_tokens": integer("Of the completion tokens, hidden reasoning (already inside completion_tokens: "
+                                    "charged once, at the output rate)."),
     }, description="What the X-Switchboard-* headers of a JSON answer say, for a stream (whose headers left "
                    "before the cost was known). Without stream_options.include_usage, the same receipt closes the "
                    "stream as an SSE comment, `: switchboard {json}`, just before `data: [DONE]`."),
