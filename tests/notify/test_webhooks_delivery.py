@@ -1,13 +1,15 @@
 """Webhook delivery on real parts: a real HTTP receiver on loopback (allowed by WEBHOOK_ALLOW_PRIVATE_URLS), real
 Postgres, the signatures checked by an independent implementation (the `standardwebhooks` package), retries with
-the same webhook-id, the response kept only as a short excerpt, and an endpoint disabled after a day of failures."""
+the same webhook-id, the response kept only as a short excerpt, and an endpoint disabled after a day of failures.
+End to end through the real worker: an action through the JSON API writes its event (the outbox), the procrastinate
+worker dispatches it and delivers it to the endpoints that should get it, retries scheduled by the worker."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,7 +24,9 @@ from webapp import create_app
 from webapp.config import Settings
 from webapp.crypto import KeyRing
 from webapp.db import Database
+from webapp.notify import runtime, worker
 from webapp.notify import webhooks as notify
+from webapp.notify.runtime import Runtime
 
 
 @dataclass
@@ -38,6 +42,7 @@ class Receiver:
 
     plan: list[int] = field(default_factory=list)
     answer: bytes = b'{"ok": true}'
+    location: str = "http://127.0.0.1:9/"  # where a planned 3xx points
     got: list[Received] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
 
@@ -53,7 +58,7 @@ class Receiver:
                 status = outer.plan.pop(0) if outer.plan else 200
                 self.send_response(status)
                 if 300 <= status < 400:
-                    self.send_header("Location", self.headers.get("X-Redirect-To", "http://127.0.0.1:9/"))
+                    self.send_header("Location", outer.location)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(outer.answer)))
                 self.send_header("Connection", "close")
@@ -251,3 +256,139 @@ def test_a_lease_left_by_a_killed_worker_is_attempted_again_with_the_same_id(
     (got,) = receiver.got
     assert got.headers["webhook-id"] == delivery["webhook_id"]
     verify(got, secret)
+
+
+def _only_delivery(db: Database, endpoint_id: str) -> str:
+    with db.as_service() as conn:
+        row = conn.execute("select id::text from public.webhook_deliveries where endpoint_id = %s",
+                           [endpoint_id]).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_redirects_are_not_followed(hook_client: FlaskClient, hook_app: Flask, hook_settings: Settings,
+                                    make_user: Any, receiver: Receiver) -> None:
+    user = make_user()
+    with Receiver() as target:
+        receiver.plan, receiver.location = [302], target.url
+        endpoint, _ = add_endpoint(hook_client, user, receiver.url)
+        hook_client.post(f"/api/user/webhooks/{endpoint['id']}/test", headers=user.headers)
+        db = hook_app.extensions["switchboard"].db
+        outcome = notify.attempt(db, hook_settings, KeyRing(hook_settings.encryption_keys),
+                                 _only_delivery(db, endpoint["id"]))
+        assert outcome == "retry" and len(receiver.got) == 1 and target.got == []
+    (d,) = hook_client.get(f"/api/user/webhooks/{endpoint['id']}/deliveries",
+                           headers=user.headers).get_json()["deliveries"]
+    assert d["last_status"] == 302 and "redirects are not followed" in d["last_error"]
+
+
+def test_a_name_rebound_to_loopback_after_saving_is_refused_at_connect(
+        client: FlaskClient, app: Flask, settings: Settings, make_user: Any, receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the name resolved to a public address when saved, to 127.0.0.1 when sent. The guarded
+    transport resolves once, checks the address it connects to, and sends nothing."""
+    from webapp.providers import transport
+
+    answers = {"rebind.example.test": ["93.184.216.34"]}
+    monkeypatch.setattr(transport, "_resolve", lambda host, port: answers.get(host, ["93.184.216.34"]))
+    assert settings.webhook_allow_private_urls is False
+    user = make_user()
+    port = int(receiver.url.split(":")[2].split("/")[0])
+    endpoint, _ = add_endpoint(client, user, f"http://rebind.example.test:{port}/hooks")
+    client.post(f"/api/user/webhooks/{endpoint['id']}/test", headers=user.headers)
+    answers["rebind.example.test"] = ["127.0.0.1"]
+    db = app.extensions["switchboard"].db
+    delivery_id = _only_delivery(db, endpoint["id"])
+    assert notify.attempt(db, settings, KeyRing(settings.encryption_keys), delivery_id) == "retry"
+    assert receiver.got == []
+    (d,) = client.get(f"/api/user/webhooks/{endpoint['id']}/deliveries", headers=user.headers).get_json()["deliveries"]
+    assert d["last_status"] is None and d["last_error"] == "refused: the address is not public"
+
+
+# -- through the real worker ------------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def work(hook_settings: Settings, db: Database, admin_conn: psycopg.Connection) -> Iterator[Callable[..., None]]:
+    """Run the real worker (in this process) over the notify and webhooks queues until `done()` holds."""
+    runtime.use(Runtime(hook_settings, db))
+    app = worker.build_app(hook_settings)
+
+    def run(done: Callable[[], bool], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, "the worker did not finish in time"
+            app.run_worker(queues=["notify", "webhooks"], wait=False, install_signal_handlers=False,
+                           delete_jobs="successful", concurrency=2)
+            time.sleep(0.05)
+
+    yield run
+    runtime.use(None)
+
+
+def _pending(admin_conn: psycopg.Connection, endpoint_id: str) -> int:
+    row = admin_conn.execute("select count(*) filter (where status = 'pending'), count(*)"
+                             " from public.webhook_deliveries where endpoint_id = %s", [endpoint_id]).fetchone()
+    assert row is not None
+    return int(row[0]) if row[1] else -1
+
+
+def test_creating_an_api_key_sends_a_signed_webhook(hook_client: FlaskClient, make_user: Any,
+                                                    work: Callable[..., None], receiver: Receiver,
+                                                    admin_conn: psycopg.Connection) -> None:
+    user, other = make_user(), make_user()
+    endpoint, secret = add_endpoint(hook_client, user, receiver.url, ["api_key.created", "api_key.revoked"])
+    with Receiver() as elsewhere:
+        add_endpoint(hook_client, other, elsewhere.url, ["api_key.created"])  # another user's: gets nothing
+        r = hook_client.post("/api/user/api-keys", json={"name": "nightly"}, headers=user.headers)
+        assert r.status_code == 201
+        key = r.get_json()["api_key"]
+        work(lambda: len(receiver.got) >= 1 and _pending(admin_conn, endpoint["id"]) == 0)
+        assert elsewhere.got == []
+    (got,) = receiver.got
+    payload = verify(got, secret)
+    assert payload["type"] == "api_key.created"
+    assert payload["data"]["api_key_id"] == key["id"] and payload["data"]["name"] == "nightly"
+    assert r.get_json()["secret"] not in got.body.decode()  # the event names the key, never its secret
+    hook_client.delete(f"/api/user/api-keys/{key['id']}", headers=user.headers)
+    work(lambda: len(receiver.got) >= 2 and _pending(admin_conn, endpoint["id"]) == 0)
+    assert verify(receiver.got[1], secret)["type"] == "api_key.revoked"
+    assert receiver.got[0].headers["webhook-id"] != receiver.got[1].headers["webhook-id"]
+
+
+def test_receiver_failing_three_times_gets_exactly_one_successful_delivery(
+        hook_client: FlaskClient, make_user: Any, work: Callable[..., None], receiver: Receiver,
+        admin_conn: psycopg.Connection) -> None:
+    user = make_user()
+    receiver.plan = [500, 502, 503]
+    endpoint, secret = add_endpoint(hook_client, user, receiver.url, ["api_key.created"])
+    hook_client.post("/api/user/api-keys", json={"name": "flaky"}, headers=user.headers)
+    work(lambda: _pending(admin_conn, endpoint["id"]) == 0)
+    assert len(receiver.got) == 4 and len({g.headers["webhook-id"] for g in receiver.got}) == 1
+    for got in receiver.got:
+        assert verify(got, secret)["type"] == "api_key.created"
+    attempts = admin_conn.execute("select status_code from public.webhook_attempts where endpoint_id = %s"
+                                  " order by id", [endpoint["id"]]).fetchall()
+    assert [a[0] for a in attempts] == [500, 502, 503, 200]
+    (status,) = admin_conn.execute("select status from public.webhook_deliveries where endpoint_id = %s",
+                                   [endpoint["id"]]).fetchone() or ()
+    assert status == "succeeded"
+
+
+def test_team_and_site_endpoints_get_their_events(hook_client: FlaskClient, make_user: Any,
+                                                  work: Callable[..., None], admin_conn: psycopg.Connection) -> None:
+    owner, site_admin, outsider = make_user(), make_user(admin=True), make_user()
+    slug = f"wh-{owner.id[:8]}"
+    assert hook_client.post("/api/teams", json={"name": "WH", "slug": slug}, headers=owner.headers).status_code == 201
+    with Receiver() as team_rx, Receiver() as site_rx, Receiver() as outsider_rx:
+        _, team_secret = add_endpoint(hook_client, owner, team_rx.url, ["team.invitation.created"],
+                                            base=f"/api/teams/{slug}/webhooks")
+        _, site_secret = add_endpoint(hook_client, site_admin, site_rx.url, ["team.invitation.created"],
+                                      base="/api/admin/webhooks")
+        add_endpoint(hook_client, outsider, outsider_rx.url, ["team.invitation.created"])
+        r = hook_client.post(f"/api/teams/{slug}/invitations", json={"role": "member"}, headers=owner.headers)
+        assert r.status_code == 201
+        work(lambda: len(team_rx.got) >= 1 and len(site_rx.got) >= 1)
+        assert verify(team_rx.got[0], team_secret)["type"] == "team.invitation.created"
+        assert verify(site_rx.got[0], site_secret)["type"] == "team.invitation.created"
+        assert r.get_json()["token"] not in team_rx.got[0].body.decode()
+        assert outsider_rx.got == []
