@@ -67,7 +67,8 @@ def test_the_forms_custom_button_wins_over_the_preset_select() -> None:
 @pytest.mark.parametrize(("args", "field"), [
     ({"range": "fortnight"}, "range"), ({"range": "=1+1"}, "range"), ({"range": "custom"}, "from"),
     ({"from": "yesterday"}, "from"), ({"from": "2026-13-01"}, "from"), ({"to": "2026-02-30"}, "to"),
-    ({"from": "20260101"}, "from"), ({"from": "２０２６-01-01"}, "from"), ({"from": "2026-01-01\x00"}, "from"),
+    ({"from": "20260101"}, "from"), ({"from": "\uff12\uff10\uff12\uff16-01-01"}, "from"),
+    ({"from": "2026-01-01\x00"}, "from"),
     ({"from": "0001-01-01"}, "from"), ({"to": "9999-12-31"}, "to"), ({"from": "x" * 10_000}, "from"),
     ({"from": "2026-03-02", "to": "2026-03-01"}, "from"), ({"from": "2025-03-14", "to": "2026-03-15"}, "from"),
     ({"range": "custom", "from": "1970-01-01", "to": "9998-12-31"}, "from"),

@@ -113,7 +113,7 @@ def filename(stem: str, r: DateRange | None = None) -> str:
     name = "switchboard-" + stem
     if r is not None:
         name += f"-{r.start.isoformat()}-to-{r.end.isoformat()}"
-    return SAFE_NAME.sub("-", name.lower()).strip("-")[:120] + ".csv"
+    return re.sub("-{2,}", "-", SAFE_NAME.sub("-", name.lower())).strip("-")[:120] + ".csv"
 
 
 def response(rows: Iterator[Sequence[Any]], name: str) -> Response:
