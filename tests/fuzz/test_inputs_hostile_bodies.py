@@ -64,7 +64,8 @@ def live(settings: Settings, make_user: Any, database_urls: tuple[str, str]) -> 
             yield Live(base_url, {"user": user.token, "admin": admin.token},
                        {"provider_id": row[0], "key_id": str(uuid.uuid4()), "user_id": user.id,
                         "request_id": str(uuid.uuid4()), "provider": "openai", "model_id": "lmstudio/local-model",
-                        "slug": "no-such-team", "invitation_id": str(uuid.uuid4())}, session)
+                        "slug": "no-such-team", "invitation_id": str(uuid.uuid4()),
+                        "endpoint_id": str(uuid.uuid4())}, session)
     finally:
         session.close()
         app.extensions["switchboard"].db.close()
