@@ -150,12 +150,13 @@ class AdminKeyInfo:
 
 _KEY_COLS = ("k.id::text as id, k.provider_id::text as provider_id, k.key_id, k.last4, k.label, k.active,"
              " k.created_at, k.revoked_at,"
-             " (select count(*) from public.llm_request_logs l where l.admin_key_id = k.id)::int as requests,"
-             " (select max(l.created_at) from public.llm_request_logs l where l.admin_key_id = k.id) as last_used_at")
+             " coalesce((select sum(u.requests) from public.usage_admin_keys u where u.admin_key_id = k.id), 0)::int"
+             " as requests,"
+             " (select max(u.last_at) from public.usage_admin_keys u where u.admin_key_id = k.id) as last_used_at")
 
 
 def admin_keys(conn: psycopg.Connection, provider_id: str | None = None) -> list[AdminKeyInfo]:
-    """Newest first; the request counts come from llm_request_logs.admin_key_id."""
+    """Newest first; the request counts and last use come from the usage_admin_keys rollup."""
     where = "where k.provider_id = %s" if provider_id else ""
     with conn.cursor(row_factory=class_row(AdminKeyInfo)) as cur:
         cur.execute(f"select {_KEY_COLS} from public.llm_admin_keys k {where} order by k.created_at desc, k.id",
@@ -198,8 +199,8 @@ def revoke_key(conn: psycopg.Connection, provider_id: str, key_row_id: str) -> b
 
 def env_key_requests(conn: psycopg.Connection) -> dict[str, int]:
     """Requests served with a key from the environment, by provider slug."""
-    rows = conn.execute("select provider, count(*) from public.llm_request_logs where key_source = 'admin_env'"
-                        " group by provider").fetchall()
+    rows = conn.execute("select provider, sum(requests)::bigint from public.usage_admin_keys"
+                        " where key_source = 'admin_env' and provider <> '' group by provider").fetchall()
     return {str(r[0]): int(r[1]) for r in rows if r[0]}
 
 
@@ -345,9 +346,8 @@ def _log_where(f: LogFilter) -> tuple[str, list[Any]]:
         clauses.append("l.status < 400")
     elif f.status == "error":
         clauses.append("l.status >= 400")
-    elif f.status:
-        clauses.append("l.status = %s")
-        params.append(int(f.status))
+    elif f.status:  # a literal (three digits, checked): a 4xx/5xx then matches the partial errors index's predicate
+        clauses.append(f"l.status = {int(f.status)}")
     if f.start:
         clauses.append("l.created_at >= %s")
         params.append(f.start)
@@ -357,15 +357,36 @@ def _log_where(f: LogFilter) -> tuple[str, list[Any]]:
     return " and ".join(clauses), params
 
 
-def search_logs(conn: psycopg.Connection, f: LogFilter, limit: int, offset: int) -> tuple[list[LogEntry], int]:
-    """Service role (emails). Newest first, with the total count matching the filter."""
+COUNT_CAP = 10_000  # beyond this many matches a page says "10,000+" instead of counting every row
+
+
+def count_logs(conn: psycopg.Connection, f: LogFilter) -> int:
+    """Rows matching the filter, counted exactly up to COUNT_CAP; COUNT_CAP + 1 means more."""
     where, params = _log_where(f)
-    total_row = conn.execute(f"select count(*) from public.llm_request_logs l where {where}", params).fetchone()
+    row = conn.execute(f"select count(*) from (select 1 from public.llm_request_logs l where {where}"
+                       f" limit {COUNT_CAP + 1}) c", params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def search_logs(conn: psycopg.Connection, f: LogFilter, limit: int, offset: int = 0, *,
+                before: tuple[datetime, str] | None = None, after: tuple[datetime, str] | None = None
+                ) -> tuple[list[LogEntry], int]:
+    """Service role (emails). Newest first, (created_at, id) descending: the rows older than the `before` cursor,
+    or newer than `after`, or from `offset`; with the count of matches (capped: see count_logs)."""
+    where, params = _log_where(f)
+    order = "l.created_at desc, l.id desc"
+    if before is not None:
+        where, params = f"{where} and (l.created_at, l.id) < (%s, %s::uuid)", [*params, *before]
+    elif after is not None:
+        where, params, order = f"{where} and (l.created_at, l.id) > (%s, %s::uuid)", [*params, *after], \
+            "l.created_at, l.id"
     with conn.cursor(row_factory=class_row(LogEntry)) as cur:
-        cur.execute(f"{_LOG_SELECT} where {where} order by l.created_at desc, l.id limit %s offset %s",
-                    [*params, limit, offset])
+        cur.execute(f"{_LOG_SELECT} where {where} order by {order} limit %s offset %s",
+                    [*params, limit, 0 if before or after else offset])
         rows = cur.fetchall()
-    return rows, int(total_row[0]) if total_row else 0
+    if after is not None:
+        rows.reverse()
+    return rows, count_logs(conn, f)
 
 
 def get_log(conn: psycopg.Connection, request_id: str) -> LogEntry | None:
@@ -410,50 +431,6 @@ class UserTotals:
     credits: int
 
 
-_RANGE = "l.created_at >= %(start)s and l.created_at < %(end)s"
-
-
-def daily(conn: psycopg.Connection, start: date, end_exclusive: date) -> list[DayTotals]:
-    with conn.cursor(row_factory=class_row(DayTotals)) as cur:
-        cur.execute(f"""select (l.created_at at time zone 'utc')::date as day, count(*)::int as requests,
-                               coalesce(sum(l.tokens_in + l.tokens_out), 0)::bigint as tokens,
-                               coalesce(sum(l.credits), 0)::bigint as credits,
-                               (count(*) filter (where l.status >= 400))::int as errors
-                        from public.llm_request_logs l where {_RANGE} group by 1 order by 1""",
-                    {"start": start, "end": end_exclusive})
-        return cur.fetchall()
-
-
-def totals_by(conn: psycopg.Connection, column: str, start: date, end_exclusive: date) -> list[GroupTotals]:
-    """Totals grouped by provider, mode or error code (the column is chosen from that fixed list)."""
-    expr = {"provider": "coalesce(l.provider, '(none)')", "mode": "l.mode",
-            "error_code": "coalesce(l.error_code, 'http_' || l.status::text)"}[column]
-    only_errors = " and l.status >= 400" if column == "error_code" else ""
-    with conn.cursor(row_factory=class_row(GroupTotals)) as cur:
-        cur.execute(f"""select {expr} as key, count(*)::int as requests,
-                               coalesce(sum(l.tokens_in), 0)::bigint as tokens_in,
-                               coalesce(sum(l.tokens_out), 0)::bigint as tokens_out,
-                               coalesce(sum(l.credits), 0)::bigint as credits,
-                               (count(*) filter (where l.status >= 400))::int as errors
-                        from public.llm_request_logs l where {_RANGE}{only_errors}
-                        group by 1 order by count(*) desc, 1""",
-                    {"start": start, "end": end_exclusive})
-        return cur.fetchall()
-
-
-def top_users(conn: psycopg.Connection, start: date, end_exclusive: date, limit: int) -> list[UserTotals]:
-    """Service role (emails). By credits spent, then requests."""
-    with conn.cursor(row_factory=class_row(UserTotals)) as cur:
-        cur.execute(f"""select l.user_id::text as user_id, u.email, count(*)::int as requests,
-                               coalesce(sum(l.tokens_in + l.tokens_out), 0)::bigint as tokens,
-                               coalesce(sum(l.credits), 0)::bigint as credits
-                        from public.llm_request_logs l left join auth.users u on u.id = l.user_id
-                        where {_RANGE} group by l.user_id, u.email
-                        order by 5 desc, 3 desc, 2 limit %(limit)s""",
-                    {"start": start, "end": end_exclusive, "limit": limit})
-        return cur.fetchall()
-
-
 @dataclass(frozen=True)
 class Shortfalls:
     requests: int
@@ -461,27 +438,7 @@ class Shortfalls:
     corrected: int  # requests whose upstream usage numbers could not be true and were replaced
 
 
-def shortfalls(conn: psycopg.Connection, start: date, end_exclusive: date) -> Shortfalls:
-    row = conn.execute(
-        f"""select (count(*) filter (where l.shortfall > 0))::int, coalesce(sum(l.shortfall), 0)::bigint,
-                   (count(*) filter (where l.usage_source = 'corrected'))::int
-            from public.llm_request_logs l where {_RANGE} and (l.shortfall > 0 or l.usage_source = 'corrected')""",
-        {"start": start, "end": end_exclusive}).fetchone()
-    assert row is not None
-    return Shortfalls(int(row[0]), int(row[1]), int(row[2]))
-
-
-def byok_member_equivalent(conn: psycopg.Connection, start: date, end_exclusive: date) -> int:
-    """What the successful BYOK traffic would have cost in member mode at today's rates and multipliers."""
-    row = conn.execute(
-        f"""select coalesce(sum(ceil((l.tokens_in::numeric * r.input_rate + l.tokens_out::numeric * r.output_rate)
-                                     * p.credit_multiplier / 1000)), 0)::bigint
-            from public.llm_request_logs l
-            join public.llm_providers p on p.slug = l.provider
-            join public.llm_model_rates r on r.provider_id = p.id and r.model = l.model
-            where l.mode = 'byok' and l.status < 400 and {_RANGE}""",
-        {"start": start, "end": end_exclusive}).fetchone()
-    return int(row[0]) if row else 0
+# The analytics themselves read the rollups: webapp/repos/rollups.py.
 
 
 # -- audit --------------------------------------------------------------------------------------------------------

@@ -58,12 +58,13 @@ class KeyScope:
 
 _COLS = """k.id::text as id, k.user_id::text as user_id, k.name, k.prefix, k.mode, k.allow, k.monthly_credit_cap,
        k.expires_at, k.revoked_at, k.last_used_at, k.created_at"""
-# This month's requests and credits per key, from the request log (index on api_key_id, created_at).
+# This month's (UTC) requests and credits per key, from the daily rollup (index on api_key_id, day).
 _WITH_MONTH = f"""select {_COLS},
-       coalesce(m.requests, 0) as requests_month, coalesce(m.credits, 0) as credits_month
+       coalesce(m.requests, 0)::int as requests_month, coalesce(m.credits, 0)::bigint as credits_month
   from public.api_keys k
-  left join lateral (select count(*) as requests, sum(l.credits) as credits from public.llm_request_logs l
-                     where l.api_key_id = k.id and l.created_at >= date_trunc('month', now())) m on true"""
+  left join lateral (select sum(u.requests) as requests, sum(u.credits) as credits from public.usage_daily u
+                     where u.api_key_id = k.id
+                       and u.day >= date_trunc('month', now() at time zone 'utc')::date) m on true"""
 
 
 def list_for_user(conn: psycopg.Connection, user_id: str, *, include_revoked: bool = False) -> list[ApiKey]:

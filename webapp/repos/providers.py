@@ -139,7 +139,9 @@ def slug_taken(conn: psycopg.Connection, slug: str) -> bool:
 def has_history(conn: psycopg.Connection, slug: str) -> bool:
     """Whether any receipt names the provider (request logs are the only rows that reference it by name;
     reservations and the ledger point at a request id, whose log row carries the provider)."""
-    row = conn.execute("select exists (select 1 from public.llm_request_logs where provider = %s)", [slug]).fetchone()
+    # The platform rollup keeps every day's providers (even past log retention) and is small: no scan of the log.
+    row = conn.execute("select exists (select 1 from public.usage_daily_platform where provider = %s)",
+                       [slug]).fetchone()
     return bool(row and row[0])
 
 

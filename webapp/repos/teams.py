@@ -176,13 +176,12 @@ def usage_by_member(conn: psycopg.Connection, team_id: str, start: date, end: da
     """Per member: requests, tokens and credits billed to the team from `start` to `end` (days, inclusive),
     from the rows the caller may read (RLS: owners and admins every member's, a member their own)."""
     with conn.cursor(row_factory=class_row(MemberUsage)) as cur:
-        cur.execute("""select l.user_id::text as user_id, null::text as email, count(*)::int as requests,
-                              coalesce(sum(l.tokens_in), 0)::bigint as tokens_in,
-                              coalesce(sum(l.tokens_out), 0)::bigint as tokens_out,
-                              coalesce(sum(l.credits), 0)::bigint as credits
-                       from public.llm_request_logs l
-                       where l.team_id = %s and l.created_at >= %s::date and l.created_at < %s::date + 1
-                       group by l.user_id order by credits desc, user_id""", [team_id, start, end])
+        cur.execute("""select u.user_id::text as user_id, null::text as email, sum(u.requests)::int as requests,
+                              sum(u.tokens_in)::bigint as tokens_in, sum(u.tokens_out)::bigint as tokens_out,
+                              sum(u.credits)::bigint as credits
+                       from public.usage_daily u
+                       where u.team_id = %s and u.day >= %s::date and u.day < %s::date + 1
+                       group by u.user_id order by credits desc, user_id""", [team_id, start, end])
         return cur.fetchall()
 
 
@@ -202,14 +201,27 @@ def usage_by_team(conn: psycopg.Connection, start: date, end: date) -> list[Team
     """Site analytics: every request in the days from `start` to `end` grouped by the team billed (None:
     personal). Run as a site admin (RLS: admins read every log row)."""
     with conn.cursor(row_factory=class_row(TeamUsage)) as cur:
-        cur.execute("""select l.team_id::text as team_id, t.slug, t.name, count(*)::int as requests,
-                              coalesce(sum(l.tokens_in), 0)::bigint as tokens_in,
-                              coalesce(sum(l.tokens_out), 0)::bigint as tokens_out,
-                              coalesce(sum(l.credits), 0)::bigint as credits,
-                              (count(*) filter (where l.status >= 400))::int as errors
-                       from public.llm_request_logs l left join public.teams t on t.id = l.team_id
-                       where l.created_at >= %s::date and l.created_at < %s::date + 1
-                       group by l.team_id, t.slug, t.name order by credits desc, requests desc""", [start, end])
+        # Per team from usage_daily_teams; personal use (no team) is the platform total less the teams' share.
+        cur.execute("""with t as (select team_id, sum(requests) r, sum(tokens_in) ti, sum(tokens_out) tout,
+                                         sum(credits) c, sum(errors) e
+                                  from public.usage_daily_teams
+                                  where day >= %(start)s::date and day < %(end)s::date + 1 group by team_id),
+                            p as (select sum(requests) r, sum(tokens_in) ti, sum(tokens_out) tout, sum(credits) c,
+                                         coalesce(sum(requests) filter (where status >= 400), 0) e
+                                  from public.usage_daily_platform
+                                  where day >= %(start)s::date and day < %(end)s::date + 1)
+                       select t.team_id::text as team_id, tm.slug, tm.name, t.r::int as requests,
+                              t.ti::bigint as tokens_in, t.tout::bigint as tokens_out, t.c::bigint as credits,
+                              t.e::int as errors
+                         from t left join public.teams tm on tm.id = t.team_id
+                       union all
+                       select null, null, null, (p.r - coalesce((select sum(r) from t), 0))::int,
+                              (p.ti - coalesce((select sum(ti) from t), 0))::bigint,
+                              (p.tout - coalesce((select sum(tout) from t), 0))::bigint,
+                              (p.c - coalesce((select sum(c) from t), 0))::bigint,
+                              (p.e - coalesce((select sum(e) from t), 0))::int
+                         from p where p.r > coalesce((select sum(r) from t), 0)
+                       order by credits desc, requests desc""", {"start": start, "end": end})
         return cur.fetchall()
 
 
@@ -239,13 +251,15 @@ def usage_days(conn: psycopg.Connection, team_id: str, start: date, end: date,
                user_id: str | None) -> list[tuple[Any, ...]]:
     """(day, provider, requests, tokens_in, tokens_out, credits, errors) billed to the team, from the rows the caller
     may read (RLS: owners and admins every member's, a member their own), optionally of one member."""
-    return conn.execute("""select date_trunc('day', created_at) as day, provider, count(*),
-                                  coalesce(sum(tokens_in), 0), coalesce(sum(tokens_out), 0), coalesce(sum(credits), 0),
-                                  count(*) filter (where status >= 400)
-                           from public.llm_request_logs
-                           where team_id = %s and created_at >= %s::date and created_at < %s::date + 1
+    # The day as the UTC midnight timestamp the callers have always read (.date()).
+    return conn.execute("""select day::timestamp at time zone 'utc', nullif(provider, '') as provider,
+                                  sum(requests)::bigint,
+                                  sum(tokens_in)::bigint, sum(tokens_out)::bigint, sum(credits)::bigint,
+                                  (coalesce(sum(requests) filter (where status_class >= 4), 0))::bigint
+                           from public.usage_daily
+                           where team_id = %s and day >= %s::date and day < %s::date + 1
                              and (%s::uuid is null or user_id = %s::uuid)
-                           group by 1, 2 order by 1, 2""", [team_id, start, end, user_id, user_id]).fetchall()
+                           group by day, 2 order by day, 2""", [team_id, start, end, user_id, user_id]).fetchall()
 
 
 def invitation_preview(conn: psycopg.Connection, token_hash: str) -> tuple[str, str, str] | None:

@@ -3,6 +3,8 @@ Read as the admin, stepping up to service_role only to join user emails from aut
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 import uuid
@@ -14,6 +16,7 @@ from typing import Any
 from webapp.db import Database
 from webapp.errors import NotFound, ValidationError
 from webapp.repos import admin as admin_repo
+from webapp.repos import rollups
 from webapp.services import admin_charts
 from webapp.services.admin import admin_tx
 from webapp.services.credits import format_credits
@@ -24,6 +27,24 @@ NUMBER_RE = re.compile(r"[0-9]{1,7}")  # ASCII digits only: str.isdigit() also a
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 STATUS_RE = re.compile(r"^[1-5][0-9][0-9]$")
 FILTERS = ("user", "provider", "mode", "status", "from", "to", "api_key")
+CURSOR_RE = re.compile(r"[A-Za-z0-9_-]{1,120}")
+
+
+def encode_cursor(created_at: datetime, row_id: str) -> str:
+    """A page boundary: urlsafe base64 of "<created_at iso>|<id>", unpadded (opaque to clients)."""
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> tuple[datetime, str] | None:
+    """The (created_at, id) a cursor names, or None when it is not one of ours."""
+    if not CURSOR_RE.fullmatch(value):
+        return None
+    try:
+        when, _, row_id = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode().partition("|")
+        parsed = datetime.fromisoformat(when)
+        return (parsed, str(uuid.UUID(row_id))) if parsed.tzinfo else None
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
 
 
 def _page(args: Mapping[str, Any], errors: dict[str, str]) -> tuple[int, int]:
@@ -57,6 +78,7 @@ class Pager:
     page: int
     per_page: int
     total: int
+    more: bool = False  # the logs: more rows than the count was taken to (the total says "at least")
 
     @property
     def pages(self) -> int:
@@ -68,7 +90,11 @@ class Pager:
 
     @property
     def has_next(self) -> bool:
-        return self.page < self.pages
+        return self.more or self.page < self.pages
+
+    @property
+    def total_text(self) -> str:
+        return f"{self.total:,}+" if self.more else f"{self.total:,}"
 
 
 # -- request logs -------------------------------------------------------------------------------------------------
@@ -80,6 +106,21 @@ class LogsPage:
     pager: Pager
     providers: list[str]
     errors: dict[str, str] = field(default_factory=dict)
+    older: str | None = None  # cursor of the next page (older rows), None on the last page
+    newer: str | None = None  # cursor of the previous page (newer rows), None on the first page
+
+
+def _cursor(args: Mapping[str, Any], errors: dict[str, str]) -> tuple[str, tuple[datetime, str]] | None:
+    """("before" or "after", position) from the args, or None for the first page."""
+    for name in ("before", "after"):
+        raw = str(args.get(name) or "").strip()
+        if raw:
+            position = decode_cursor(raw)
+            if position is None:
+                errors[name] = "A page cursor as this API returned it."
+                return None
+            return name, position
+    return None
 
 
 def _log_filter(args: Mapping[str, Any], errors: dict[str, str]) -> tuple[admin_repo.LogFilter, str]:
@@ -126,6 +167,9 @@ def logs(db: Database, claims: Mapping[str, Any], args: Mapping[str, Any], *, st
     errors: dict[str, str] = {}
     f, user_text = _log_filter(args, errors)
     page, per_page = _page(args, errors)
+    cursor = _cursor(args, errors)
+    if cursor is None and "page" not in errors and (page - 1) * per_page > admin_repo.COUNT_CAP:
+        errors["page"] = f"Page numbers reach the first {admin_repo.COUNT_CAP:,} rows; page on with the Older link."
     if errors and strict:
         raise ValidationError(errors)
     filters = {k: str(args.get(k) or "").strip() for k in FILTERS}
@@ -135,8 +179,20 @@ def logs(db: Database, claims: Mapping[str, Any], args: Mapping[str, Any], *, st
             return LogsPage(filters, [], Pager(1, per_page, 0), providers, errors)
         if user_text:
             f = replace(f, user_ids=admin_repo.user_ids_by_email(conn, user_text))
-        rows, total = admin_repo.search_logs(conn, f, per_page, (page - 1) * per_page)
-    return LogsPage(filters, rows, Pager(page, per_page, total), providers)
+        before = cursor[1] if cursor and cursor[0] == "before" else None
+        after = cursor[1] if cursor and cursor[0] == "after" else None
+        rows, total = admin_repo.search_logs(conn, f, per_page + 1, (page - 1) * per_page, before=before,
+                                             after=after)
+    more = total > admin_repo.COUNT_CAP
+    pager = Pager(page, per_page, min(total, admin_repo.COUNT_CAP), more)
+    # One row past the page says whether an older page exists (from `after`, the rows were read oldest first).
+    extra = len(rows) > per_page
+    rows = rows[1:] if extra and after else rows[:per_page]
+    has_older = extra if not after else True
+    has_newer = (extra if after else bool(before)) or (cursor is None and page > 1)
+    older = encode_cursor(rows[-1].created_at, rows[-1].id) if rows and has_older else None
+    newer = encode_cursor(rows[0].created_at, rows[0].id) if rows and has_newer else None
+    return LogsPage(filters, rows, pager, providers, older=older, newer=newer)
 
 
 def receipt(db: Database, claims: Mapping[str, Any], request_id: str) -> admin_repo.LogEntry:
@@ -167,7 +223,8 @@ def log_dict(e: admin_repo.LogEntry) -> dict[str, Any]:
 
 def logs_dict(p: LogsPage) -> dict[str, Any]:
     return {"logs": [log_dict(r) for r in p.rows], "page": p.pager.page, "per_page": p.pager.per_page,
-            "total": p.pager.total, "pages": p.pager.pages,
+            "total": p.pager.total, "total_exact": not p.pager.more, "pages": p.pager.pages,
+            "next_cursor": p.older, "prev_cursor": p.newer,
             "filters": {k: v for k, v in p.filters.items() if v}}
 
 
@@ -229,14 +286,12 @@ def analytics(db: Database, claims: Mapping[str, Any], args: Mapping[str, Any], 
         raise ValidationError(errors)
     stop = end + timedelta(days=1)
     with admin_tx(db, claims) as conn, admin_repo.service_role(conn):
-        days = admin_repo.daily(conn, start, stop)
-        providers = admin_repo.totals_by(conn, "provider", start, stop)
-        modes = {m.key: m for m in admin_repo.totals_by(conn, "mode", start, stop)}
-        equivalent = admin_repo.byok_member_equivalent(conn, start, stop)
-        top = admin_repo.top_users(conn, start, stop, 10)
-        codes = admin_repo.totals_by(conn, "error_code", start, stop)
-        short = admin_repo.shortfalls(conn, start, stop)
-    by_day = {d.day: d for d in days}
+        report = rollups.platform_report(conn, start, stop)
+        top = rollups.top_users(conn, start, stop, 10)
+    providers, codes, short = report.providers, report.error_codes, report.shortfalls
+    modes = {m.key: m for m in report.modes}
+    equivalent = report.byok_member_equivalent
+    by_day = {d.day: d for d in report.days}
     span = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     full = [by_day.get(d) or admin_repo.DayTotals(d, 0, 0, 0, 0) for d in span]
     charts = [

@@ -1,4 +1,4 @@
-"""Usage from the request logs, read as the user under RLS: daily totals by provider and recent requests."""
+"""Usage read as the user under RLS: totals from the daily rollups (repos/rollups.py) and recent requests."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from typing import Any
 from webapp.db import Database
 from webapp.errors import ValidationError
 from webapp.repos import api_keys as api_keys_repo
-from webapp.repos import request_logs
+from webapp.repos import request_logs, rollups
 from webapp.services.credits import format_credits
 
-GROUPS = {"day": "date_trunc('day', created_at)", "provider": "provider", "model": "model", "mode": "mode",
-          "api_key": "api_key_id::text", "team": "team_id::text"}
+GROUPS = rollups.USER_GROUPS  # day, provider, model, mode, api_key, team
 
 
 def parse_range(start: str | None, end: str | None) -> tuple[date, date]:
@@ -48,30 +47,21 @@ def summary(db: Database, claims: dict[str, Any], start: date, end: date, group_
         if g not in GROUPS:
             raise ValidationError({"group_by": f"Group by any of: {', '.join(GROUPS)}."})
     groups = list(dict.fromkeys(group_by)) or ["day", "provider"]
-    keys = ", ".join(f"{GROUPS[g]} as {g}" for g in groups)
-    order = ", ".join(str(i + 1) for i in range(len(groups)))
-    key_filter = " and api_key_id = %s" if api_key else ""
-    sql = (f"select {keys}, count(*) as requests, coalesce(sum(tokens_in), 0) as tokens_in,"
-           " coalesce(sum(tokens_out), 0) as tokens_out, coalesce(sum(credits), 0) as credits,"
-           " count(*) filter (where status >= 400) as errors"
-           f" from public.llm_request_logs where user_id = %s and created_at >= %s and created_at < %s{key_filter}"
-           f" group by {order} order by {order}")
-    params: list[Any] = [start, end + timedelta(days=1), *([api_key] if api_key else [])]
     with db.as_user(claims) as conn:
         user_id = str(claims["sub"])  # filled by as_user for a personal API key
-        rows = conn.execute(sql, [user_id, *params]).fetchall()
+        rows = rollups.user_buckets(conn, user_id, start, end + timedelta(days=1), groups, api_key)
         recent = request_logs.recent(conn, user_id, 50, api_key)
         names = api_keys_repo.names(conn, user_id)
     buckets = []
     for row in rows:
         item: dict[str, Any] = {}
         for i, g in enumerate(groups):
-            item[g] = row[i].date().isoformat() if g == "day" and row[i] else row[i]
+            item[g] = row[i].isoformat() if g == "day" and row[i] else row[i]
             if g == "api_key":
                 item["api_key_name"] = names.get(row[i]) if row[i] else None
         n = len(groups)
-        item.update(requests=row[n], tokens_in=int(row[n + 1]), tokens_out=int(row[n + 2]),
-                    credits=format_credits(int(row[n + 3])), credits_micro=int(row[n + 3]), errors=row[n + 4])
+        item.update(requests=int(row[n]), tokens_in=int(row[n + 1]), tokens_out=int(row[n + 2]),
+                    credits=format_credits(int(row[n + 3])), credits_micro=int(row[n + 3]), errors=int(row[n + 4]))
         buckets.append(item)
     return {"from": start.isoformat(), "to": end.isoformat(), "group_by": groups, "buckets": buckets,
             "recent": [{"request_id": r.request_id, "mode": r.mode, "provider": r.provider, "model": r.model,
