@@ -8,9 +8,11 @@ WORKER_STALLED_SECONDS old, and the jobs' own rows make the re-run harmless."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from typing import Any
 
@@ -73,11 +75,20 @@ async def _recovery_loop(app: procrastinate.App, stalled_seconds: float) -> None
         await asyncio.sleep(max(0.5, stalled_seconds / 3))
 
 
-async def run(settings: Settings) -> None:
+async def _exit_with_parent() -> None:
+    """`make run` starts the worker beside gunicorn: when that parent is gone, stop as if sent SIGTERM."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def run(settings: Settings, exit_with_parent: bool = False) -> None:
     """Run until SIGINT/SIGTERM (procrastinate then lets running jobs finish, up to its graceful timeout)."""
     app = build_app(settings)
     async with app.open_async():
         recovery = asyncio.create_task(_recovery_loop(app, settings.worker_stalled_seconds))
+        watch = asyncio.create_task(_exit_with_parent()) if exit_with_parent else None
         try:
             await app.run_worker_async(
                 queues=None, concurrency=settings.worker_concurrency, delete_jobs="successful",
@@ -85,12 +96,14 @@ async def run(settings: Settings) -> None:
                 stalled_worker_timeout=settings.worker_stalled_seconds, shutdown_graceful_timeout=30,
                 install_signal_handlers=True)
         finally:
-            recovery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await recovery
+            for task in (recovery, watch):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
 
-def main(settings: Settings | None = None) -> None:
+def main(settings: Settings | None = None, exit_with_parent: bool = False) -> None:
     settings = settings or load_settings()
     logging_setup.configure(settings.log_level)
     rt = runtime.start(settings)
@@ -98,7 +111,7 @@ def main(settings: Settings | None = None) -> None:
     log.info("notification worker started; email: %s", where)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # until procrastinate installs its own
     try:
-        asyncio.run(run(settings))
+        asyncio.run(run(settings, exit_with_parent))
     except KeyboardInterrupt:
         pass
     finally:
@@ -106,4 +119,7 @@ def main(settings: Settings | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description="Switchboard's notification worker (email and webhooks).")
+    parser.add_argument("--exit-with-parent", action="store_true",
+                        help="stop when the process that started it exits (make run: gunicorn)")
+    main(exit_with_parent=parser.parse_args().exit_with_parent)

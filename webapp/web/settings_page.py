@@ -129,6 +129,7 @@ def _render(block: str, state: FormState = BLANK, status: int = 200, **extra: An
     # The credits area (balance, ledger, requests in flight): read only by the blocks that show it.
     ctx.setdefault("credits_view", functools.cache(functools.partial(user_account.credits_view, _svc().db,
                                                                      current_user.claims)))
+    ctx.setdefault("email_delivery", _svc().settings.smtp is not None)  # issue 16: said beside the email switch
     if request.headers.get("HX-Request"):
         html = render_block(TEMPLATE, block, **ctx)
     else:
