@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 sys.path.insert(0, str(ROOT))
 
+import bench_report  # noqa: E402
 import psycopg  # noqa: E402
 import requests  # noqa: E402
 
@@ -57,8 +58,6 @@ DB_NAME = os.environ.get("BENCH_DATABASE_NAME", "switchboard_bench")  # another 
 UPSTREAM_KEY = "sk-bench-admin-" + "0" * 16
 RATE_IN, RATE_OUT = 1_000_000, 2_000_000  # micro-credits per 1K tokens
 GRANT = 10**13  # micro-credits: ten million credits, far more than any run spends
-LATENCY_TARGET_MS = 3.0
-THROUGHPUT_TARGET = 0.50
 MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant. Answer briefly."},
     {"role": "user", "content": "Say hello to the benchmark in one short sentence, please."},
@@ -167,7 +166,7 @@ class Fixture:
     api_keys: list[str]  # one personal API key per user (sb_...), for the key-authenticated target
 
 
-def prepare_database(upstream: str, users: int) -> Fixture:
+def prepare_database(upstream: str, users: int, slow_upstream: str | None = None) -> Fixture:
     from tests.support.dbsetup import create_test_database, test_environ
     from webapp.auth.tokens import mint_access_token
     from webapp.config import load_settings
@@ -180,7 +179,7 @@ def prepare_database(upstream: str, users: int) -> Fixture:
     # benchmark reaches: one user sends every request here.
     env = test_environ(app_url, admin_url, LOG_LEVEL="WARNING", RATE_LIMIT_PER_MINUTE="1000000000",
                        MAX_CONCURRENT_STREAMS="100000")
-    settings = load_settings(env)
+    settings = load_settings({**os.environ, **env})  # what the server will read (e.g. an API_KEY_SECRET set outside)
     keyring = KeyRing(settings.encryption_keys)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         row = conn.execute(
@@ -195,6 +194,20 @@ def prepare_database(upstream: str, users: int) -> Fixture:
         ciphertext, kid = keyring.encrypt(UPSTREAM_KEY, admin_aad(provider_id))
         conn.execute("""insert into public.llm_admin_keys (provider_id, ciphertext, key_id, last4, label)
                         values (%s, %s, %s, %s, 'bench')""", [provider_id, ciphertext, kid, UPSTREAM_KEY[-4:]])
+        if slow_upstream:  # the streams phase: provider `slow` (bench/hold_streams.py)
+            from hold_streams import SLOW_KEY
+
+            row = conn.execute(
+                """insert into public.llm_providers (slug, name, api_style, base_url, default_model, enabled,
+                       credit_multiplier, byok_allowed, custom_base_url_allowed, sort_order)
+                   values ('slow', 'Slow', 'openai', %s, 'echo-1', true, 1.0, false, false, 1)
+                   returning id::text""", [slow_upstream + "/v1"]).fetchone()
+            assert row is not None
+            conn.execute("""insert into public.llm_model_rates (provider_id, model, input_rate, output_rate,
+                                context_window) values (%s, 'echo-1', %s, %s, 8192)""", [row[0], RATE_IN, RATE_OUT])
+            ciphertext, kid = keyring.encrypt(SLOW_KEY, admin_aad(row[0]))
+            conn.execute("""insert into public.llm_admin_keys (provider_id, ciphertext, key_id, last4, label)
+                            values (%s, %s, %s, %s, 'bench')""", [row[0], ciphertext, kid, SLOW_KEY[-4:]])
         made = []
         for _ in range(users):
             user = users_repo.create(conn, f"bench-{uuid.uuid4().hex[:10]}@example.test", uuid.uuid4().hex)
@@ -377,12 +390,89 @@ def throughput(target: Target, stream: bool, args: argparse.Namespace, workdir: 
     """Requests/s over `duration` at `connections` keep-alive connections (ok = complete HTTP 200 answers), and
     where the CPU went meanwhile."""
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    backends0 = bench_backends()
     cpu0, t0 = proc_cpu(), time.monotonic()
     result = _throughput(target, stream, args, workdir)
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu1, wall = proc_cpu(), time.monotonic() - t0
     children = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
-    result["cpu"] = cpu_split(cpu0, proc_cpu(), server_pids, upstream_pid, time.monotonic() - t0, children)
+    result["cpu"] = cpu_split(cpu0, cpu1, server_pids, upstream_pid, wall, children)
+    result["pg_bench"] = sum(cpu1[pid][0] - cpu0.get(pid, (0.0, "", 0))[0]
+                             for pid in backends0 | bench_backends() if pid in cpu1) / wall
     return result
+
+
+BENCH_ADMIN_URL: list[str] = []  # set once the benchmark database exists
+
+
+def bench_backends() -> set[int]:
+    """The pids of the Postgres backends connected to the benchmark database (not the rest of the shared cluster)."""
+    if not BENCH_ADMIN_URL:
+        return set()
+    with psycopg.connect(BENCH_ADMIN_URL[0], autocommit=True) as conn:
+        rows = conn.execute("select pid from pg_stat_activity where datname = current_database()"
+                            " and pid <> pg_backend_pid()").fetchall()
+    return {int(r[0]) for r in rows}
+
+
+def children(pid: int) -> list[int]:
+    return [p for p, (_, _, ppid) in proc_cpu().items() if ppid == pid and p > 0]
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def round_trips(fx: Fixture, targets: dict[str, Target], n: int = 50) -> dict[tuple[str, str], float]:
+    """Statements sent to Postgres per member request (each is one network round trip), counted in this process
+    (Flask test client, same database and upstream) once the caller's context is held (after a warm-up)."""
+    import psycopg.client_cursor
+    import psycopg.cursor
+
+    from webapp import create_app
+
+    main_thread = threading.get_ident()
+    count = [0]
+    patched = []
+    for cls in (psycopg.cursor.Cursor, psycopg.client_cursor.ClientCursor):
+        orig = cls._execute_send
+
+        def counted(self: Any, *a: Any, _orig: Any = orig, **k: Any) -> Any:
+            if threading.get_ident() == main_thread:
+                count[0] += 1
+            return _orig(self, *a, **k)
+
+        patched.append((cls, orig))
+        cls._execute_send = counted  # type: ignore[method-assign]
+    os.environ.setdefault("TIKTOKEN_CACHE_DIR", fx.env.get("TIKTOKEN_CACHE_DIR", ""))
+    app = create_app(fx.env)
+    client = app.test_client()
+    out = {}
+    try:
+        for stream in (False, True):
+            for name in ("switchboard", "sb-apikey"):
+                body = json.loads(targets[name].body(stream))
+                headers = {"Authorization": f"Bearer {targets[name].auth}"}
+                for i in range(10 + n):
+                    if i == 10:
+                        count[0] = 0
+                    r = client.post("/v1/chat/completions", json=body, headers=headers)
+                    r.get_data()
+                    if r.status_code != 200:
+                        raise RuntimeError(f"in-process request failed: {r.status_code}")
+                out[("stream" if stream else "json", name)] = count[0] / n
+    finally:
+        for cls, orig in patched:
+            cls._execute_send = orig  # type: ignore[method-assign]
+        app.extensions["switchboard"].logs.flush()
+        app.extensions["switchboard"].db.close()
+    return out
 
 
 def _throughput(target: Target, stream: bool, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -437,13 +527,13 @@ def _throughput(target: Target, stream: bool, args: argparse.Namespace, workdir:
 STAGES = [  # (module, attribute path, label); a missing attribute (another version of the app) is skipped
     ("webapp.auth.jwt", "TokenVerifier.verify", "JWT verify (python-jose HS256)"),
     ("webapp.services.chat_request", "parse", "body validation"),
-    ("webapp.services.gateway", "Gateway.context", "context + admission (DB transaction)"),
-    ("webapp.services.router", "plan", "route plan (AES-GCM admin key decrypt)"),
-    ("webapp.services.tokens", "count_messages", "prompt token count (tiktoken)"),
-    ("webapp.services.credits", "reserve", "credits reserve (DB transaction)"),
+    ("webapp.services.gateway", "Gateway._guess", "plan + price from the held context (tiktoken, router)"),
+    ("webapp.services.gateway", "Gateway._begin", "begin: principal + context + admission + reserve (1 statement)"),
+    ("webapp.services.router", "plan", "route plan (only when the held context was stale)"),
+    ("webapp.services.credits", "reserve_flex", "credits reserve (only when the held context was stale)"),
     ("webapp.services.gateway", "Gateway._try_routes", "upstream request (json: whole answer; stream: open)"),
-    ("webapp.services.credits", "settle", "credits settle (DB transaction)"),
-    ("webapp.services.gateway", "Gateway._release_stream", "stream slot release (DB transaction)"),
+    ("webapp.services.credits", "close_logged", "close: settle + receipt row + stream slot (1 statement)"),
+    ("webapp.services.gateway", "Gateway._release_stream", "stream slot release (separate: BYOK or failure)"),
     ("webapp.services.logwriter", "LogWriter.submit", "log row hand-off (queue)"),
 ]
 
@@ -591,6 +681,9 @@ def main() -> int:
                     "Switchboard (to measure a candidate change without editing webapp/)")
     ap.add_argument("--switchboard-pythonpath", default=None, metavar="DIR", help="extra import path for "
                     "--switchboard-app")
+    ap.add_argument("--hold-streams", type=int, default=200, help="streams phase: how many long streams one "
+                    "instance holds while short requests are timed (0: skip the phase)")
+    ap.add_argument("--hold-seconds", type=float, default=10.0, help="streams phase: how long each stream lasts")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder with logs and profiles")
     args = ap.parse_args()
     args.requests = args.requests or (100 if args.quick else 500)
@@ -642,7 +735,17 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
                 "BARE_UPSTREAM": upstream + "/v1"}
     # The bare proxy needs no database: it boots while the database is made.
     bare = stack.start("bare", gunicorn_argv(bare_port, "bare_proxy:app", "--pythonpath", str(BENCH)), bare_env)
-    fx = prepare_database(upstream, args.users)
+    slow = None
+    if args.hold_streams:
+        import hold_streams
+
+        slow_port = free_port()
+        slow_proc = stack.start("slow-upstream", hold_streams.upstream_argv(slow_port, args.hold_seconds, 0.5),
+                                dict(os.environ))
+        wait_until(lambda: "READY" in slow_proc.log_path.read_text(errors="replace"), slow_proc, 15)
+        slow = f"http://127.0.0.1:{slow_port}"
+    fx = prepare_database(upstream, args.users, slow)
+    BENCH_ADMIN_URL[:] = [fx.admin_url]
     print(f"  set-up: upstream {upstream}, database {DB_NAME} ready ({time.monotonic() - t_start:.1f} s)", flush=True)
 
     env = {**os.environ, **fx.env, "WEB_CONCURRENCY": str(args.workers), "GUNICORN_THREADS": str(args.threads)}
@@ -731,11 +834,25 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
                 time.sleep(0.2)
         for name in targets:
             parts = tput[(mode, name)]
+            if name in ("switchboard", "sb-apikey"):
+                for p in parts:  # Postgres CPU of the benchmark database's own backends only
+                    p["cpu"]["pg_bench"] = p["pg_bench"]
             tput[(mode, name)] = {  # type: ignore[assignment]
                 "rps": sum(p["rps"] for p in parts) / len(parts), "errors": sum(p["errors"] for p in parts),
                 "p50": sum(p["p50"] for p in parts) / len(parts), "p99": max(p["p99"] for p in parts),
                 "cpu": {k: sum(p["cpu"][k] for p in parts) / len(parts) for k in parts[0]["cpu"]}}
     print(f"  throughput done ({time.monotonic() - t_start:.1f} s)", flush=True)
+
+    held: dict[str, Any] | None = None
+    if args.hold_streams:
+        import hold_streams
+
+        held = hold_streams.hold(sb_port, fx.tokens[0], args.hold_streams, args.hold_seconds)
+        served += held["served"] + held["short_n"] - held["short_failed"]
+        print(f"  streams phase done ({time.monotonic() - t_start:.1f} s)", flush=True)
+    rss = {pid: rss_mib(pid) for pid in children(sb.popen.pid)}
+    trips = round_trips(fx, targets)
+    served += 4 * 60  # the round-trip count's requests
 
     profile = ""
     if args.profile:
@@ -754,75 +871,12 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
             break
         acct = again
 
-    report(args, latency, tput, acct, served, time.monotonic() - t_start, lat_cpu)
+    bench_report.report(args, latency, tput, acct, served, time.monotonic() - t_start, lat_cpu, held, rss, trips)
     if profile:
         print("\nWhere a Switchboard request's time goes (--profile: sequential requests through the Flask test "
               "client in this process, same database and upstream; mean per request):")
         print(profile)
     return True
-
-
-def report(args: argparse.Namespace, latency: dict[tuple[str, str], dict[str, float]],
-           tput: dict[tuple[str, str], dict[str, Any]], acct: dict[str, int], served: int, elapsed: float,
-           lat_cpu: dict[str, float]) -> None:
-    print()
-    print(f"Latency at 1 connection: {args.requests} sequential requests per row, the targets taking turns "
-          f"(ms; stream = time to the end of the stream). Meanwhile Postgres (every database) used "
-          f"{lat_cpu['postgres']:.2f} cores, processes not ours {lat_cpu['other']:.2f}, the hypervisor stole "
-          f"{lat_cpu['steal']:.2f}")
-    print(f"{'mode':<7} {'target':<12} {'p50':>8} {'p99':>8} {'mean':>8} {'added p50':>10} {'added p99':>10} "
-          f"{'vs bare p50':>12}")
-    for mode in ("json", "stream"):
-        d = latency[(mode, "direct")]
-        b = latency[(mode, "bare")]
-        for name in ("direct", "bare", "switchboard", "sb-apikey"):
-            x = latency[(mode, name)]
-            added = "" if name == "direct" else f"{x['p50'] - d['p50']:+.2f}"
-            added99 = "" if name == "direct" else f"{x['p99'] - d['p99']:+.2f}"
-            vs_bare = f"{x['p50'] - b['p50']:+.2f}" if name not in ("direct", "bare") else ""
-            print(f"{mode:<7} {name:<12} {x['p50']:>8.2f} {x['p99']:>8.2f} {x['mean']:>8.2f} {added:>10} "
-                  f"{added99:>10} {vs_bare:>12}")
-    print()
-    print(f"Throughput at {args.connections} connections, {args.duration:g} s per row, {args.users} Switchboard "
-          f"user{'s' if args.users > 1 else ''} ({args.loadgen}"
-          + (f", {args.wrk_threads} threads" if args.loadgen == "wrk" else f", {args.loadgen_procs} processes")
-          + "; p50/p99 = latency under that load, ms; CPU = cores used meanwhile by the proxy's processes, the "
-          "upstream, all of Postgres (every database on the cluster), the load generator, anything else, stolen by "
-          "the hypervisor; ms/req = CPU milliseconds per request)")
-    print(f"{'mode':<7} {'target':<12} {'req/s':>9} {'errors':>7} {'p50':>8} {'p99':>8} {'% of bare':>10}  "
-          f"{'CPU proxy':>9} {'upstr':>6} {'pg':>5} {'loadgen':>7} {'other':>6} {'steal':>6}   {'proxy ms/req':>12} "
-          f"{'pg ms/req':>9}")
-    def per(cores: float, rps: float, name: str) -> str:  # CPU milliseconds per request
-        return f"{1000 * cores / rps:.2f}" if rps and name != "direct" else "-"
-
-    for mode in ("json", "stream"):
-        bare_rps = tput[(mode, "bare")]["rps"]
-        for name in ("direct", "bare", "switchboard", "sb-apikey"):
-            x = tput[(mode, name)]
-            pct = f"{100 * x['rps'] / bare_rps:.0f}%" if name not in ("direct", "bare") and bare_rps else ""
-            c = x["cpu"]
-            proxy = "-" if name == "direct" else f"{c['server']:.2f}"
-            print(f"{mode:<7} {name:<12} {x['rps']:>9.0f} {x['errors']:>7} {x['p50']:>8.2f} {x['p99']:>8.2f} "
-                  f"{pct:>10}  {proxy:>9} {c['upstream']:>6.2f} {c['postgres']:>5.2f} {c['loadgen']:>7.2f} "
-                  f"{c['other']:>6.2f} {c['steal']:>6.2f}   {per(c['server'], x['rps'], name):>12} "
-                  f"{per(c['postgres'], x['rps'], name):>9}")
-    print()
-    print("Targets")
-    for mode in ("json", "stream"):
-        added = latency[(mode, "switchboard")]["p50"] - latency[(mode, "direct")]["p50"]
-        verdict = "MET" if added <= LATENCY_TARGET_MS else "MISSED"
-        print(f"  {mode:<7} p50 added latency at 1 connection <= {LATENCY_TARGET_MS:g} ms: {added:6.2f} ms  "
-              f"{verdict}")
-    for mode in ("json", "stream"):
-        share = tput[(mode, "switchboard")]["rps"] / tput[(mode, "bare")]["rps"]
-        verdict = "MET" if share >= THROUGHPUT_TARGET else "MISSED"
-        print(f"  {mode:<7} throughput >= {100 * THROUGHPUT_TARGET:.0f}% of bare pass-through:  {100 * share:6.1f}%  "
-              f"  {verdict}")
-    print()
-    print(f"Accounting check: ~{served} Switchboard requests completed by the clients; log rows {acct['log_ok']} "
-          f"with status 200 ({acct['log_all']} in all), ledger reserve {acct['reserve']} / settle {acct['settle']} "
-          f"/ refund {acct['refund']}")
-    print(f"Run time {elapsed:.0f} s")
 
 
 if __name__ == "__main__":

@@ -14,44 +14,11 @@ from webapp.repos.api_keys import KeyScope
 from webapp.repos.preferences import Preferences
 from webapp.repos.user_keys import UserKeySecret
 
-_QUERY = """
-with principal as materialized (select {principal} as s)
-select
-  case when ((select s from principal) ->> 'ok')::boolean then {admit} end as admit,
-  (select row_to_json(p) from (
-     select user_id::text as user_id, username, first_name, last_name, email_notifications, marketing_emails,
-            llm_mode, default_provider, fallbacks_enabled, never_spend_credits, provider_priorities,
-            task_overrides, monthly_credit_cap, allow_dearer_fallbacks
-     from public.user_preferences where user_id = {uid}) p) as prefs,
-  (select coalesce(json_agg(k order by k.priority), '[]'::json) from (
-     select id::text as id, user_id::text as user_id, provider_id::text as provider_id, ciphertext, key_id,
-            base_url, priority
-     from public.user_provider_keys where user_id = {uid} and enabled) k) as keys,
-  (select version from public.catalog_version) as catalog_version,
-  (select s from principal) as principal,
-  (select row_to_json(x) from (
-     select t.id::text as id, t.slug, t.routing, m.role, m.monthly_credit_cap,
-            (select coalesce(json_agg(k order by k.priority), '[]'::json) from (
-               select id::text as id, team_id::text as user_id, provider_id::text as provider_id, ciphertext, key_id,
-                      base_url, priority
-               from public.team_provider_keys where team_id = t.id and enabled) k) as keys
-     from public.teams t left join public.team_members m on m.team_id = t.id and m.user_id = {uid}
-     where t.id = coalesce((select id from public.teams where slug = %(team)s::text),
-                           case when %(team)s::text is null then coalesce(
-                             (select team_id from public.api_keys where hash = %(key)s::text),
-                             (select default_team_id from public.user_preferences where user_id = {uid})) end)
-  ) x) as team,
-  (select team_id::text from public.api_keys where hash = %(key)s::text) as key_team
-"""
-
-# A token names its user; a personal API key is resolved to its owner by the principal itself (key known, not
-# revoked or expired, owner not deleted or banned), and the rest of the statement takes the uid from it.
-_TOKEN = {"principal": "public.principal_status(%(uid)s::uuid, %(sid)s::uuid)", "uid": "%(uid)s::uuid"}
-_KEY = {"principal": "public.api_key_principal(%(key)s)",
-        "uid": "(select (s ->> 'user_id')::uuid from principal where (s ->> 'ok')::boolean)"}
-_ADMIT = "public.gateway_admit({uid}, %(per_minute)s, %(stream)s, %(max_streams)s, %(stale)s)"
-_QUERIES = {(by, admit): _QUERY.format(admit=_ADMIT.format(uid=parts["uid"]) if admit else "null::jsonb", **parts)
-            for by, parts in (("token", _TOKEN), ("key", _KEY)) for admit in (False, True)}
+# public.gateway_begin (migration 20261201300000): principal, context, admission and (optionally) the reservation in
+# one function, whose plans Postgres keeps per connection.
+_BEGIN = ("select public.gateway_begin(%(uid)s::uuid, %(sid)s::uuid, %(key)s::text, %(team)s::text, %(billing)s,"
+          " %(admit)s, %(per_minute)s, %(stream)s::uuid, %(max_streams)s, %(stale)s, %(fp)s::text,"
+          " %(request)s::uuid, %(min)s::bigint, %(max)s::bigint)")
 
 
 @dataclass(frozen=True)
@@ -84,6 +51,24 @@ class TeamBilling:
     routing: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class ReserveAsk:
+    """A reservation priced by the app from the context it holds for this caller (`fingerprint`): made in the same
+    statement only when the context read there has that very fingerprint."""
+
+    fingerprint: str
+    request_id: str
+    minimum: int
+    maximum: int
+
+
+@dataclass(frozen=True)
+class Begun:
+    context: UserContext
+    fingerprint: str  # md5 of everything in the context the routing and the price depend on
+    reserved: dict[str, Any] | None = None  # {"amount", "limited_by"} or {"refused": sqlstate, "available"}
+
+
 def load(conn: psycopg.Connection, user_id: str | None, admission: Admission | None = None,
          session_id: str | None = None, key_digest: str | None = None, team: str | None = None,
          billing: bool = False) -> UserContext:
@@ -93,21 +78,45 @@ def load(conn: psycopg.Connection, user_id: str | None, admission: Admission | N
     team billed (the `team` slug asked for, else the key's team, else the user's default team) and the caller's
     membership are read in the same statement too; with `billing` (a request that spends), that team's routing
     and keys replace the user's (settings pages and quotes see the user's own)."""
-    params: dict[str, Any] = {"uid": user_id, "sid": session_id, "key": key_digest, "team": team}
-    if admission is not None:
-        params.update(per_minute=admission.per_minute, stream=admission.stream_request_id,
-                      max_streams=admission.max_streams, stale=admission.stale_seconds)
-    row: Any = conn.execute(_QUERIES["key" if key_digest else "token", admission is not None], params).fetchone()
-    principal = row[4]
+    return begin(conn, user_id, admission, session_id, key_digest, team, billing).context
+
+
+def begin(conn: psycopg.Connection, user_id: str | None, admission: Admission | None = None,
+          session_id: str | None = None, key_digest: str | None = None, team: str | None = None,
+          billing: bool = False, held: tuple[str, UserContext] | None = None,
+          ask: ReserveAsk | None = None) -> Begun:
+    """`load`, plus the reservation `ask` when `held` (the fingerprint and context the ask was priced from) is still
+    exactly the context: then the statement answers only what changes per request and `held` is reused."""
+    params: dict[str, Any] = {
+        "uid": None if key_digest else user_id, "sid": session_id, "key": key_digest, "team": team,
+        "billing": billing, "admit": admission is not None,
+        "per_minute": admission.per_minute if admission else 0,
+        "stream": admission.stream_request_id if admission else None,
+        "max_streams": admission.max_streams if admission else 0,
+        "stale": admission.stale_seconds if admission else 0,
+        "fp": ask.fingerprint if ask else None, "request": ask.request_id if ask else None,
+        "min": ask.minimum if ask else None, "max": ask.maximum if ask else None}
+    row: Any = conn.execute(_BEGIN, params).fetchone()
+    out: dict[str, Any] = row[0]
+    fp = str(out["fp"])
+    if "prefs" not in out:  # only when the fingerprint asked for matched: the held context is the context
+        if held is None or held[0] != fp:
+            raise RuntimeError("gateway_begin answered for a context the caller does not hold")
+        return Begun(replace(held[1], admit=out.get("admit"), principal=out.get("principal")), fp,
+                     out.get("reserve"))
+    principal = out.get("principal")
     owner = str((principal or {}).get("user_id") or user_id or "")
-    prefs = Preferences(**row[1]) if row[1] else Preferences(user_id=owner)
-    keys = [UserKeySecret(**k) for k in row[2]]
-    billing, refusal = _team(row[5], row[6], team) if billing else (None, None)
-    if billing is not None:
-        prefs = team_preferences(prefs, billing.routing)
-        keys = [UserKeySecret(**k) for k in row[5]["keys"]]
-    return UserContext(prefs, keys, int(row[3] or 0), row[0], principal, KeyScope.from_verdict(principal),
-                       billing, refusal)
+    prefs = Preferences(**out["prefs"]) if out.get("prefs") else Preferences(user_id=owner)
+    keys = [UserKeySecret(**k) for k in out.get("keys") or []]
+    refusal = out.get("refusal") if billing else None
+    team_row = out.get("team")
+    billed = _team(team_row) if billing and refusal is None and team_row is not None else None
+    if billed is not None:
+        prefs = team_preferences(prefs, billed.routing)
+        keys = [UserKeySecret(**k) for k in team_row["keys"]]
+    ctx = UserContext(prefs, keys, int(out.get("catalog_version") or 0), out.get("admit"), principal,
+                      KeyScope.from_verdict(principal), billed, refusal)
+    return Begun(ctx, fp, out.get("reserve"))
 
 
 _TEAM_ROUTING = ("provider_priorities", "fallbacks_enabled", "allow_dearer_fallbacks", "default_provider",
@@ -119,15 +128,10 @@ def team_preferences(prefs: Preferences, routing: dict[str, Any]) -> Preferences
     return replace(prefs, **{k: routing[k] for k in _TEAM_ROUTING if k in routing})
 
 
-def _team(row: dict[str, Any] | None, key_team: str | None,
-          asked: str | None) -> tuple[TeamBilling | None, str | None]:
-    if row is None:
-        return None, ("not_a_team_member" if asked else None)
-    if not row.get("role"):
-        return None, "not_a_team_member"
-    if asked and key_team and key_team != row["id"]:
-        return None, "team_not_allowed"
-    return TeamBilling(str(row["id"]), str(row["slug"]), str(row["role"]), dict(row.get("routing") or {})), None
+def _team(row: dict[str, Any]) -> TeamBilling:
+    """The billed team (public.gateway_begin has refused a caller who is not its member, or whose key is bound to
+    another team than the one asked for)."""
+    return TeamBilling(str(row["id"]), str(row["slug"]), str(row["role"]), dict(row.get("routing") or {}))
 
 
 def release_stream(conn: psycopg.Connection, request_id: str) -> None:

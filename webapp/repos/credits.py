@@ -8,8 +8,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import class_row
+
+
+def _dumps(receipt: dict[str, Any]) -> str:
+    """A receipt row as JSON (orjson: the hot path's one body per request; anything else as its str())."""
+    return orjson.dumps(receipt, default=str).decode()
+
 
 INSUFFICIENT = "P0402"
 CAP_REACHED = "P0403"
@@ -75,6 +82,16 @@ def refund_logged(conn: psycopg.Connection, request_id: str, receipt: dict[str, 
                        [request_id, json.dumps(receipt, default=str)]).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def close_logged(conn: psycopg.Connection, request_id: str, actual: int | None, receipt: dict[str, Any],
+                 release_stream: bool) -> tuple[int, int]:
+    """public.gateway_close: the stream slot released (when asked), settled at `actual` (None: refunded) and the
+    receipt row written, in one transaction. Returns (charged, shortfall)."""
+    row = conn.execute("select public.gateway_close(%s, %s, %s::jsonb, %s)",
+                       [request_id, actual, _dumps(receipt), release_stream]).fetchone()
+    assert row is not None
+    return int(row[0]["charged"]), int(row[0]["shortfall"])
 
 
 def settle(conn: psycopg.Connection, request_id: str, actual: int) -> int:
@@ -169,6 +186,9 @@ class Receipt:
     api_key_name: str | None
     api_key_prefix: str | None
     team_id: str | None = None  # the team the request was billed to
+    cached_tokens: int | None = None  # of tokens_in: read from the provider's cache
+    cache_write_tokens: int | None = None  # of tokens_in: written to the provider's cache
+    reasoning_tokens: int | None = None  # of tokens_out: hidden reasoning
 
 
 def receipt(conn: psycopg.Connection, user_id: str, request_id: str) -> Receipt | None:
@@ -180,7 +200,8 @@ def receipt(conn: psycopg.Connection, user_id: str, request_id: str) -> Receipt 
                               l.multiplier, l.fallback_path, l.stream, l.error_code, l.latency_ms, l.output_limit,
                               l.shortfall, r.status as reservation_status, r.amount as reserved, r.charged,
                               coalesce(l.api_key_id, r.api_key_id)::text as api_key_id, k.name as api_key_name,
-                              k.prefix as api_key_prefix, coalesce(l.team_id, r.team_id)::text as team_id
+                              k.prefix as api_key_prefix, coalesce(l.team_id, r.team_id)::text as team_id,
+                              l.cached_tokens, l.cache_write_tokens, l.reasoning_tokens
                        from (select 1) one
                        left join public.llm_request_logs l on l.request_id = %(rid)s and l.user_id = %(uid)s
                        left join public.credit_reservations r on r.request_id = %(rid)s and r.user_id = %(uid)s

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
-from typing import TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import psycopg
 
@@ -124,12 +124,18 @@ def reserve_flex(db: Database, user_id: str, request_id: str, minimum: int, maxi
         return retry(run)
     except psycopg.Error as exc:
         state = getattr(exc, "sqlstate", None)
-        if state in _UNAFFORDABLE:
-            detail = exc.diag.message_detail or "0"
-            raise Unaffordable(_UNAFFORDABLE[state], max(int(detail), 0), team is not None) from None
-        if state == credits_repo.NOT_TEAM_MEMBER:
-            raise NotTeamMember() from None
+        if state in _UNAFFORDABLE or state == credits_repo.NOT_TEAM_MEMBER:
+            raise_refusal(str(state), exc.diag.message_detail, team)
         raise
+
+
+def raise_refusal(state: str, detail: Any, team: str | None) -> NoReturn:
+    """The reservation's refusal (its SQLSTATE and DETAIL, the room left) as Unaffordable or NotTeamMember."""
+    if state == credits_repo.NOT_TEAM_MEMBER:
+        raise NotTeamMember() from None
+    if state not in _UNAFFORDABLE:
+        raise ValueError(f"not a refusal: {state}")
+    raise Unaffordable(_UNAFFORDABLE[state], max(int(detail or "0"), 0), team is not None) from None
 
 
 def settle_logged(db: Database, request_id: str, actual: int, receipt: dict[str, object]) -> tuple[int, int]:
@@ -149,6 +155,18 @@ def refund_logged(db: Database, request_id: str, receipt: dict[str, object]) -> 
     def run() -> int:
         with db.service_statement() as conn:
             return credits_repo.refund_logged(conn, request_id, receipt)
+
+    return retry(run)
+
+
+def close_logged(db: Database, request_id: str, actual: int | None, receipt: dict[str, object],
+                 release_stream: bool = False) -> tuple[int, int]:
+    """Settle at `actual` (None: refund in full), write the receipt row and (a stream) release its slot, in one
+    transaction: a charge never exists without its receipt. Returns (charged, shortfall). Idempotent, so retried."""
+
+    def run() -> tuple[int, int]:
+        with db.service_statement() as conn:
+            return credits_repo.close_logged(conn, request_id, actual, receipt, release_stream)
 
     return retry(run)
 

@@ -23,6 +23,7 @@ from webapp.config import Settings
 from webapp.crypto import KeyRing
 from webapp.db import ApiKeyClaims, Database, check_principal, principal_ids
 from webapp.errors import AppError, Forbidden, PaymentRequired, RateLimited, UpstreamError
+from webapp.notify.events import KeyFailures
 from webapp.providers import get_adapter
 from webapp.providers.base import UpstreamFailure, UpstreamStream
 from webapp.providers.sse import DONE, format_chunk
@@ -37,6 +38,7 @@ from webapp.services.logwriter import LogWriter
 from webapp.services.pricing import TokenSplit, charge, token_split
 
 log = logging.getLogger("switchboard.gateway")
+_HELD_MAX = 4096  # callers whose last context a worker keeps (a guess to price from; never trusted unchecked)
 
 
 def _loggable_key_source(source: str | None) -> str | None:
@@ -65,6 +67,7 @@ class Receipt:
     team: str | None = None  # the slug of the team the request is billed to
     team_id: str | None = None
     cached_tokens: int = 0  # prompt tokens the upstream served from its cache (charged at the cached-input rate)
+    holds_stream_slot: bool = False  # an active_streams row exists and must be released
     cache_write_tokens: int = 0  # prompt tokens written to the provider's cache (charged at the cache-write rate)
     reasoning_tokens: int = 0  # hidden reasoning tokens, part of tokens_out (shown, never charged twice)
     # A request kind other than chat completions (/v1/responses, /v1/embeddings: services/responses_api.py,
@@ -133,11 +136,33 @@ class ChatResult:
     stream: Any = None
 
 
+@dataclass(frozen=True)
+class _Pricing:
+    plan: router.Plan  # the routes that fit
+    priced: list[budget.Priced]
+    least: int
+    most: int
+    tokens_in: int
+    allow_dearer: bool
+
+
+@dataclass(frozen=True)
+class _Guess:
+    plan: router.Plan
+    pricing: _Pricing
+    ask: context_repo.ReserveAsk
+    held: tuple[str, context_repo.UserContext]  # the context (and its fingerprint) the guess was made in
+
+
 class Gateway:
     def __init__(self, settings: Settings, db: Database, keyring: KeyRing, catalog: CatalogCache,
                  logs: LogWriter) -> None:
         self.settings, self.db, self.keyring, self.catalog, self.logs = settings, db, keyring, catalog, logs
         self.engines = EngineHealth(settings.engine_probe_seconds)  # keyless local engines: answering now?
+        self.key_failures = KeyFailures(db)  # issue 16: stored keys refused with 401/403 -> outbox event
+        # Per caller, the context of their last request and its fingerprint: only a guess to price the next
+        # reservation from, which Postgres checks against the context it reads in the same statement.
+        self._held: dict[tuple[Any, ...], tuple[str, context_repo.UserContext, Any]] = {}
 
     # -- context -----------------------------------------------------------------------------------------
     def context(self, user: str | dict[str, Any], admission: context_repo.Admission | None = None,
@@ -145,32 +170,53 @@ class Gateway:
         """The user's context; Unauthorized when the user is gone or banned or (given the claims) the token's
         session has ended, checked in the same round trip, before any admission is counted. With a personal API
         key's claims, that round trip resolves the key to its owner (and fills the claims)."""
+        begun, catalog = self._begin(user, admission, team, billing)
+        return begun.context, catalog
+
+    @staticmethod
+    def _caller(user: str | dict[str, Any], team: str | None, billing: bool) -> tuple[Any, ...]:
+        if isinstance(user, ApiKeyClaims):
+            return ("key", user.digest, team, billing)
+        user_id, session_id = principal_ids(user) if isinstance(user, dict) else (str(user), None)
+        return ("token", user_id, session_id, team, billing)
+
+    def _begin(self, user: str | dict[str, Any], admission: context_repo.Admission | None, team: str | None,
+               billing: bool, guess: _Guess | None = None) -> tuple[context_repo.Begun, Any]:
+        caller = self._caller(user, team, billing)
         key = user if isinstance(user, ApiKeyClaims) else None
-        if key is not None:
-            user_id, session_id = None, None
-        else:
-            user_id, session_id = principal_ids(user) if isinstance(user, dict) else (str(user), None)
+        user_id, session_id = (None, None) if key is not None else caller[1:3]
 
-        def run() -> context_repo.UserContext:
+        def run() -> context_repo.Begun:
             with self.db.service_statement() as conn:
-                return context_repo.load(conn, user_id, admission, session_id,  # type: ignore[arg-type]
-                                         key.digest if key is not None else None, team, billing)
+                return context_repo.begin(conn, user_id, admission, session_id,  # type: ignore[arg-type]
+                                          key.digest if key is not None else None, team, billing,
+                                          guess.held if guess else None, guess.ask if guess else None)
 
-        # Safe to repeat when the outcome is unknown (connection killed mid-transaction): a read, plus
-        # gateway_admit, whose stream-slot insert tolerates its own request id.
-        ctx = credits.retry(run)
+        # Safe to repeat when the outcome is unknown (connection killed mid-transaction): a read, gateway_admit,
+        # whose stream-slot insert tolerates its own request id, and a reservation idempotent by request id.
+        begun = credits.retry(run)
+        ctx = begun.context
         if key is not None:
             key.accept(ctx.principal)
         else:
             check_principal(ctx.principal)
-        return ctx, self.catalog.get(ctx.catalog_version)
+        catalog = self.catalog.get(ctx.catalog_version)
+        self._hold(caller, begun, catalog)
+        return begun, catalog
 
-    def _admit(self, user_id: str | dict[str, Any], request_id: str,
-               stream: bool, team: str | None = None) -> tuple[context_repo.UserContext, Any]:
+    def _hold(self, caller: tuple[Any, ...], begun: context_repo.Begun, catalog: Any) -> None:
+        if len(self._held) >= _HELD_MAX and caller not in self._held:
+            with contextlib.suppress(KeyError, StopIteration, RuntimeError):  # another thread evicted it first
+                del self._held[next(iter(self._held))]
+        self._held[caller] = (begun.fingerprint, begun.context, catalog)
+
+    def _admit(self, user: str | dict[str, Any], request_id: str, stream: bool, team: str | None = None,
+               guess: _Guess | None = None) -> tuple[context_repo.Begun, Any]:
         s = self.settings
         admission = context_repo.Admission(s.rate_limit_per_minute, s.max_concurrent_streams,
                                            s.stream_stale_seconds, request_id if stream else None)
-        ctx, catalog = self.context(user_id, admission, team, billing=True)
+        begun, catalog = self._begin(user, admission, team, True, guess)
+        ctx = begun.context
         verdict = ctx.admit or {}
         if verdict.get("ok") and ctx.team_refusal:
             if stream:
@@ -183,7 +229,12 @@ class Gateway:
                                   code="too_many_streams", headers={"Retry-After": retry})
             raise RateLimited(f"Too many requests (at most {s.rate_limit_per_minute} a minute).",
                               code="rate_limited", headers={"Retry-After": retry})
-        return ctx, catalog
+        return begun, catalog
+
+    def _release_slot(self, receipt: Receipt) -> None:
+        if receipt.holds_stream_slot:
+            receipt.holds_stream_slot = False
+            self._release_stream(receipt.request_id)
 
     def _release_stream(self, request_id: str) -> None:
         def run() -> None:
@@ -283,20 +334,28 @@ class Gateway:
         started = time.monotonic()
         req = chat_request.parse(body, task_header, max_messages=self.settings.max_messages,
                                  max_tokens_ceiling=self.settings.max_tokens_ceiling)
-        # claims: the session is checked too; an API key is resolved to its owner in the same round trip
-        ctx, catalog = self._admit(claims, request_id, req.stream, team)
+        # claims: the session is checked too; an API key is resolved to its owner in the same round trip. When
+        # this worker holds the caller's context, the reservation priced from it travels in that round trip too,
+        # and Postgres makes it only if the context it reads there is still exactly that one.
+        guess = self._guess(claims, team, req, byok, request_id)
+        begun, catalog = self._admit(claims, request_id, req.stream, team, guess)
+        ctx = begun.context
         user_id = str(claims["sub"])
+        priced_in_begin = guess is not None and begun.reserved is not None
         try:
-            plan = router.plan(req.model, req.task, byok, ctx, catalog, self.settings, self.keyring)
+            plan = guess.plan if guess is not None and priced_in_begin else router.plan(
+                req.model, req.task, byok, ctx, catalog, self.settings, self.keyring)
         except BaseException:
             if req.stream:
                 self._release_stream(request_id)
             raise
         receipt = Receipt(request_id, plan.mode, api_key_id=ctx.api_key.id if ctx.api_key else None,
                           team=ctx.team.slug if ctx.team else None, team_id=ctx.team.id if ctx.team else None,
-                          kind=kind)
+                          holds_stream_slot=req.stream, kind=kind)
         try:
-            if plan.mode == "member":
+            if plan.mode == "member" and guess is not None and priced_in_begin:
+                plan, limits = self._reserved(req, guess.pricing, begun.reserved or {}, receipt)
+            elif plan.mode == "member":
                 plan, limits = self._reserve(user_id, req, plan, receipt, ctx.preferences.monthly_credit_cap,
                                              ctx.api_key, ctx.preferences.allow_dearer_fallbacks)
             else:
@@ -314,12 +373,27 @@ class Gateway:
             self._fail(user_id, req, plan, receipt, started, None)
             raise
 
-    def _reserve(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, receipt: Receipt,
-                 cap: int | None, key: KeyScope | None = None,
-                 allow_dearer: bool = False) -> tuple[router.Plan, list[int | None]]:
-        """Member mode: price every route, reserve between a short answer and the full limit (the full limit when
-        the client set one), and give each route the output limit the reservation pays for. Unless the user
-        allows dearer fallbacks, the reservation is for the first route that fits and no fallback costs more."""
+    def _guess(self, claims: dict[str, Any], team: str | None, req: chat_request.ChatRequest,
+               byok: router.ByokHeaders | None, request_id: str) -> _Guess | None:
+        """The plan and the reservation this request would get in the context this worker last saw for the caller
+        (None when it holds none, or that context plans no member route, or refuses the request: then the usual
+        two statements decide, from the context read fresh)."""
+        held = self._held.get(self._caller(claims, team, True))
+        if held is None:
+            return None
+        fingerprint, ctx, catalog = held
+        try:
+            plan = router.plan(req.model, req.task, byok, ctx, catalog, self.settings, self.keyring)
+            if plan.mode != "member":
+                return None
+            pricing = self._price(req, plan, ctx.preferences.allow_dearer_fallbacks)
+        except AppError:
+            return None
+        return _Guess(plan, pricing, context_repo.ReserveAsk(fingerprint, request_id, pricing.least, pricing.most),
+                      (fingerprint, ctx))
+
+    def _price(self, req: chat_request.ChatRequest, plan: router.Plan, allow_dearer: bool) -> _Pricing:
+        """Member mode: the routes that fit, priced, and the reservation's bounds (AppError when none fits)."""
         budget.refuse_unpriceable(req.body)
         fitting, counted = self._fitting(req, plan, allow_dearer)
         if not fitting:
@@ -327,20 +401,48 @@ class Gateway:
             raise AppError(f"The prompt (about {min(counted.values())} tokens) does not fit the model's context window "
                            f"({window} tokens).", code="context_length_exceeded", status=400, field="messages")
         plan = router.Plan([r for r, _ in fitting], plan.mode, plan.task, plan.requested_model)
-        receipt.tokens_in = counted[tokens.encoding_name_for_model(plan.routes[0].model)]
         priced = [budget.Priced(r.rate, r.provider.credit_multiplier, lim) for r, lim in fitting if r.rate]
         least, most = budget.reservation_bounds(priced, req.n, req.max_tokens is not None, dearest=allow_dearer)
+        return _Pricing(plan, priced, least, most, counted[tokens.encoding_name_for_model(plan.routes[0].model)],
+                        allow_dearer)
+
+    def _reserve(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, receipt: Receipt,
+                 cap: int | None, key: KeyScope | None = None,
+                 allow_dearer: bool = False) -> tuple[router.Plan, list[int | None]]:
+        """Member mode: price every route, reserve between a short answer and the full limit (the full limit when
+        the client set one), and give each route the output limit the reservation pays for. Unless the user
+        allows dearer fallbacks, the reservation is for the first route that fits and no fallback costs more."""
+        pricing = self._price(req, plan, allow_dearer)
+        receipt.tokens_in = pricing.tokens_in
         try:
             receipt.reserved, receipt.limited_by = credits.reserve_flex(
-                self.db, user_id, receipt.request_id, least, most, cap,
+                self.db, user_id, receipt.request_id, pricing.least, pricing.most, cap,
                 key.id if key else None, key.monthly_credit_cap if key else None, team=receipt.team_id)
             receipt.holds_reservation = True
         except credits.NotTeamMember:
             raise _team_refused("not_a_team_member") from None
         except credits.Unaffordable as exc:
-            reserved_for = priced if allow_dearer else priced[:1]
-            raise self._unaffordable(exc, req.n, budget.largest_fit(exc.available, reserved_for, req.n)) from None
-        return plan, list(budget.output_limits(receipt.reserved, priced, req.n))
+            raise self._refused(exc, req.n, pricing) from None
+        return pricing.plan, list(budget.output_limits(receipt.reserved, pricing.priced, req.n))
+
+    def _reserved(self, req: chat_request.ChatRequest, pricing: _Pricing, outcome: dict[str, Any],
+                  receipt: Receipt) -> tuple[router.Plan, list[int | None]]:
+        """The reservation public.gateway_begin made (or refused) for the guessed pricing."""
+        receipt.tokens_in = pricing.tokens_in
+        if "refused" in outcome:
+            try:
+                credits.raise_refusal(str(outcome["refused"]), outcome.get("available"), receipt.team_id)
+            except credits.NotTeamMember:
+                raise _team_refused("not_a_team_member") from None
+            except credits.Unaffordable as exc:
+                raise self._refused(exc, req.n, pricing) from None
+        receipt.reserved, receipt.limited_by = int(outcome["amount"]), outcome.get("limited_by")
+        receipt.holds_reservation = True
+        return pricing.plan, list(budget.output_limits(receipt.reserved, pricing.priced, req.n))
+
+    def _refused(self, exc: credits.Unaffordable, n: int, pricing: _Pricing) -> AppError:
+        reserved_for = pricing.priced if pricing.allow_dearer else pricing.priced[:1]
+        return self._unaffordable(exc, n, budget.largest_fit(exc.available, reserved_for, n))
 
     def _fitting(self, req: chat_request.ChatRequest, plan: router.Plan, allow_dearer: bool
                  ) -> tuple[list[tuple[router.Route, budget.RouteLimit]], dict[str, int]]:
@@ -405,6 +507,8 @@ class Gateway:
             except UpstreamFailure as exc:
                 failure = exc
                 receipt.fallback_path.append(f"{route.provider.slug}:{exc.status or exc.kind}")
+                if exc.status in (401, 403):  # issue 16: a stored key refused -> provider_key.failing, once a day
+                    self.key_failures.report_route(route, exc.status)
                 if not exc.retryable:
                     break
                 continue
@@ -489,7 +593,6 @@ class Gateway:
 
         def never_started() -> None:
             upstream.close()
-            self._release_stream(receipt.request_id)
             self._end_stream(user_id, req, route, receipt, started, "disconnected", [], None)
 
         body.on_close_unstarted = never_started
@@ -526,7 +629,8 @@ class Gateway:
             outcome, failure = "upstream_failed", exc
         finally:
             upstream.close()
-            self._release_stream(receipt.request_id)
+            if not receipt.holds_reservation:  # member mode: released by the statement that settles
+                self._release_slot(receipt)
             if outcome != "completed":
                 self._end_stream(user_id, req, route, receipt, started, outcome, delivered, failure)
         if failure is not None:
@@ -570,8 +674,8 @@ class Gateway:
 
     def _fail(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, receipt: Receipt,
               started: float, exc: AppError | None) -> None:
-        if req.stream:
-            self._release_stream(receipt.request_id)
+        if not receipt.holds_reservation:  # member mode: released by the statement that refunds
+            self._release_slot(receipt)
         status, code = (exc.status, exc.code) if exc else (500, "internal_error")
         if exc is None and isinstance(sys.exc_info()[1], psycopg.OperationalError):
             status, code = 503, "database_unavailable"  # what the error handler answers for it
@@ -594,19 +698,22 @@ class Gateway:
                                 route.provider.credit_multiplier)
         row = self._row(user_id, req, receipt, started, status, error_code, route or planned, route)
         if not receipt.holds_reservation:
+            self._release_slot(receipt)
             self.logs.submit(row, route.user_key_id if route else None)
             self._log_line(row)
             return
+        release, receipt.holds_stream_slot = receipt.holds_stream_slot, False
         try:
-            if actual is not None:
-                receipt.credits, receipt.shortfall = credits.settle_logged(
-                    self.db, receipt.request_id, actual, dataclasses.asdict(row))
-            else:
-                credits.refund_logged(self.db, receipt.request_id, dataclasses.asdict(row))
-                receipt.credits = 0
+            # One statement: the stream slot released, settled (or refunded) and the receipt row written.
+            receipt.credits, receipt.shortfall = credits.close_logged(
+                self.db, receipt.request_id, actual, dataclasses.asdict(row), release)
         except psycopg.OperationalError:
+            if release:
+                self._release_stream(receipt.request_id)  # else it expires after stream_stale_seconds
             raise  # the reservation stays open; `flask credits sweep` refunds it
         except psycopg.Error as exc:
+            if release:
+                self._release_stream(receipt.request_id)
             # The receipt row itself was refused (e.g. its user was deleted meanwhile): close the money without
             # it and hand the row to the writer, which keeps rows the table refuses.
             log.error("settling %s with its receipt failed: %s", receipt.request_id, type(exc).__name__)
