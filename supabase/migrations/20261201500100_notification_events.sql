@@ -13,7 +13,9 @@
 -- * Amounts in `data` are integer micro-credits (1 credit = 1,000,000), named *_micro. No secret is ever in data.
 -- * RLS: a user reads the events about them (user_id); writes are the definer functions' and the service role's.
 -- * Hot path: the balance triggers fire only when a balance goes DOWN and the wallet has not been warned yet (a
---   WHEN clause, evaluated without a function call otherwise); the cap trigger only when a reservation settles.
+--   WHEN clause, evaluated without a function call otherwise); the cap trigger only when a reservation settles with
+--   a charge, and then reads the caps by primary key; a capped scope keeps a running monthly tally
+--   (private.cap_spend), so no settle re-sums the month.
 
 create table public.notification_events (
   id uuid primary key default gen_random_uuid(),
@@ -177,13 +179,13 @@ create trigger team_credit_ledger_grant_notify after insert on public.team_credi
 
 -- One cap: spent so far this month against the cap, both thresholds, each once per month (dedupe_key).
 create or replace function private.notify_cap(p_scope text, p_subject text, p_user uuid, p_team uuid, p_cap bigint,
-                                              p_spent bigint, p_data jsonb) returns void
+                                              p_spent bigint, p_data jsonb, p_month text) returns void
 language plpgsql
 security definer
 set search_path = ''
 as $$
 declare
-  v_month text := to_char(now() at time zone 'utc', 'YYYY-MM');
+  v_month text := p_month;
   v_data jsonb := coalesce(p_data, '{}'::jsonb) || jsonb_build_object(
     'scope', p_scope, 'cap_micro', p_cap, 'spent_micro', p_spent, 'month', v_month);
 begin
@@ -197,19 +199,51 @@ begin
 end
 $$;
 
--- Whether both thresholds of a cap are already recorded this month (then the sum is not needed).
-create or replace function private.notify_cap_done(p_scope text, p_subject text) returns boolean
-language sql
-stable
+-- What each capped scope has settled this month, kept as settles happen (O(1) per settle instead of re-summing the
+-- month's reservations): filled from the reservations the first time a scope is seen in a month. Written only
+-- under the wallet lock the settle already holds, so it adds no contention. Not exposed (schema private).
+create table private.cap_spend (
+  scope text not null,
+  subject text not null,
+  month timestamptz not null,
+  spent bigint not null,
+  primary key (scope, subject, month)
+);
+revoke all on private.cap_spend from public, anon, authenticated, service_role;
+
+-- One capped scope after a settle of p_charged: add it to the month's tally (or start the tally from the settled
+-- reservations, this one included) and tell the thresholds crossed. p_where selects the scope's reservations.
+create or replace function private.notify_cap_settled(p_scope text, p_subject text, p_user uuid, p_team uuid,
+                                                      p_cap bigint, p_month timestamptz, p_charged bigint,
+                                                      p_where text, p_id uuid, p_data jsonb) returns void
+language plpgsql
 security definer
 set search_path = ''
 as $$
-  select exists (select 1 from public.notification_events where dedupe_key =
-    'spend_cap.reached:' || p_scope || ':' || p_subject || ':' || to_char(now() at time zone 'utc', 'YYYY-MM'))
+declare
+  v_spent bigint;
+begin
+  update private.cap_spend set spent = spent + p_charged
+    where scope = p_scope and subject = p_subject and month = p_month
+    returning spent into v_spent;
+  if not found then
+    execute format('select coalesce(sum(charged), 0) from public.credit_reservations where %s = $1'
+                   ' and status = ''settled'' and created_at >= $2 and created_at < $2 + interval ''1 month''%s',
+                   p_where, case when p_scope = 'user' then ' and team_id is null'
+                                 when p_scope = 'team_member' then ' and team_id = $3' else '' end)
+      into v_spent using p_id, p_month, p_team;
+    insert into private.cap_spend (scope, subject, month, spent) values (p_scope, p_subject, p_month, v_spent)
+      on conflict (scope, subject, month) do update set spent = excluded.spent;
+  end if;
+  if v_spent * 5 >= p_cap * 4 and not exists (select 1 from public.notification_events where dedupe_key =
+      'spend_cap.reached:' || p_scope || ':' || p_subject || ':' || to_char(p_month, 'YYYY-MM')) then
+    perform private.notify_cap(p_scope, p_subject, p_user, p_team, p_cap, v_spent, p_data, to_char(p_month, 'YYYY-MM'));
+  end if;
+end
 $$;
 
--- After a reservation settles: the caps that bound it, measured as the reservation functions measure them
--- (this month's reservations not refunded, charged or still held).
+-- After a reservation settles: the caps that bound it (the user's own for personal spending, the member's in a
+-- team, the API key's). Without a cap: one primary-key read (two with an API key).
 create or replace function private.notify_caps_on_settle() returns trigger
 language plpgsql
 security definer
@@ -217,42 +251,66 @@ set search_path = ''
 as $$
 declare
   v_cap bigint;
-  v_spent bigint;
-  v_month timestamptz := date_trunc('month', now());
-  v_key public.api_keys;
+  v_month timestamptz := date_trunc('month', new.created_at);
+  v_name text;
+  v_prefix text;
+  v_owner uuid;
 begin
   if new.team_id is null then
     select monthly_credit_cap into v_cap from public.user_preferences where user_id = new.user_id;
-    if v_cap > 0 and not private.notify_cap_done('user', new.user_id::text) then
-      select coalesce(sum(coalesce(charged, amount)), 0) into v_spent from public.credit_reservations
-        where user_id = new.user_id and team_id is null and status <> 'refunded' and created_at >= v_month;
-      perform private.notify_cap('user', new.user_id::text, new.user_id, null, v_cap, v_spent, '{}');
+    if v_cap > 0 then
+      perform private.notify_cap_settled('user', new.user_id::text, new.user_id, null, v_cap, v_month, new.charged,
+                                         'user_id', new.user_id, '{}');
     end if;
   else
     select monthly_credit_cap into v_cap from public.team_members
       where team_id = new.team_id and user_id = new.user_id;
-    if v_cap > 0 and not private.notify_cap_done('team_member', new.team_id || ':' || new.user_id) then
-      select coalesce(sum(coalesce(charged, amount)), 0) into v_spent from public.credit_reservations
-        where team_id = new.team_id and user_id = new.user_id and status <> 'refunded' and created_at >= v_month;
-      perform private.notify_cap('team_member', new.team_id || ':' || new.user_id, new.user_id, new.team_id,
-                                 v_cap, v_spent,
-                                 jsonb_build_object('team_id', new.team_id));
+    if v_cap > 0 then
+      perform private.notify_cap_settled('team_member', new.team_id || ':' || new.user_id, new.user_id,
+                                         new.team_id, v_cap, v_month, new.charged, 'user_id', new.user_id,
+                                         jsonb_build_object('team_id', new.team_id));
     end if;
   end if;
   if new.api_key_id is not null then
-    select * into v_key from public.api_keys where id = new.api_key_id;
-    if v_key.monthly_credit_cap > 0 and not private.notify_cap_done('api_key', v_key.id::text) then
-      select coalesce(sum(coalesce(charged, amount)), 0) into v_spent from public.credit_reservations
-        where api_key_id = v_key.id and status <> 'refunded' and created_at >= v_month;
-      perform private.notify_cap('api_key', v_key.id::text, v_key.user_id, null, v_key.monthly_credit_cap,
-                                 v_spent,
-                                 jsonb_build_object('api_key_id', v_key.id, 'api_key_name', v_key.name,
-                                                    'api_key_prefix', v_key.prefix));
+    select monthly_credit_cap, name, prefix, user_id into v_cap, v_name, v_prefix, v_owner
+      from public.api_keys where id = new.api_key_id;
+    if v_cap > 0 then
+      perform private.notify_cap_settled('api_key', new.api_key_id::text, v_owner, null, v_cap, v_month,
+                                         new.charged, 'api_key_id', new.api_key_id,
+                                         jsonb_build_object('api_key_id', new.api_key_id, 'api_key_name', v_name,
+                                                            'api_key_prefix', v_prefix));
     end if;
   end if;
   return null;
 end
 $$;
+
+-- A cap changed (or removed and set again): that scope's tally is rebuilt from the reservations on its next settle,
+-- since settles made while it had no cap were not counted.
+create or replace function private.notify_cap_changed() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  delete from private.cap_spend where (scope, subject) = (
+    case tg_table_name when 'user_preferences' then 'user' when 'api_keys' then 'api_key' else 'team_member' end,
+    case tg_table_name when 'user_preferences' then (to_jsonb(new) ->> 'user_id')
+                       when 'api_keys' then (to_jsonb(new) ->> 'id')
+                       else (to_jsonb(new) ->> 'team_id') || ':' || (to_jsonb(new) ->> 'user_id') end);
+  return null;
+end
+$$;
+
+create trigger user_preferences_cap_changed after update of monthly_credit_cap on public.user_preferences
+  for each row when (old.monthly_credit_cap is distinct from new.monthly_credit_cap)
+  execute function private.notify_cap_changed();
+create trigger api_keys_cap_changed after update of monthly_credit_cap on public.api_keys
+  for each row when (old.monthly_credit_cap is distinct from new.monthly_credit_cap)
+  execute function private.notify_cap_changed();
+create trigger team_members_cap_changed after update of monthly_credit_cap on public.team_members
+  for each row when (old.monthly_credit_cap is distinct from new.monthly_credit_cap)
+  execute function private.notify_cap_changed();
 
 create trigger credit_reservations_cap_notify after update of status on public.credit_reservations
   for each row when (old.status = 'reserved' and new.status = 'settled' and new.charged > 0)
@@ -370,8 +428,9 @@ create trigger team_invitations_created_notify after insert on public.team_invit
 
 revoke execute on function private.notify_enqueue(uuid), private.notify_event(text, uuid, uuid, text, jsonb),
   private.notify_low_balance(), private.notify_user_grant(), private.notify_team_grant(),
-  private.notify_cap(text, text, uuid, uuid, bigint, bigint, jsonb), private.notify_cap_done(text, text),
-  private.notify_caps_on_settle(), private.notify_api_key(), private.notify_password_changed(),
+  private.notify_cap(text, text, uuid, uuid, bigint, bigint, jsonb, text),
+  private.notify_cap_settled(text, text, uuid, uuid, bigint, timestamptz, bigint, text, uuid, jsonb),
+  private.notify_caps_on_settle(), private.notify_cap_changed(), private.notify_api_key(), private.notify_password_changed(),
   private.notify_team_invitation(), public.notify_key_failing(text, uuid, integer)
   from public, anon, authenticated;
 grant execute on function public.notify_key_failing(text, uuid, integer) to service_role;

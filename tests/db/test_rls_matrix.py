@@ -712,12 +712,13 @@ def test_every_public_table_has_rls_enabled(admin_conn: psycopg.Connection) -> N
 
 
 def test_every_public_table_is_in_the_matrix(admin_conn: psycopg.Connection) -> None:
+    from tests.db.test_rollups_rls import ROLLUP_TABLES  # the usage rollups too (own, team, site rows)
     from tests.db.test_teams_rls import TEAM_TABLES  # the team tables have their own matrix (team roles)
+    from tests.notify.test_outbox_rls import NOTIFY_TABLES  # the outbox and its job queue (own events only)
     from tests.notify.test_webhooks_rls import WEBHOOK_TABLES  # so have the webhook tables (user, team, site)
 
-    from tests.db.test_rollups_rls import ROLLUP_TABLES  # the usage rollups too (own, team, site rows)
-
-    tables = set(public_tables(admin_conn)) - set(TEAM_TABLES) - set(WEBHOOK_TABLES) - set(ROLLUP_TABLES)
+    tables = (set(public_tables(admin_conn)) - set(TEAM_TABLES) - set(WEBHOOK_TABLES) - set(ROLLUP_TABLES)
+              - set(NOTIFY_TABLES))
     assert tables == set(SPECS), (f"tables missing from the RLS matrix: {sorted(tables - set(SPECS))}; "
                                   f"matrix tables that do not exist: {sorted(set(SPECS) - tables)}")
 
