@@ -103,6 +103,15 @@ def test_update_and_delete(client: FlaskClient, make_user: Any) -> None:
     assert client.delete(path, headers=user.headers).status_code == 404
 
 
+def test_test_events_cannot_flood_an_endpoint(client: FlaskClient, make_user: Any) -> None:
+    user = make_user()
+    hook = _create(client, user).get_json()["webhook"]
+    for _ in range(webhooks.MAX_PENDING_TESTS):
+        assert client.post(f"/api/user/webhooks/{hook['id']}/test", headers=user.headers).status_code == 202
+    r = client.post(f"/api/user/webhooks/{hook['id']}/test", headers=user.headers)
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "webhook_tests_pending"
+
+
 def test_at_most_ten_endpoints_per_owner(client: FlaskClient, make_user: Any) -> None:
     user = make_user()
     for _ in range(webhooks.MAX_ENDPOINTS):

@@ -235,6 +235,22 @@ def test_endpoint_disabled_after_a_day_of_failures(hook_client: FlaskClient, hoo
     assert r.get_json()["webhook"]["status"] == "active"
 
 
+def test_finished_deliveries_are_forgotten_after_thirty_days(hook_client: FlaskClient, hook_app: Flask,
+                                                            make_user: Any, receiver: Receiver,
+                                                            admin_conn: psycopg.Connection) -> None:
+    user = make_user()
+    endpoint, _ = add_endpoint(hook_client, user, receiver.url)
+    for _ in range(2):
+        hook_client.post(f"/api/user/webhooks/{endpoint['id']}/test", headers=user.headers)
+    admin_conn.execute("update public.webhook_deliveries set status = 'succeeded', created_at = now() - interval"
+                       " '31 days' where id = (select id from public.webhook_deliveries where endpoint_id = %s"
+                       " limit 1)", [endpoint["id"]])
+    notify.sweep(hook_app.extensions["switchboard"].db)
+    left = admin_conn.execute("select status from public.webhook_deliveries where endpoint_id = %s",
+                              [endpoint["id"]]).fetchall()
+    assert left == [("pending",)]
+
+
 def test_a_lease_left_by_a_killed_worker_is_attempted_again_with_the_same_id(
         hook_client: FlaskClient, hook_app: Flask, hook_settings: Settings, make_user: Any, receiver: Receiver,
         admin_conn: psycopg.Connection) -> None:
@@ -348,6 +364,8 @@ def test_creating_an_api_key_sends_a_signed_webhook(hook_client: FlaskClient, ma
     payload = verify(got, secret)
     assert payload["type"] == "api_key.created"
     assert payload["data"]["api_key_id"] == key["id"] and payload["data"]["name"] == "nightly"
+    assert payload["data"]["user_id"] == user.id and payload["data"]["team_id"] is None
+    assert payload["data"]["event_id"]
     assert r.get_json()["secret"] not in got.body.decode()  # the event names the key, never its secret
     hook_client.delete(f"/api/user/api-keys/{key['id']}", headers=user.headers)
     work(lambda: len(receiver.got) >= 2 and _pending(admin_conn, endpoint["id"]) == 0)

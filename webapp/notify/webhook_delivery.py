@@ -123,7 +123,7 @@ def send(url: str, secret: str, delivery_id: str, body: str, *, timeout: float,
     except (UpstreamFailure, requests.RequestException) as exc:
         return Outcome(False, None, None, _error_text(exc), took())
     try:
-        raw = _read_some(resp)
+        raw = _read_some(resp, started + timeout)
     finally:
         resp.close()
     status = resp.status_code
@@ -133,12 +133,14 @@ def send(url: str, secret: str, delivery_id: str, body: str, *, timeout: float,
     return Outcome(ok, status, excerpt_of(raw, secret), error, took())
 
 
-def _read_some(resp: requests.Response) -> bytes:
+def _read_some(resp: requests.Response, deadline: float) -> bytes:
+    """At most READ_LIMIT bytes of the answer, read until `deadline` (a receiver dripping bytes cannot hold the
+    worker longer than about one timeout)."""
     out = bytearray()
     try:
-        for chunk in resp.iter_content(1024):
+        for chunk in resp.iter_content(256):
             out += chunk
-            if len(out) >= READ_LIMIT:
+            if len(out) >= READ_LIMIT or time.monotonic() >= deadline:
                 break
     except (requests.RequestException, OSError):
         pass  # the status is what counts; a broken body only shortens the excerpt

@@ -30,6 +30,7 @@ QUEUE = "webhooks"
 # Seconds after each failed attempt (before WEBHOOK_RETRY_SCALE): 11 attempts over ~23.7 hours, then failed.
 RETRY_DELAYS = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800)
 SWEEP_LIMIT = 500
+KEEP_DAYS = 30  # the delivery log keeps finished deliveries this long
 DISABLED_REASON = "Disabled after failing for a day: no delivery succeeded. Fix the receiver, then enable it again."
 
 
@@ -74,7 +75,9 @@ def fan_out(conn: psycopg.Connection, event: Any) -> int:
     endpoints = repo.matching_endpoints(conn, str(event.type), user_id, team_id)
     if not endpoints:
         return 0
-    body = payload(str(event.type), event.created_at, event.data)
+    # Whom it is about, for a team's or the site's receiver (the event's own fields win on a clash).
+    data = {"event_id": str(event.id), "user_id": user_id, "team_id": team_id, **dict(event.data or {})}
+    body = payload(str(event.type), event.created_at, data)
     made = 0
     for endpoint_id in endpoints:
         delivery_id = repo.insert_delivery(conn, endpoint_id, str(event.id), str(event.type), body)
@@ -147,11 +150,13 @@ def _requeue_if_waiting(conn: psycopg.Connection, delivery_id: str) -> None:
 
 def sweep(db: Database) -> int:
     """Queue an attempt for every due delivery without a waiting job (a safety net: jobs are queued with every
-    state change, so this finds only what a crash left behind)."""
+    state change, so this finds only what a crash left behind), and forget finished deliveries older than
+    KEEP_DAYS (their attempts go with them)."""
     with db.as_service() as conn:
         due = repo.due_deliveries(conn, SWEEP_LIMIT)
         for delivery_id, _ in due:
             _defer(conn, delivery_id)
+        repo.prune(conn, KEEP_DAYS, SWEEP_LIMIT * 10)
     return len(due)
 
 
@@ -167,6 +172,6 @@ def register_tasks(app: Any) -> None:
         return attempt(ctx.db, ctx.settings, KeyRing(ctx.settings.encryption_keys), delivery_id)
 
     @app.periodic(cron="* * * * *", periodic_id="webhooks-sweep")
-    @app.task(name=SWEEP_TASK, queue=QUEUE, queueing_lock=SWEEP_TASK)
+    @app.task(name=SWEEP_TASK, queue=QUEUE)
     def sweep_task(timestamp: int) -> int:
         return sweep(runtime.current().db)

@@ -118,7 +118,8 @@ def _paths_for(base: str, prefix: str, auth: str, who: str, extra: list[Schema])
             "post": op("SendWebhookTest", "Send a test event",
                        "Queues a signed `webhook.test` event; the worker delivers it like any other.",
                        {"202": _json(ref("WebhookDeliveryEnvelope"), "The queued delivery."),
-                        "409": _json(ref("ApiError"), "The endpoint is disabled (`webhook_disabled`).")}),
+                        "409": _json(ref("ApiError"), "The endpoint is disabled (`webhook_disabled`), or three test "
+                                                      "events already wait for it (`webhook_tests_pending`).")}),
         },
         base + "/{endpoint_id}/deliveries": {
             "parameters": one,

@@ -38,6 +38,7 @@ MAX_ENDPOINTS = 10  # per user, per team, and for the site
 MAX_URL = 2000
 MAX_DESCRIPTION = 200
 LOG_LIMIT = 50
+MAX_PENDING_TESTS = 3  # test events waiting per endpoint: the button cannot flood someone else's server
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,9 @@ def send_test(db: Database, claims: Mapping[str, Any], scope: Scope, endpoint_id
         if not found.enabled:
             raise Conflict("This endpoint is disabled; enable it before sending a test event.",
                            code="webhook_disabled")
+        if repo.pending_tests(conn, found.id) >= MAX_PENDING_TESTS:
+            raise Conflict(f"{MAX_PENDING_TESTS} test events are already waiting to be sent to this endpoint; "
+                           "wait for them first.", code="webhook_tests_pending")
         with admin_repo.service_role(conn):  # deliveries and the job queue are written by the system
             delivery_id = notify.queue_test(conn, found.id)
         delivery = repo.get_delivery(conn, delivery_id)
