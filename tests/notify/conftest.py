@@ -120,12 +120,13 @@ def events_of(admin_conn: psycopg.Connection, type_: str, **where: str) -> list[
 
 def upstream_provider(conn: psycopg.Connection, keyring: KeyRing, base_url: str, secret: str,
                       rate_in: int = 1_000_000, rate_out: int = 2_000_000) -> str:
-    """A member-mode provider on a loopback fake upstream with a stored admin key; returns its slug."""
+    """A provider on a loopback fake upstream with a stored admin key (and open to users' own keys at its address,
+    as a remote vendor would be); returns its slug."""
     slug = f"ntf-{uuid.uuid4().hex[:8]}"
     row = conn.execute(
         """insert into public.llm_providers (slug, name, api_style, base_url, default_model, enabled,
-               credit_multiplier, byok_allowed, custom_base_url_allowed, sort_order)
-           values (%s, %s, 'openai', %s, 'echo-1', true, 1.0, true, true, 90) returning id::text""",
+               credit_multiplier, byok_allowed, custom_base_url_allowed, sort_order, free_for_byok)
+           values (%s, %s, 'openai', %s, 'echo-1', true, 1.0, true, true, 90, true) returning id::text""",
         [slug, "Notify " + slug, base_url]).fetchone()
     assert row is not None
     conn.execute("""insert into public.llm_model_rates (provider_id, model, input_rate, output_rate, context_window)

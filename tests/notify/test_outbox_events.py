@@ -199,3 +199,44 @@ def test_a_key_refused_twice_in_a_day_is_one_event(client: FlaskClient, make_use
         again = conn.execute("select public.notify_key_failing('admin', %s, 401)", [key_id]).fetchone()[0]
     assert again is False
 
+
+
+def test_a_users_stored_byok_key_refused_is_told_to_its_owner(client: FlaskClient, make_user: Any, priced: str,
+                                                              admin_conn: psycopg.Connection) -> None:
+    me = make_user()
+    saved = call(client, me.headers, "PUT", f"/api/user/llm/keys/{priced}", {"api_key": "sk-users-own-stale-5e2a"})
+    assert saved.status_code == 200, saved.get_data(as_text=True)
+    assert call(client, me.headers, "PUT", "/api/user/settings", {"llm_mode": "byok"}).status_code == 200
+    for _ in range(2):
+        resp = chat(client, me.headers, priced)
+        assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "upstream_auth_failed"
+    [event] = events_of(admin_conn, "provider_key.failing", user_id=me.id)
+    assert event["data"]["key_source"] == "byok" and event["data"]["last4"] == "5e2a"
+    assert event["data"]["provider"] == priced and "sk-users-own" not in str(event)
+
+
+def test_team_wallet_grant_and_low_balance_are_team_events(client: FlaskClient, make_user: Any, priced: str,
+                                                           admin_conn: psycopg.Connection) -> None:
+    admin_conn.execute("update public.site_settings set low_balance_threshold = 1000000 where id")
+    owner, site_admin = make_user(), make_user(admin=True)
+    slug = f"ntw-{owner.id[:8]}"
+    assert call(client, owner.headers, "POST", "/api/teams", {"name": "Wallet team", "slug": slug}).status_code == 201
+    granted = call(client, site_admin.headers, "POST", f"/api/admin/teams/{slug}/credits", {"amount": "1.02"})
+    assert granted.status_code in (200, 201), granted.get_data(as_text=True)
+    team_id = admin_conn.execute("select id::text from public.teams where slug = %s", [slug]).fetchone()[0]
+    [grant] = events_of(admin_conn, "credits.granted", team_id=team_id)
+    assert grant["user_id"] is None and grant["data"]["wallet"] == "team" and grant["data"]["amount_micro"] == 1_020_000
+    team_headers = {**owner.headers, "X-Switchboard-Team": slug}
+    for _ in range(3):
+        assert chat(client, team_headers, priced).status_code == 200
+    [low] = events_of(admin_conn, "balance.low", team_id=team_id)
+    assert low["user_id"] is None and low["data"]["wallet"] == "team"
+    assert events_of(admin_conn, "balance.low", user_id=owner.id) == []  # the owner's own wallet was not touched
+
+
+def test_the_operator_cli_grant_is_recorded_too(app: Any, make_user: Any, admin_conn: psycopg.Connection) -> None:
+    me = make_user()
+    result = app.test_cli_runner().invoke(args=["credits", "grant", me.email, "3", "--reason", "from the CLI"])
+    assert result.exit_code == 0, result.output
+    [event] = events_of(admin_conn, "credits.granted", user_id=me.id)
+    assert event["data"]["reason"] == "from the CLI" and event["data"]["amount_micro"] == 3_000_000
