@@ -84,7 +84,7 @@ def requests_page() -> Any:
     """Every one of your requests in a range, a keyset page at a time; `format=csv` streams all of them."""
     r = date_ranges.parse(request.args)
     if csv_export.wants_csv(request.args):
-        api_key = user_requests.parse_api_key(request.args.get("api_key"))
+        api_key = user_requests.parse_paging(request.args)[3]  # every row: limit and cursors checked, not used
         return csv_export.response(user_requests.export_rows(_svc().db, g.claims, r, api_key),
                                    csv_export.filename("requests", r))
     return jsonify(user_requests.page_dict(user_requests.page(_svc().db, g.claims, r, request.args)))

@@ -94,9 +94,17 @@ def preset_range(preset: str, today: date) -> tuple[date, date]:
     raise KeyError(preset)
 
 
-def _text(args: Mapping[str, Any], name: str) -> str:
+# The whitespace the OpenAPI document's \s ignores around a date, in every regex dialect (ECMAScript, Rust, Python):
+# str.strip() would also drop \x1c-\x1f and \x85, which ECMAScript's \s does not match.
+SPACE = (" \t\n\v\f\r\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+         "\u2028\u2029\u202f\u205f\u3000")
+
+
+def _text(args: Mapping[str, Any], name: str, *, strip: bool = True) -> str:
     value = args.get(name)
-    return value.strip()[:40] if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        return ""
+    return (value.strip(SPACE) if strip else value)[:40]
 
 
 def _explicit_range(args: Mapping[str, Any]) -> str:
@@ -105,7 +113,7 @@ def _explicit_range(args: Mapping[str, Any]) -> str:
     getlist = getattr(args, "getlist", None)
     if getlist is not None and "custom" in getlist("range"):
         return "custom"
-    return _text(args, "range")
+    return _text(args, "range", strip=False)  # a preset name exactly, as the document's enum says
 
 
 def _parse_date(raw: str, name: str, errors: dict[str, str]) -> date | None:

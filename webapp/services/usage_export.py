@@ -51,9 +51,11 @@ def log_row(item: Mapping[str, Any]) -> dict[str, Any]:
 
 def admin_log_rows(db: Database, claims: Mapping[str, Any], args: Mapping[str, Any]) -> Iterator[list[Any]]:
     """Every request log row the admin's filters match (user, provider, mode, status, from/to, api_key — as the
-    JSON route reads them; paging parameters are ignored), newest first, through a server-side cursor."""
+    JSON route reads them; paging parameters are checked, then ignored), newest first, through a server-side cursor."""
     errors: dict[str, str] = {}
     f, user_text = admin_reports._log_filter(args, errors)
+    admin_reports._page(args, errors)  # not used, but checked as the JSON route checks them: nothing malformed
+    admin_reports._cursor(args, errors)  # passes silently
     if errors:
         raise ValidationError(errors)
     with admin_tx(db, claims) as conn, admin_repo.service_role(conn):

@@ -85,15 +85,22 @@ def request_dict(r: request_pages.UserRequest, names: Mapping[str, str]) -> dict
             "team_id": r.team_id}
 
 
-def page(db: Database, claims: Mapping[str, Any], r: DateRange, args: Mapping[str, Any]) -> Page:
-    """One page of the user's requests in the range: `before` (older than that cursor) or `after` (newer than
-    it), `limit` rows (50; 1 to 200), optionally of one personal API key (`api_key`)."""
+def parse_paging(args: Mapping[str, Any]) -> tuple[int, tuple[datetime, str] | None, bool, str | None]:
+    """(limit, cursor, newer, api_key) from the query; anything malformed is a 422 on its field (an export,
+    which ignores the paging, checks it too)."""
     limit = parse_limit(args.get("limit"))
     api_key = parse_api_key(args.get("api_key"))
     before, after = (str(args.get(k) or "") for k in ("before", "after"))
     if before and after:
         raise ValidationError({"after": "Either before or after, not both."})
     cursor = decode_cursor(before, "before") if before else decode_cursor(after, "after") if after else None
+    return limit, cursor, bool(after), api_key
+
+
+def page(db: Database, claims: Mapping[str, Any], r: DateRange, args: Mapping[str, Any]) -> Page:
+    """One page of the user's requests in the range: `before` (older than that cursor) or `after` (newer than
+    it), `limit` rows (50; 1 to 200), optionally of one personal API key (`api_key`)."""
+    limit, cursor, after, api_key = parse_paging(args)
     with db.as_user(claims) as conn:
         user_id = str(claims["sub"])
         rows = request_pages.user_page(conn, user_id, r.since, r.until, limit + 1, cursor, bool(after), api_key)
