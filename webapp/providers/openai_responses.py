@@ -50,7 +50,8 @@ def chat_shape(response: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(item, dict):
             continue
         if item.get("type") == "message":
-            for part in item.get("content") or []:
+            content = item.get("content")
+            for part in content if isinstance(content, list) else []:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     text.append(part["text"])
         elif item.get("type") == "function_call":

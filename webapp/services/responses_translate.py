@@ -246,8 +246,8 @@ def call_item(call_id: str, name: str, arguments: str, status: str = "completed"
 def from_chat(completion: dict[str, Any], req: rs.ResponsesRequest, response_id: str,
               created_at: int, charged: dict[str, Any]) -> dict[str, Any]:
     """A response object from a chat.completion; `charged`: the `usage` object of what was charged."""
-    choices = completion.get("choices") or []
-    choice = choices[0] if choices and isinstance(choices[0], dict) else {}
+    choices = completion.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
     output: list[dict[str, Any]] = []
     text = _text_of(message.get("content"))
@@ -256,7 +256,8 @@ def from_chat(completion: dict[str, Any], req: rs.ResponsesRequest, response_id:
     if isinstance(message.get("refusal"), str) and message["refusal"]:
         output.append({"type": "message", "id": new_id("msg"), "status": "completed", "role": "assistant",
                        "content": [{"type": "refusal", "refusal": message["refusal"]}]})
-    for call in message.get("tool_calls") or []:
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else []:
         fn = call.get("function") if isinstance(call, dict) else None
         if isinstance(fn, dict):
             output.append(call_item(str(call.get("id") or new_id("call")), str(fn.get("name") or ""),
@@ -319,14 +320,16 @@ class StreamTranslator:
         events: list[dict[str, Any]] = []
         if isinstance(chunk.get("model"), str) and chunk["model"]:
             self.model = chunk["model"]
-        for choice in chunk.get("choices") or []:
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
             content = delta.get("content")
             if isinstance(content, str) and content:
                 events += self._text_delta(content)
-            for call in delta.get("tool_calls") or []:
+            calls = delta.get("tool_calls")
+            for call in calls if isinstance(calls, list) else []:
                 if isinstance(call, dict):
                     events += self._call_delta(call)
             if choice.get("finish_reason"):

@@ -80,6 +80,13 @@ def _message(err: Any) -> str:
     return msg[:1].upper() + msg[1:] + ("" if msg.endswith(".") else ".")
 
 
+def _relevance(err: Any) -> tuple[bool, int]:
+    """A union reports every branch's failure. The one the client meant: a branch whose types matched but whose
+    bounds did not (a list too long, a string too short) before a mere type mismatch, then the deepest."""
+    mismatch = str(err.get("type", "")).endswith("_type")
+    return mismatch, -len(err.get("loc") or ())
+
+
 def parse(model: type[B], body: Any, *, v1: bool) -> B:
     """`body` validated as `model`; the route's error shape otherwise (see the module docstring)."""
     if not isinstance(body, dict):
@@ -89,8 +96,7 @@ def parse(model: type[B], body: Any, *, v1: bool) -> B:
     try:
         return model.model_validate(body)
     except pydantic.ValidationError as exc:
-        # A union reports every branch's failure: the deepest location is the one the client meant.
-        errors = sorted(exc.errors(include_url=False, include_input=False), key=lambda e: -len(e.get("loc") or ()))
+        errors = sorted(exc.errors(include_url=False, include_input=False), key=_relevance)
         if v1:
             first = errors[0]
             where = loc_path(tuple(first.get("loc") or ()))
