@@ -768,6 +768,9 @@ TAGS = [
     {"name": "Meta", "description": "This document, its docs page, and the health probes."},
     {"name": "Teams", "description": "Teams: members and roles, invitations, the team wallet, per-member caps, "
                                      "team BYOK keys, routing and usage per member."},
+    {"name": "Webhooks", "description": "Signed webhooks (Standard Webhooks): endpoints of your own, of a team "
+                                        "(owners and admins) and of the site (admins), the signing secret, a test "
+                                        "event and the delivery log."},
 ]
 
 
@@ -1420,6 +1423,9 @@ def _build() -> Schema:
     for group in (ERROR_SCHEMAS, COMMON_SCHEMAS, V1_SCHEMAS, USER_SCHEMAS, API_KEY_SCHEMAS, PRICING_SCHEMAS,
                   ADMIN_SCHEMAS, META_SCHEMAS, CREDIT_SCHEMAS, openapi_teams.SCHEMAS, _declared_schemas()):
         schemas.update(group)
+    from webapp.services import openapi_webhooks  # issue 16: webhook endpoints (user, team, site)
+
+    openapi_webhooks.apply(paths, schemas)
     return {
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
