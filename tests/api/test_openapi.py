@@ -150,6 +150,8 @@ def test_error_responses_use_the_error_shape_of_their_prefix() -> None:
                 resp = responses[resp["$ref"].rsplit("/", 1)[-1]]
             schema_ref = resp["content"]["application/json"]["schema"]["$ref"]
             wanted = ("OpenAIError",) if path.startswith("/v1/") else ("ApiError", "ApiValidationError")
+            if path.startswith("/v1/messages"):  # Anthropic's Messages API: Anthropic's error shape
+                wanted = ("AnthropicError",)
             assert schema_ref.rsplit("/", 1)[-1] in wanted, f"{method} {path} {status}: {schema_ref}"
 
 

@@ -355,8 +355,9 @@ def _config() -> schemathesis.Config:
         # by the body limit before it is read: 413 is a rejection too.
         "checks": {"negative_data_rejection": {"expected-statuses": [
             400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429, "5xx"]}},
-        "operations": [{"include-path": "/v1/chat/completions",
-                        "checks": {"not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", 502, 504]}}},
+        "operations": [*({"include-path": path,
+                          "checks": {"not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", 502, 504]}}}
+                         for path in sorted(UPSTREAM_ROUTES)),
                        # Fetching a provider's model list: the (unreachable) upstream's failure is a documented 502.
                        {"include-path": FETCH_MODELS,
                         "checks": {"not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", 502]}}}],
@@ -378,6 +379,8 @@ def fuzz_schema(fuzz_env: FuzzEnv) -> Any:
 # The only 5xx any operation may answer: the chat route saying the provider behind it failed (every preset points
 # at a closed loopback port for the run, and a BYOK base URL the guard will not resolve is unreachable too).
 UPSTREAM_FAILURES = {502: {"upstream_unreachable", "upstream_error", "upstream_auth_failed"}, 504: {"upstream_timeout"}}
+# The routes that forward to a provider (Anthropic's Messages API says the same in its own error shape, code included).
+UPSTREAM_ROUTES = {"/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/embeddings"}
 FETCH_MODELS = "/api/admin/llm/providers/{provider_id}/models/fetch"
 
 
@@ -394,7 +397,7 @@ def no_server_error(ctx: CheckContext, response: Response, case: Case) -> bool |
     504 is the provider's failure, not ours, and must say so with its upstream code; a 500 is never allowed."""
     if response.status_code < 500:
         return None
-    upstream = case.operation.path == "/v1/chat/completions" and \
+    upstream = case.operation.path in UPSTREAM_ROUTES and \
         _error_code(response) in UPSTREAM_FAILURES.get(response.status_code, set())
     upstream = upstream or (case.operation.path == FETCH_MODELS and response.status_code == 502
                             and _error_code(response) == "model_list_failed")

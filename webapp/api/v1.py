@@ -16,7 +16,7 @@ from werkzeug.routing import PathConverter
 from webapp.auth.guards import token_required
 from webapp.errors import AppError
 from webapp.services import embeddings as embeddings_service
-from webapp.services import responses_api
+from webapp.services import messages_api, responses_api
 from webapp.services.router import ByokHeaders
 from webapp.services.teams import SLUG_RE as TEAM_SLUG
 
@@ -91,6 +91,33 @@ def chat_completions() -> Any:
     return resp
 
 
+@bp.post("/messages", **_EXACT)
+@token_required
+def messages() -> Any:
+    """Anthropic's Messages API (JSON or SSE), run through the chat pipeline (services/messages_api.py)."""
+    result = messages_api.create(_gateway(), g.claims, request.get_json(silent=True), request.headers.get(
+        "X-Switchboard-Task"), _byok_headers(), _team_header())
+    if result.stream is not None:
+        resp = Response(result.stream, mimetype="text/event-stream")
+        resp.headers.update(result.headers)
+        resp.headers["Cache-Control"] = "no-cache"
+        resp.headers["X-Accel-Buffering"] = "no"
+        return resp
+    resp = jsonify(result.body)
+    resp.headers.update(result.headers)
+    return resp
+
+
+@bp.post("/messages/count_tokens", **_EXACT)
+@token_required
+def messages_count_tokens() -> Any:
+    """An estimate of a Messages request's input tokens (tiktoken, offline; nothing is charged)."""
+    counted = messages_api.count_tokens(_gateway(), g.claims, request.get_json(silent=True), _team_header())
+    resp = jsonify(counted)
+    resp.headers["X-Switchboard-Token-Count"] = f"estimate; tiktoken {counted['encoding']}"
+    return resp
+
+
 @bp.post("/responses", **_EXACT)
 @token_required
 def responses() -> Any:
@@ -150,6 +177,10 @@ def canonical(rest: str) -> Any:
         return _only("POST", responses)
     if parts == ["embeddings"]:
         return _only("POST", embeddings)
+    if parts == ["messages"]:
+        return _only("POST", messages)
+    if parts == ["messages", "count_tokens"]:
+        return _only("POST", messages_count_tokens)
     if len(parts) > 1 and parts[0] == "models":
         return _only("GET", model, "/".join(parts[1:]))
     raise AppError(f"Unknown endpoint /v1/{rest}.", code="unknown_url", status=404)

@@ -397,7 +397,13 @@ USER_SCHEMAS: dict[str, Schema] = {
         "prompt_tokens": integer(), "max_credits": CREDITS, "max_credits_micro": MICRO,
         "multiplier": MULTIPLIER, "context_window": integer(),
         "fits": {"type": "boolean", "description": "prompt_tokens + max_tokens fit the context window."},
-    }),
+        "rates": obj({"input_per_1k": CREDITS, "cached_input_per_1k": CREDITS, "cache_write_per_1k": CREDITS,
+                      "output_per_1k": CREDITS},
+                     description="Member routes: credits per 1,000 tokens of each kind before the multiplier "
+                                 "(prompt tokens read from or written to the provider's cache, and output with "
+                                 "its hidden reasoning). The worst case prices the prompt at the dearest."),
+    }, ["mode", "provider", "model", "prompt_tokens", "max_credits", "max_credits_micro", "multiplier",
+        "context_window", "fits"]),
     "Quote": obj({"max_tokens": integer(), "routes": array(ref("QuoteRoute")),
                   "model": string("With `model`: the model asked for."),
                   "reserve_credits": ref("Credits"),
@@ -841,7 +847,14 @@ def _v1_paths() -> dict[str, Schema]:
                 parameters=[_param("model_id", "path", string(minLength=1, maxLength=400),
                                    "`provider/model` or a bare model id.")])
     return {"/v1/chat/completions": {"post": chat}, "/v1/models": {"get": models},
-            "/v1/models/{model_id}": {"get": model}, **_v1_declared_paths(chat, chat_headers)}
+            "/v1/models/{model_id}": {"get": model}, **_v1_declared_paths(chat, chat_headers),
+            **_messages_paths(chat_headers)}
+
+
+def _messages_paths(chat_headers: list[Schema]) -> dict[str, Schema]:
+    from webapp.services import openapi_messages  # Anthropic's Messages API; it builds on this module's helpers
+
+    return openapi_messages.paths(chat_headers)
 
 
 def _v1_declared_paths(chat: Schema, headers: list[Schema]) -> dict[str, Schema]:
@@ -1342,6 +1355,9 @@ CREDIT_SCHEMAS: dict[str, Schema] = {
         "api_key": nullable(obj({"id": UUID, "name": string(), "prefix": string()},
                                 description="The personal API key the request came with (never the key).")),
         "team_id": nullable(UUID),
+        "cached_tokens": nullable(integer("Of tokens_in: read from the provider's cache (cached-input rate).")),
+        "cache_write_tokens": nullable(integer("Of tokens_in: written to the provider's cache (cache-write rate).")),
+        "reasoning_tokens": nullable(integer("Of tokens_out: hidden reasoning (output rate, counted once).")),
     }, description="One of your requests: no key and no prompt text. Null fields are not known yet (in flight)."),
     "UserReceiptEnvelope": obj({"receipt": ref("UserReceipt")}),
     "CreditSettings": obj({
@@ -1413,7 +1429,7 @@ def _credit_paths() -> dict[str, Schema]:
 
 @functools.cache
 def _build() -> Schema:
-    from webapp.services import openapi_teams  # it builds on this module's helpers
+    from webapp.services import openapi_messages, openapi_teams  # they build on this module's helpers
 
     paths: dict[str, Schema] = {}
     for part in (_v1_paths(), _user_paths(), _api_key_paths(), _pricing_paths(), _admin_paths(), _meta_paths(),
@@ -1421,7 +1437,8 @@ def _build() -> Schema:
         paths.update(part)
     schemas: dict[str, Schema] = {}
     for group in (ERROR_SCHEMAS, COMMON_SCHEMAS, V1_SCHEMAS, USER_SCHEMAS, API_KEY_SCHEMAS, PRICING_SCHEMAS,
-                  ADMIN_SCHEMAS, META_SCHEMAS, CREDIT_SCHEMAS, openapi_teams.SCHEMAS, _declared_schemas()):
+                  ADMIN_SCHEMAS, META_SCHEMAS, CREDIT_SCHEMAS, openapi_teams.SCHEMAS, _declared_schemas(),
+                  openapi_messages.schemas()):
         schemas.update(group)
     from webapp.services import openapi_webhooks  # issue 16: webhook endpoints (user, team, site)
 

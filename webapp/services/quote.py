@@ -11,7 +11,7 @@ from typing import Any
 
 from webapp.errors import ValidationError
 from webapp.repos.context import UserContext
-from webapp.services import router, tokens
+from webapp.services import pricing, router, tokens
 from webapp.services.catalog import Catalog
 from webapp.services.chat_request import MODEL_NAME
 from webapp.services.credits import cost, format_credits
@@ -46,15 +46,26 @@ def _entry(mode: str, slug: str, model: str, prompt_tokens: int, max_tokens: int
     fits = prompt_tokens + max_tokens <= rate.context_window
     if mode == "member":
         # The gateway never lets a model produce more than its maximum output, so neither is it quoted.
+        # The worst case prices the prompt as the reservation does: at the dearest prompt rate (a cache write may
+        # cost more than plain input).
         out = min(max_tokens, rate.max_output_tokens)
-        micro = cost(prompt_tokens, out, rate.input_rate, rate.output_rate, multiplier)
+        micro = cost(prompt_tokens, out, pricing.prompt_rate_ceiling(rate), rate.output_rate, multiplier)
         return {"mode": "member", "provider": slug, "model": model, "prompt_tokens": prompt_tokens,
                 "max_credits": format_credits(micro), "max_credits_micro": micro,
                 "multiplier": format(multiplier.normalize(), "f"), "context_window": rate.context_window,
-                "fits": fits}
+                "fits": fits, "rates": _rates(rate)}
     return {"mode": "byok", "provider": slug, "model": model, "prompt_tokens": prompt_tokens,
             "max_credits": format_credits(0), "max_credits_micro": 0, "multiplier": "0",
             "context_window": rate.context_window, "fits": fits}
+
+
+def _rates(rate: Any) -> dict[str, str]:
+    """Credits per 1,000 tokens of each kind, before the multiplier: how the charge splits once the provider reports
+    cached, cache-write and reasoning tokens (reasoning is output)."""
+    return {"input_per_1k": format_credits(rate.input_rate),
+            "cached_input_per_1k": format_credits(pricing.cached_rate(rate)),
+            "cache_write_per_1k": format_credits(pricing.cache_write_rate(rate)),
+            "output_per_1k": format_credits(rate.output_rate)}
 
 
 def quote(payload: Any, ctx: UserContext, catalog: Catalog, member_ready: Any,

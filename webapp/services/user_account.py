@@ -164,4 +164,5 @@ def receipt_dict(r: credits_repo.Receipt) -> dict[str, Any]:
             "output_limit": r.output_limit,
             "api_key": ({"id": r.api_key_id, "name": r.api_key_name, "prefix": r.api_key_prefix}
                         if r.api_key_id and r.api_key_name is not None else None),
-            "team_id": r.team_id}
+            "team_id": r.team_id, "cached_tokens": r.cached_tokens, "cache_write_tokens": r.cache_write_tokens,
+            "reasoning_tokens": r.reasoning_tokens}

@@ -12,6 +12,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, SecurityError
 
 from webapp.errors import AppError
+from webapp.services import messages_api
 
 log = logging.getLogger("switchboard.errors")
 
@@ -26,7 +27,9 @@ def error_response(status: int, code: str, message: str, *, openai_type: str | N
                    param: str | None = None, details: dict[str, Any] | None = None,
                    headers: dict[str, str] | None = None) -> Response:
     path = request.path
-    if path.startswith("/v1/") or path == "/v1":
+    if messages_api.is_messages_path(path):  # Anthropic's Messages API answers in Anthropic's error shape
+        resp = jsonify(messages_api.error_body(status, code, message))
+    elif path.startswith("/v1/") or path == "/v1":
         kind = openai_type or _OPENAI_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
         resp = jsonify({"error": {"message": message, "type": kind, "param": param, "code": code}})
     elif path.startswith("/api/"):

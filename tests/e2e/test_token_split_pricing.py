@@ -1,0 +1,146 @@
+"""Cached, cache-write and reasoning tokens priced right, end to end: both wire formats (an Anthropic upstream
+reporting cache reads and writes on top of input_tokens, an OpenAI one reporting cached and reasoning tokens inside
+its counts), JSON and streams, through /v1/chat/completions and /v1/messages. Every charge is computed by hand,
+multiplier included, and matches the balance, the ledger, the receipt and the log row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import psycopg
+import pytest
+import requests
+
+from tests.e2e.conftest import CANARY, Gateway, _provider, balance, ledger_sum, log_row
+from tests.support.upstreams import REPLY_WORDS
+from webapp.config import Settings
+from webapp.crypto import KeyRing
+
+# micro-credits per 1K tokens: a token costs input 1,000 / cached 100 / cache write 1,250 / output 2,000 micro-credits
+PROMPT = "one two three four five six seven eight nine ten"  # 10 prompt tokens for the fakes
+
+
+@pytest.fixture(scope="module")
+def split_providers(gateway: Gateway, settings: Settings, database_urls: tuple[str, str]) -> Iterator[None]:
+    keyring = KeyRing(settings.encryption_keys)
+    with psycopg.connect(database_urls[0], autocommit=True) as conn:
+        _provider(conn, "split-an", "anthropic", gateway.an.base_url, "1.25", 20, keyring, CANARY["an"])
+        _provider(conn, "split-oa", "openai", gateway.oa1.base_url, "1.5", 21, keyring, CANARY["oa1"])
+        conn.execute("""update public.llm_model_rates set cached_input_rate = 100000, cache_write_rate = 1250000
+                        where provider_id in (select id from public.llm_providers
+                                              where slug in ('split-an', 'split-oa'))""")
+    yield
+    with psycopg.connect(database_urls[0], autocommit=True) as conn:
+        conn.execute("update public.llm_providers set enabled = false where slug in ('split-an', 'split-oa')")
+
+
+def _check(gw: Gateway, member: Any, db: Any, before: int, request_id: str, expected: int,
+           split: tuple[int, int, int]) -> None:
+    assert balance(db, member.id) == before - expected == ledger_sum(db, member.id)
+    row = log_row(db, request_id)
+    assert row["credits"] == expected
+    assert (row["cached_tokens"], row["cache_write_tokens"], row["reasoning_tokens"]) == split
+    with requests.Session() as s:  # the user's receipt shows the split too
+        s.trust_env = False
+        receipt = s.get(f"{gw.url}/api/user/llm/receipts/{request_id}", timeout=30,
+                        headers={"Authorization": f"Bearer {member.token}"}).json()["receipt"]
+    assert (receipt["cached_tokens"], receipt["cache_write_tokens"], receipt["reasoning_tokens"]) == split
+    assert receipt["credits_micro"] == expected
+
+
+# Anthropic wire: input_tokens 10 + cache_read 4 + cache_creation 3 = 17 prompt tokens, 9 output.
+# (10 x 1,000 + 4 x 100 + 3 x 1,250 + 9 x 2,000) = 10,000 + 400 + 3,750 + 18,000 = 32,150; x 1.25 = 40,187.5
+# -> rounded up: 40,188
+ANTHROPIC_CHARGE = 40_188
+# OpenAI wire: prompt 10 of which 6 cached; completion 9 + 5 reasoning = 14.
+# (4 x 1,000 + 6 x 100 + 14 x 2,000) = 4,000 + 600 + 28,000 = 32,600; x 1.5 = 48,900
+OPENAI_CHARGE = 48_900
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_chat_completions_anthropic_wire(gw: Gateway, member: Any, db: Any, split_providers: None,
+                                         stream: bool) -> None:
+    gw.an.cache_read_tokens, gw.an.cache_creation_tokens = 4, 3
+    before = balance(db, member.id)
+    client = gw.client(member.token)
+    messages = [{"role": "user", "content": PROMPT}]
+    if stream:
+        chunks = list(client.chat.completions.create(model="split-an/echo-1", messages=messages, stream=True,
+                                                     stream_options={"include_usage": True}))
+        receipt = chunks[-1].model_extra["switchboard"]
+        assert (receipt["prompt_tokens"], receipt["cached_tokens"], receipt["cache_write_tokens"]) == (17, 4, 3)
+        request_id = receipt["request_id"]
+    else:
+        raw = client.chat.completions.with_raw_response.create(model="split-an/echo-1", messages=messages)
+        assert raw.headers["x-switchboard-credits"] == f"{ANTHROPIC_CHARGE / 1e6:.6f}"
+        assert raw.parse().usage.prompt_tokens == 17
+        request_id = raw.headers["x-request-id"]
+    _check(gw, member, db, before, request_id, ANTHROPIC_CHARGE, (4, 3, 0))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_chat_completions_openai_wire(gw: Gateway, member: Any, db: Any, split_providers: None,
+                                      stream: bool) -> None:
+    gw.oa1.cache_read_tokens, gw.oa1.reasoning_tokens = 6, 5
+    before = balance(db, member.id)
+    client = gw.client(member.token)
+    messages = [{"role": "user", "content": PROMPT}]
+    if stream:
+        chunks = list(client.chat.completions.create(model="split-oa/echo-1", messages=messages, stream=True,
+                                                     stream_options={"include_usage": True}))
+        receipt = chunks[-1].model_extra["switchboard"]
+        assert (receipt["completion_tokens"], receipt["cached_tokens"], receipt["reasoning_tokens"]) == (14, 6, 5)
+        assert receipt["credits"] == f"{OPENAI_CHARGE / 1e6:.6f}"
+        request_id = receipt["request_id"]
+    else:
+        raw = client.chat.completions.with_raw_response.create(model="split-oa/echo-1", messages=messages)
+        body = raw.parse()
+        assert body.usage.completion_tokens == REPLY_WORDS + 5
+        assert body.usage.completion_tokens_details.reasoning_tokens == 5
+        request_id = raw.headers["x-request-id"]
+    _check(gw, member, db, before, request_id, OPENAI_CHARGE, (6, 0, 5))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("model", ["split-an/echo-1", "split-oa/echo-1"])
+def test_messages_api_shows_and_charges_the_split(gw: Gateway, member: Any, db: Any, split_providers: None,
+                                                   model: str, stream: bool) -> None:
+    gw.an.cache_read_tokens, gw.an.cache_creation_tokens = 4, 3
+    gw.oa1.cache_read_tokens, gw.oa1.reasoning_tokens = 6, 5
+    anthropic_wire = model.startswith("split-an")
+    before = balance(db, member.id)
+    with anthropic.Anthropic(base_url=gw.url, api_key=member.token, max_retries=0, timeout=30) as client:
+        if stream:
+            with client.messages.stream(model=model, max_tokens=100,
+                                        messages=[{"role": "user", "content": PROMPT}]) as s:
+                msg = s.get_final_message()
+                request_id = s.response.headers["x-request-id"]
+        else:
+            raw = client.messages.with_raw_response.create(model=model, max_tokens=100,
+                                                           messages=[{"role": "user", "content": PROMPT}])
+            msg, request_id = raw.parse(), raw.headers["x-request-id"]
+    usage = msg.usage
+    if anthropic_wire:  # as Anthropic reports it: input_tokens excludes the cache reads and writes
+        assert (usage.input_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens,
+                usage.output_tokens) == (10, 4, 3, REPLY_WORDS)
+        _check(gw, member, db, before, request_id, ANTHROPIC_CHARGE, (4, 3, 0))
+    else:
+        assert (usage.input_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens,
+                usage.output_tokens) == (4, 6, 0, REPLY_WORDS + 5)
+        _check(gw, member, db, before, request_id, OPENAI_CHARGE, (6, 0, 5))
+
+
+def test_the_quote_shows_each_rate_and_prices_the_prompt_at_the_dearest(gw: Gateway, member: Any,
+                                                                        split_providers: None) -> None:
+    with requests.Session() as s:
+        s.trust_env = False
+        quote = s.post(f"{gw.url}/api/user/llm/quote", timeout=30, headers={"Authorization": f"Bearer {member.token}"},
+                       json={"prompt": PROMPT, "max_tokens": 100, "model": "split-an/echo-1"}).json()
+    route = quote["routes"][0]
+    assert route["rates"] == {"input_per_1k": "1.000000", "cached_input_per_1k": "0.100000",
+                              "cache_write_per_1k": "1.250000", "output_per_1k": "2.000000"}
+    # prompt tokens at the cache-write rate (1,250 a token) + 100 output at 2,000, x 1.25, rounded up
+    assert route["max_credits_micro"] == -(-(route["prompt_tokens"] * 1250 + 100 * 2000) * 5 // 4)
+    assert quote["reserve_credits_micro"] >= route["max_credits_micro"]

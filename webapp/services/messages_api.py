@@ -1,0 +1,97 @@
+"""POST /v1/messages and /v1/messages/count_tokens: Anthropic's Messages API on top of the chat pipeline.
+
+A Messages request is validated (webapp/api/schemas/messages.py), translated into a chat-completions request
+(services/messages_translate.py) and run through `Gateway.chat`: the same modes, routing, pins, fallbacks, limits,
+reservation, settle, receipt and log as /v1/chat/completions. The chat answer is translated back into a Messages
+`message` or Messages SSE events. count_tokens counts the translated prompt with tiktoken, offline, as the
+gateway's reservation does: an estimate (exact only as far as tiktoken matches the provider's tokenizer)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from webapp.api.schemas import parse
+from webapp.api.schemas.messages import CountTokensRequest, MessagesRequest
+from webapp.errors import AppError
+from webapp.services import budget, messages_translate, tokens
+
+# Anthropic's error types by status (https://docs.anthropic.com/en/api/errors).
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+               403: "permission_error", 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+               500: "api_error", 502: "api_error", 503: "overloaded_error", 504: "api_error", 529: "overloaded_error"}
+
+
+def error_body(status: int, code: str, message: str) -> dict[str, Any]:
+    """Anthropic's error shape, with Switchboard's stable code beside the type."""
+    kind = ERROR_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": message, "code": code}}
+
+
+def is_messages_path(path: str) -> bool:
+    """/v1/messages and its sub-paths, as sent (doubled slashes included): errors there take Anthropic's shape."""
+    parts = [p for p in path.split("/") if p]
+    return parts[:2] == ["v1", "messages"]
+
+
+@dataclass
+class MessagesResult:
+    headers: dict[str, str]
+    body: dict[str, Any] | None = None
+    stream: Any = None
+
+
+class _Events:
+    """The Messages event stream over the chat stream. Closing it closes the chat stream (which closes the
+    reservation and the stream slot even when the client left before the first byte)."""
+
+    def __init__(self, inner: Any, translator: messages_translate.StreamTranslator) -> None:
+        self.inner = inner
+        self.gen = messages_translate.translate_stream(_lazy(inner), translator)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.gen
+
+    def close(self) -> None:
+        self.gen.close()
+        self.inner.close()
+
+
+def _lazy(inner: Any) -> Iterator[bytes]:
+    yield from inner
+
+
+def _chat_body(req: MessagesRequest, raw: dict[str, Any]) -> dict[str, Any]:
+    body = messages_translate.to_chat(raw)
+    if req.stream:
+        body["stream_options"] = {"include_usage": True}  # the last chunk carries usage and the receipt
+    return body
+
+
+def create(gateway: Any, claims: dict[str, Any], raw: Any, task: str | None, byok: Any,
+           team: str | None) -> MessagesResult:
+    req = parse(MessagesRequest, raw, v1=True)
+    result = gateway.chat(claims, _chat_body(req, raw), task, byok, team)
+    receipt = result.receipt
+    model = receipt.model or req.model
+    if result.stream is not None:
+        translator = messages_translate.StreamTranslator(model, receipt.request_id, receipt.tokens_in)
+        return MessagesResult(receipt.headers(final=False), stream=_Events(result.stream, translator))
+    body = messages_translate.from_chat(result.body or {}, model, receipt.request_id, receipt.as_dict())
+    return MessagesResult(receipt.headers(), body=body)
+
+
+def count_tokens(gateway: Any, claims: dict[str, Any], raw: Any, team: str | None) -> dict[str, Any]:
+    """The prompt's tokens, counted as the reservation counts them (messages, system, tools, tool_choice), with
+    tiktoken's encoding for the model: o200k_base for OpenAI's current families, cl100k_base (an approximation)
+    for every other vendor's. The caller is authenticated and still active; nothing is charged or logged."""
+    req = parse(CountTokensRequest, raw, v1=True)
+    ctx, _ = gateway.context(claims, None, team, billing=False)
+    if ctx.team_refusal:
+        raise AppError("You are not a member of the team this request names.", code=ctx.team_refusal, status=403)
+    body = messages_translate.to_chat({**raw, "max_tokens": 1})
+    model = req.model.strip()
+    counted = budget.prompt_tokens(body, body["messages"], model)
+    return {"input_tokens": counted, "switchboard_estimated": True,
+            "encoding": tokens.encoding_name_for_model(model)}
