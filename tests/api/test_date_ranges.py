@@ -233,3 +233,15 @@ def test_cursor_round_trip() -> None:
     row = UserRequest("00000000-0000-0000-0000-000000000001", "r", datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC),
                       "member", None, None, None, 0, 0, None, 0, 200, None, 0, None, None)
     assert user_requests.decode_cursor(user_requests.encode_cursor(row), "before") == (row.created_at, row.id)
+
+
+def test_a_years_chart_labels_a_day_every_few_weeks(app: Flask, make_user: Any,
+                                                    admin_conn: psycopg.Connection) -> None:
+    me = sign_in(app, make_user())
+    insert_log(admin_conn, me.user.id, "openai", created_at=_at(date_ranges.today_utc() - timedelta(days=300)))
+    text = html(me.get("/settings/usage?range=year", hx=True))
+    assert "Usage, last 366 days" in text
+    chart = text[text.index('id="chart-requests"'):text.index('id="chart-tokens"')]
+    labels = re.findall(r'<text class="day"[^>]*>([^<]+)</text>', chart)
+    assert 6 <= len(labels) <= 10, labels  # not 52 overlapping ones
+    assert labels[-1] == f"{date_ranges.today_utc():%b %d}"

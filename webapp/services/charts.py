@@ -145,9 +145,11 @@ def _chart(measure: str, title: str, unit: str, days: list[date], providers: lis
     ticks = [Label(TOP + PLOT_H, "0"), Label(TOP, _axis_label(measure, top))]
     if top % 2 == 0:
         ticks.insert(1, Label(TOP + PLOT_H / 2, _axis_label(measure, top // 2)))
-    # Label every seventh day counting back from the last, so "today" is always labelled.
+    # Label every seventh day counting back from the last, so "today" is always labelled; over longer ranges
+    # (a year) every few weeks, so about ten labels never overlap.
+    step = 7 * max(1, -(-len(days) // 70))
     labels = [Label(round(LEFT + i * slot + slot / 2, 2), f"{day:%b %d}")
-              for i, day in enumerate(days) if (len(days) - 1 - i) % 7 == 0]
+              for i, day in enumerate(days) if (len(days) - 1 - i) % step == 0]
     return Chart(measure, title, _value_label(measure, sum(totals)), bars, ticks, labels)
 
 
