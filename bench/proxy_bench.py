@@ -1,24 +1,30 @@
 """Proxy overhead benchmark: direct-to-upstream vs a bare Flask pass-through vs Switchboard, all on loopback.
 
-    .venv/bin/python bench/proxy_bench.py [--quick] [--profile] [--threads N] [--users K]
+    .venv/bin/python bench/proxy_bench.py [--quick] [--profile] [--threads N] [--users K] [--server gunicorn|granian]
+                                          [--hold-streams N] [--hold-seconds S]
                                           [--loadgen auto|wrk|python] [--wait-quiet S] [--serve]
 
-One run (about 90 s; --quick about 30 s):
-  1. starts bench/fast_upstream.py (asyncio, answers at once) in its own process,
+One run (about 110 s; --quick about 50 s):
+  1. starts bench/fast_upstream.py (asyncio, answers at once) and bench/streams_per_core.py's slow upstream (one
+     chunk every 0.5 s for --hold-seconds) in their own processes,
   2. recreates the database `switchboard_bench` (migrations + seed), registers provider `bench` pointing at the
-     fast upstream with an encrypted admin key and model rates, and a member-mode user with plenty of credits and
-     a personal API key (BENCH_DATABASE_NAME picks another database name), then serves Switchboard under
-     gunicorn (gunicorn.conf.py, 2 workers x N gthread threads, LOG_LEVEL=WARNING;
-     the per-user rate and stream limits raised out of reach but still evaluated): every request does the full
-     accounting (context + admission read, credits reserve, settle, async log row),
-  3. serves bench/bare_proxy.py under gunicorn with the same settings,
+     fast upstream and `slow` at the slow one, with encrypted admin keys and model rates, and a member-mode user
+     with plenty of credits and a personal API key (BENCH_DATABASE_NAME picks another database name), then serves
+     Switchboard under gunicorn (gunicorn.conf.py, 2 workers x N gthread threads, LOG_LEVEL=WARNING; or granian in
+     WSGI mode with --server granian; the per-user rate and stream limits raised out of reach but still
+     evaluated): every request does the full accounting (principal + context + admission + reserve, settle +
+     receipt row),
+  3. serves bench/bare_proxy.py under the same server with the same settings,
   4. measures from separate processes: (a) latency at 1 connection, N sequential requests per target, json and
      streaming (time to the end of the stream), the targets taking turns (Switchboard twice: with the user's JWT
      and, as `sb-apikey`, with their personal API key); (b) throughput at 20 connections
      for D seconds (wrk when installed, `apt-get install wrk`, else a threaded Python load generator), with the
-     CPU each party used meanwhile,
-  5. prints a table and whether the targets are met (p50 added latency <= 3 ms; Switchboard throughput >= 50 % of
-     the bare pass-through's), checks the log rows / ledger, and stops every process it started.
+     CPU each party used meanwhile (Postgres: the benchmark database's own backends, besides the whole cluster);
+     (c) the streams phase (bench/hold_streams.py): --hold-streams streams of --hold-seconds held open by the one
+     Switchboard instance while a short request is timed every 0.25 s; (d) the workers' RSS afterwards; (e) the
+     Postgres statements (round trips) per member request, counted in process,
+  5. prints the tables and issue 14's targets, each `met` or `NOT MET` (bench/bench_report.py), checks the log
+     rows / ledger, and stops every process it started.
 --profile adds where one Switchboard request's time goes, stage by stage (in process, same database/upstream).
 --switchboard-app MODULE:APP (+ --switchboard-pythonpath DIR) measures a candidate change without editing webapp/.
 The machine is shared: a WARNING line and the "other" CPU columns say when other processes disturbed a run.
@@ -51,6 +57,7 @@ BENCH = ROOT / "bench"
 sys.path.insert(0, str(ROOT))
 
 import bench_report  # noqa: E402
+import inprocess  # noqa: E402
 import psycopg  # noqa: E402
 import requests  # noqa: E402
 
@@ -149,9 +156,18 @@ def start_upstream(stack: Stack) -> str:
 
 
 def gunicorn_argv(port: int, app: str, *extra: str) -> list[str]:
+    if SERVER[0] == "granian":  # measured against gunicorn (--server granian), WSGI mode, same workers/threads
+        pythonpath = [extra[i + 1] for i, x in enumerate(extra) if x == "--pythonpath"]
+        return [str(Path(sys.executable).parent / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
+                "--port", str(port), "--workers", os.environ.get("WEB_CONCURRENCY", "2"), "--blocking-threads",
+                os.environ.get("GUNICORN_THREADS", "128"), "--no-ws", "--access-log", *(["--working-dir", pythonpath[0]]
+                                                                     if pythonpath else []), app]
     gunicorn = Path(sys.executable).parent / "gunicorn"
     exe = [str(gunicorn)] if gunicorn.exists() else [sys.executable, "-m", "gunicorn"]
     return [*exe, "-c", str(ROOT / "gunicorn.conf.py"), "-b", f"127.0.0.1:{port}", *extra, app]
+
+
+SERVER = ["gunicorn"]  # --server
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -429,52 +445,6 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def round_trips(fx: Fixture, targets: dict[str, Target], n: int = 50) -> dict[tuple[str, str], float]:
-    """Statements sent to Postgres per member request (each is one network round trip), counted in this process
-    (Flask test client, same database and upstream) once the caller's context is held (after a warm-up)."""
-    import psycopg.client_cursor
-    import psycopg.cursor
-
-    from webapp import create_app
-
-    main_thread = threading.get_ident()
-    count = [0]
-    patched = []
-    for cls in (psycopg.cursor.Cursor, psycopg.client_cursor.ClientCursor):
-        orig = cls._execute_send
-
-        def counted(self: Any, *a: Any, _orig: Any = orig, **k: Any) -> Any:
-            if threading.get_ident() == main_thread:
-                count[0] += 1
-            return _orig(self, *a, **k)
-
-        patched.append((cls, orig))
-        cls._execute_send = counted  # type: ignore[method-assign]
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", fx.env.get("TIKTOKEN_CACHE_DIR", ""))
-    app = create_app(fx.env)
-    client = app.test_client()
-    out = {}
-    try:
-        for stream in (False, True):
-            for name in ("switchboard", "sb-apikey"):
-                body = json.loads(targets[name].body(stream))
-                headers = {"Authorization": f"Bearer {targets[name].auth}"}
-                for i in range(10 + n):
-                    if i == 10:
-                        count[0] = 0
-                    r = client.post("/v1/chat/completions", json=body, headers=headers)
-                    r.get_data()
-                    if r.status_code != 200:
-                        raise RuntimeError(f"in-process request failed: {r.status_code}")
-                out[("stream" if stream else "json", name)] = count[0] / n
-    finally:
-        for cls, orig in patched:
-            cls._execute_send = orig  # type: ignore[method-assign]
-        app.extensions["switchboard"].logs.flush()
-        app.extensions["switchboard"].db.close()
-    return out
-
-
 def _throughput(target: Target, stream: bool, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if args.loadgen == "wrk":
         script = workdir / f"wrk-{target.name}-{int(stream)}.lua"
@@ -518,124 +488,6 @@ def _throughput(target: Target, stream: bool, args: argparse.Namespace, workdir:
     times = [t for r in results for t in r["times_ms"]]
     return {"rps": sum(r["ok"] for r in results) / args.duration, "errors": sum(r["errors"] for r in results),
             "p50": percentile(times, 0.5), "p99": percentile(times, 0.99)}
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Profiling (optional): where one request's wall time goes, measured in this process (Flask test client, one
-# thread, same database and upstream), by wrapping the gateway's stages with timers.
-
-STAGES = [  # (module, attribute path, label); a missing attribute (another version of the app) is skipped
-    ("webapp.auth.jwt", "TokenVerifier.verify", "JWT verify (python-jose HS256)"),
-    ("webapp.services.chat_request", "parse", "body validation"),
-    ("webapp.services.gateway", "Gateway._guess", "plan + price from the held context (tiktoken, router)"),
-    ("webapp.services.gateway", "Gateway._begin", "begin: principal + context + admission + reserve (1 statement)"),
-    ("webapp.services.router", "plan", "route plan (only when the held context was stale)"),
-    ("webapp.services.credits", "reserve_flex", "credits reserve (only when the held context was stale)"),
-    ("webapp.services.gateway", "Gateway._try_routes", "upstream request (json: whole answer; stream: open)"),
-    ("webapp.services.credits", "close_logged", "close: settle + receipt row + stream slot (1 statement)"),
-    ("webapp.services.gateway", "Gateway._release_stream", "stream slot release (separate: BYOK or failure)"),
-    ("webapp.services.logwriter", "LogWriter.submit", "log row hand-off (queue)"),
-]
-
-
-def stage_profile(fx: Fixture, target: Target, n: int) -> str:
-    import importlib
-
-    from webapp import create_app
-
-    main_thread = threading.get_ident()
-    spent: dict[str, list[float]] = {}  # label -> [wall s, CPU s of the request thread]
-    patches: list[tuple[Any, str, Any]] = []
-
-    def wrap(owner: Any, name: str, label: str) -> None:
-        orig = owner.__dict__[name]
-
-        def timed(*a: Any, **k: Any) -> Any:
-            if threading.get_ident() != main_thread:
-                return orig(*a, **k)
-            w0, c0 = time.perf_counter(), time.thread_time()
-            try:
-                return orig(*a, **k)
-            finally:
-                acc = spent.setdefault(label, [0.0, 0.0])
-                acc[0] += time.perf_counter() - w0
-                acc[1] += time.thread_time() - c0
-
-        patches.append((owner, name, orig))
-        setattr(owner, name, timed)
-
-    for module, path, label in STAGES:
-        owner: Any = importlib.import_module(module)
-        *parents, name = path.split(".")
-        for p in parents:
-            owner = getattr(owner, p, None)
-        if owner is not None and name in getattr(owner, "__dict__", {}):
-            wrap(owner, name, label)
-    round_trips = [0]
-    orig_wait = psycopg.Connection.wait
-
-    def counting_wait(self: Any, *a: Any, **k: Any) -> Any:
-        if threading.get_ident() == main_thread:
-            round_trips[0] += 1
-        return orig_wait(self, *a, **k)
-
-    psycopg.Connection.wait = counting_wait  # type: ignore[method-assign]
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", fx.env.get("TIKTOKEN_CACHE_DIR", ""))
-    app = create_app(fx.env)
-    client = app.test_client()
-    lines = []
-    try:
-        for stream in (False, True):
-            body = json.loads(target.body(stream))
-            headers = {"Authorization": f"Bearer {target.auth}"}
-
-            def one(body: dict[str, Any] = body, headers: dict[str, str] = headers) -> None:
-                r = client.post("/v1/chat/completions", json=body, headers=headers)
-                data = r.get_data()
-                if r.status_code != 200:
-                    raise RuntimeError(f"in-process request failed: {r.status_code} {data[:300]!r}")
-
-            for _ in range(30):
-                one()
-            spent.clear()
-            round_trips[0] = 0
-            w0, c0 = time.perf_counter(), time.thread_time()
-            for _ in range(n):
-                one()
-            wall, cpu = (time.perf_counter() - w0) * 1000 / n, (time.thread_time() - c0) * 1000 / n
-            mode = "stream" if stream else "json"
-            lines.append(f"  {mode}: {wall:.2f} ms wall and {cpu:.2f} ms CPU (request thread) per request; "
-                         f"{round_trips[0] / n:.1f} psycopg waits per request (one per statement sent, + 1 per unit)")
-            lines.append(f"    {'wall ms':>8} {'CPU ms':>7}  stage")
-            known_w = known_c = 0.0
-            for _, _, label in STAGES:
-                if label in spent:
-                    w, c = (x * 1000 / n for x in spent[label])
-                    known_w, known_c = known_w + w, known_c + c
-                    lines.append(f"    {w:8.2f} {c:7.2f}  {label}")
-            lines.append(f"    {wall - known_w:8.2f} {cpu - known_c:7.2f}  rest: Flask/werkzeug + after-request "
-                         f"hooks, JSON{', SSE relay incl. reading the upstream stream' if stream else ''}")
-        rtt = db_round_trip_ms(fx)
-        lines.append(f"  one trivial round trip to Postgres (select 1) from this process: {rtt:.3f} ms")
-        app.extensions["switchboard"].logs.flush()
-    finally:
-        psycopg.Connection.wait = orig_wait  # type: ignore[method-assign]
-        for owner, name, orig in patches:
-            setattr(owner, name, orig)
-        app.extensions["switchboard"].db.close()
-    return "\n".join(lines)
-
-
-def db_round_trip_ms(fx: Fixture, n: int = 300) -> float:
-    with psycopg.connect(fx.env["DATABASE_URL"], autocommit=True) as conn:
-        for _ in range(20):
-            conn.execute("select 1").fetchone()
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            conn.execute("select 1").fetchone()
-            times.append((time.perf_counter() - t0) * 1000)
-    return percentile(times, 0.5)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -684,11 +536,14 @@ def main() -> int:
     ap.add_argument("--hold-streams", type=int, default=200, help="streams phase: how many long streams one "
                     "instance holds while short requests are timed (0: skip the phase)")
     ap.add_argument("--hold-seconds", type=float, default=10.0, help="streams phase: how long each stream lasts")
+    ap.add_argument("--server", choices=["gunicorn", "granian"], default="gunicorn", help="the WSGI server both "
+                    "proxies run under (gunicorn gthread with gunicorn.conf.py, or granian in WSGI mode)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder with logs and profiles")
     args = ap.parse_args()
     args.requests = args.requests or (100 if args.quick else 500)
     args.duration = args.duration or (2 if args.quick else 10)
     args.threads = args.threads or int(runpy.run_path(str(ROOT / "gunicorn.conf.py"))["threads"])
+    SERVER[0] = args.server
     if args.loadgen == "auto":
         args.loadgen = "wrk" if shutil.which("wrk") else "python"
     elif args.loadgen == "wrk" and not shutil.which("wrk"):
@@ -720,8 +575,10 @@ def main() -> int:
 
 def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -> bool:
     mode_label = "quick" if args.quick else "full"
-    print(f"Switchboard proxy benchmark ({mode_label}): {os.cpu_count()} CPUs, gunicorn {args.workers} workers x "
-          f"{args.threads} gthread threads per server, loopback", flush=True)
+    server = "gunicorn" if args.server == "gunicorn" else "granian (WSGI)"
+    kind = "gthread threads" if args.server == "gunicorn" else "blocking threads"
+    print(f"Switchboard proxy benchmark ({mode_label}): {os.cpu_count()} CPUs, {server} {args.workers} workers x "
+          f"{args.threads} {kind} per server, loopback", flush=True)
     busy = cpu_busy()
     waited_until = time.monotonic() + args.wait_quiet
     while busy > 0.15 and time.monotonic() < waited_until:
@@ -851,14 +708,15 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
         served += held["served"] + held["short_n"] - held["short_failed"]
         print(f"  streams phase done ({time.monotonic() - t_start:.1f} s)", flush=True)
     rss = {pid: rss_mib(pid) for pid in children(sb.popen.pid)}
-    trips = round_trips(fx, targets)
+    trips = inprocess.round_trips(fx, targets)
     served += 4 * 60  # the round-trip count's requests
 
     profile = ""
     if args.profile:
         n_prof = 100 if args.quick else 300
         profile = "\n".join(f" {name} ({'JWT' if name == 'switchboard' else 'personal API key'}):\n"
-                            + stage_profile(fx, targets[name], n_prof) for name in ("switchboard", "sb-apikey"))
+                            + inprocess.stage_profile(fx, targets[name], n_prof)
+                            for name in ("switchboard", "sb-apikey"))
         served += 2 * 2 * (30 + n_prof)
 
     # The accounting really happened: every served request left a log row and a reserve + settle pair.

@@ -6,7 +6,6 @@ forwarding and settles on the actual usage; BYOK never touches credits. A receip
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import sys
@@ -706,7 +705,7 @@ class Gateway:
         try:
             # One statement: the stream slot released, settled (or refunded) and the receipt row written.
             receipt.credits, receipt.shortfall = credits.close_logged(
-                self.db, receipt.request_id, actual, dataclasses.asdict(row), release)
+                self.db, receipt.request_id, actual, dict(vars(row)), release)
         except psycopg.OperationalError:
             if release:
                 self._release_stream(receipt.request_id)  # else it expires after stream_stale_seconds
