@@ -610,6 +610,9 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
     "RequestLogPage": obj({
         "logs": array(ref("RequestLog")), "page": integer(minimum=1), "per_page": integer(minimum=1, maximum=200),
         "total": integer(minimum=0), "pages": integer(minimum=1),
+        "total_exact": {"type": "boolean", "description": "False: more than `total` (10,000) rows match."},
+        "next_cursor": nullable(string("Pass as `before` for the next (older) page; null on the last page.")),
+        "prev_cursor": nullable(string("Pass as `after` for the previous (newer) page; null on the first.")),
         "filters": {"type": "object", "additionalProperties": {"type": "string"},
                     "description": "The non-empty filters as given."},
     }),
@@ -1162,6 +1165,10 @@ def _admin_paths() -> dict[str, Schema]:
                                "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
                                "Requests made with this personal API key (its id)."), ""),
                            *PAGING,
+                           _param("before", "query", filter_param("[A-Za-z0-9_-]{1,120}", "A page cursor"
+                                                                  " (next_cursor): the rows older than it."), ""),
+                           _param("after", "query", filter_param("[A-Za-z0-9_-]{1,120}", "A page cursor"
+                                                                 " (prev_cursor): the rows newer than it."), ""),
                        ]),
         },
         "/api/admin/logs/{request_id}": {
@@ -1440,6 +1447,9 @@ def _build() -> Schema:
                   ADMIN_SCHEMAS, META_SCHEMAS, CREDIT_SCHEMAS, openapi_teams.SCHEMAS, _declared_schemas(),
                   openapi_messages.schemas()):
         schemas.update(group)
+    from webapp.services import openapi_exports  # date ranges and CSV exports on the usage and report routes
+
+    openapi_exports.apply(paths, schemas)
     from webapp.services import openapi_webhooks  # issue 16: webhook endpoints (user, team, site)
 
     openapi_webhooks.apply(paths, schemas)
