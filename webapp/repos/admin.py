@@ -66,6 +66,7 @@ class Rate:
     max_output_tokens: int
     cached_input_rate: int | None = None  # None: the input rate
     enabled: bool = True
+    cache_write_rate: int | None = None  # None: the input rate
 
 
 def get_provider(conn: psycopg.Connection, provider_id: str, *, lock: bool = False) -> Provider | None:
@@ -92,7 +93,7 @@ def rates(conn: psycopg.Connection, provider_id: str | None = None) -> list[Rate
     where = "where provider_id = %s" if provider_id else ""
     with conn.cursor(row_factory=class_row(Rate)) as cur:
         cur.execute("select id::text as id, provider_id::text as provider_id, model, input_rate, output_rate,"
-                    " context_window, max_output_tokens, cached_input_rate, enabled"
+                    " context_window, max_output_tokens, cached_input_rate, enabled, cache_write_rate"
                     f" from public.llm_model_rates {where} order by model",
                     [provider_id] if provider_id else [])
         return cur.fetchall()

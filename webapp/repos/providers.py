@@ -199,7 +199,8 @@ def insert_notice(conn: psycopg.Connection, user_id: str, kind: str, message: st
                  [user_id, kind, message[:1000]])
 
 
-BULK_COLUMNS = ("input_rate", "output_rate", "cached_input_rate", "context_window", "max_output_tokens", "enabled")
+BULK_COLUMNS = ("input_rate", "output_rate", "cached_input_rate", "context_window", "max_output_tokens", "enabled",
+                "cache_write_rate")
 
 
 def set_models_field(conn: psycopg.Connection, provider_id: str, rate_ids: list[str], column: str,

@@ -508,7 +508,7 @@ def provider_dict(v: ProviderView, *, with_keys: bool = False) -> dict[str, Any]
                     "input_per_million": per_million(r.input_rate), "output_per_million": per_million(r.output_rate),
                     "cached_input_per_million": per_million(r.cached_input_rate) or None,
                     "context_window": r.context_window, "max_output_tokens": r.max_output_tokens,
-                    "enabled": r.enabled}
+                    "enabled": r.enabled, "cache_write_rate": r.cache_write_rate}
                    for r in v.rates],
     }
     if with_keys:

@@ -449,6 +449,8 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
         "output_per_million": string("The output rate in credits per million tokens."),
         "cached_input_per_million": nullable(string("The cached-input rate in credits per million tokens.")),
         "enabled": {"type": "boolean", "description": "A disabled model is neither offered nor routed."},
+        "cache_write_rate": nullable(integer("Micro-credits per 1,000 tokens written to the provider's prompt "
+                                             "cache; null: the input rate.")),
     }),
     "KeyStatus": obj({
         "source": string("Where member-mode requests get their key: an admin key in the `database`, the "
@@ -544,9 +546,9 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
     "ModelsBulkEdit": obj({
         "rate_ids": array(UUID, "The models (their `id` in AdminModelRate) to change.", minItems=1),
         "field": string(enum=["input_rate", "output_rate", "cached_input_rate", "context_window",
-                              "max_output_tokens", "enabled"]),
+                              "max_output_tokens", "enabled", "cache_write_rate"]),
         "value": {"description": "A whole number in the field's range; true/false for enabled; empty or null "
-                                 "for cached_input_rate (the input rate)."},
+                                 "for cached_input_rate or cache_write_rate (the input rate)."},
     }, ["rate_ids", "field", "value"], extra=True),
     "AdminKeyCreate": obj({
         "api_key": string("8 to 500 printable ASCII characters, no whitespace.", minLength=8, maxLength=500,

@@ -284,7 +284,8 @@ def add_models(db: Database, settings: Settings, claims: Mapping[str, Any], prov
 
 
 BULK_FIELDS = {"input_rate": (0, MAX_RATE), "output_rate": (0, MAX_RATE), "cached_input_rate": (0, MAX_RATE),
-               "context_window": (1, 100_000_000), "max_output_tokens": (1, 10_000_000), "enabled": None}
+               "context_window": (1, 100_000_000), "max_output_tokens": (1, 10_000_000), "enabled": None,
+               "cache_write_rate": (0, MAX_RATE)}
 
 
 def bulk_edit(db: Database, settings: Settings, claims: Mapping[str, Any], provider_id: str,
@@ -306,7 +307,7 @@ def bulk_edit(db: Database, settings: Settings, claims: Mapping[str, Any], provi
         value = parse_bool(payload.get("value"))
         if value is None:
             errors["value"] = "Must be true or false."
-    elif field == "cached_input_rate" and payload.get("value") in (None, ""):
+    elif field in ("cached_input_rate", "cache_write_rate") and payload.get("value") in (None, ""):
         value = None
     else:
         low, high = BULK_FIELDS[field]  # type: ignore[misc]
