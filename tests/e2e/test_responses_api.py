@@ -178,6 +178,24 @@ def test_anthropic_route_answers_responses_json_and_stream(gw: Gateway, member: 
     assert balance(db, member.id) == ledger_sum(db, member.id)
 
 
+def test_structured_output_on_anthropic_is_a_forced_tool_answered_as_json_text(gw: Gateway, member: Any) -> None:
+    schema = {"type": "object", "properties": {"echo": {"type": "string"}}, "required": ["echo"]}
+    client = gw.client(member.token)
+    text = {"format": {"type": "json_schema", "name": "thing", "schema": schema}}
+    response = client.responses.create(model="e2e-an/echo-1", input=PROMPT, text=text)
+    assert json.loads(response.output_text) == {"echo": PROMPT}
+    assert [item.type for item in response.output] == ["message"]
+    sent = gw.an.chat_requests()[-1].body
+    assert sent["tools"][0]["name"] == "thing" and sent["tools"][0]["input_schema"] == schema
+    assert sent["tool_choice"]["type"] == "tool" and sent["tool_choice"]["name"] == "thing"
+    events = list(client.responses.create(model="e2e-an/echo-1", input=PROMPT, text=text, stream=True))
+    streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert json.loads(streamed) == {"echo": PROMPT} and events[-1].response.output_text == streamed
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model="e2e-an/echo-1", input=PROMPT, text=text, tools=[TOOL])
+    assert "together with tools" in err.value.message
+
+
 def test_image_input_reaches_anthropic_as_an_image_block(gw: Gateway, member: Any) -> None:
     gw.client(member.token).responses.create(model="e2e-an/echo-1", input=[{"role": "user", "content": [
         {"type": "input_text", "text": PROMPT},

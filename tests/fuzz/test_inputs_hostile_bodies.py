@@ -65,7 +65,7 @@ def live(settings: Settings, make_user: Any, database_urls: tuple[str, str]) -> 
                        {"provider_id": row[0], "key_id": str(uuid.uuid4()), "user_id": user.id,
                         "request_id": str(uuid.uuid4()), "provider": "openai", "model_id": "lmstudio/local-model",
                         "slug": "no-such-team", "invitation_id": str(uuid.uuid4()),
-                        "endpoint_id": str(uuid.uuid4())}, session)
+                        "endpoint_id": str(uuid.uuid4()), "response_id": "resp_fuzz"}, session)
     finally:
         session.close()
         app.extensions["switchboard"].db.close()

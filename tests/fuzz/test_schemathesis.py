@@ -380,7 +380,8 @@ def fuzz_schema(fuzz_env: FuzzEnv) -> Any:
 # at a closed loopback port for the run, and a BYOK base URL the guard will not resolve is unreachable too).
 UPSTREAM_FAILURES = {502: {"upstream_unreachable", "upstream_error", "upstream_auth_failed"}, 504: {"upstream_timeout"}}
 # The routes that forward to a provider (Anthropic's Messages API says the same in its own error shape, code included).
-UPSTREAM_ROUTES = {"/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/embeddings"}
+UPSTREAM_ROUTES = {"/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/embeddings",
+                   "/v1/responses/{response_id}"}
 FETCH_MODELS = "/api/admin/llm/providers/{provider_id}/models/fetch"
 
 

@@ -7,6 +7,8 @@ function tools (tool_choice not "none") and no function_call_output as the last 
 arguments {"echo": <last user text>}. Usage reports cached (`cache_read_tokens`) and reasoning
 (`reasoning_tokens`, inside output_tokens) as OpenAI does. Behaviours apply (status, no_usage, cut, error_event).
 
+Stored responses: GET and DELETE /v1/responses/resp_fake answer (any other id is a 404).
+
 Embeddings: one vector per input, [words or ids, 0.5, 0.25] (or `dimensions` numbers), base64 float32 with
 encoding_format base64; prompt_tokens = words of the texts plus the ids of the token arrays."""
 
@@ -21,6 +23,16 @@ from tests.support.upstreams import CREATED, Behaviour, OpenAIUpstream, Recorded
 
 
 def handle(up: OpenAIUpstream, h: _Handler, req: RecordedRequest, b: Behaviour) -> bool:
+    if req.method in ("GET", "DELETE") and req.path.startswith("/v1/responses/"):
+        response_id = req.path.rsplit("/", 1)[1]
+        if response_id != "resp_fake":
+            up._send_json(h, 404, up.error_json(404, f"No response found with id '{response_id}'."))
+        elif req.method == "DELETE":
+            up._send_json(h, 200, {"id": response_id, "object": "response", "deleted": True})
+        else:
+            body = {"model": "echo-1", "input": "stored"}
+            up._send_json(h, 200, response_json(up, body, Behaviour()))
+        return True
     if req.method != "POST" or not isinstance(req.body, dict):
         return False
     if req.path == "/v1/responses":

@@ -161,6 +161,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.server.upstream._handle(self)
 
+    def do_DELETE(self) -> None:  # DELETE /v1/responses/{id} (tests/support/openai_extra.py)
+        self.server.upstream._handle(self)
+
     def setup(self) -> None:
         super().setup()
         self.server.upstream._track(self.connection, add=True)

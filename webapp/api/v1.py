@@ -135,6 +135,14 @@ def responses() -> Any:
     return resp
 
 
+@bp.route("/responses/<response_id>", methods=["GET", "DELETE"], **_EXACT)
+@token_required
+def stored_response(response_id: str) -> Any:
+    """A response the provider keeps, read or deleted with the caller's own key (services/responses_api.py)."""
+    return jsonify(responses_api.stored(_gateway(), g.claims, response_id, _byok_headers(), _team_header(),
+                                        "DELETE" if request.method == "DELETE" else "GET"))
+
+
 @bp.post("/embeddings", **_EXACT)
 @token_required
 def embeddings() -> Any:
@@ -177,6 +185,11 @@ def canonical(rest: str) -> Any:
         return _only("POST", responses)
     if parts == ["embeddings"]:
         return _only("POST", embeddings)
+    if len(parts) == 2 and parts[0] == "responses":
+        if request.method not in ("GET", "HEAD", "DELETE"):
+            raise AppError(f"{request.path} does not accept {request.method}.", code="method_not_allowed",
+                           status=405, headers={"Allow": "GET, DELETE"})
+        return stored_response(parts[1])
     if parts == ["messages"]:
         return _only("POST", messages)
     if parts == ["messages", "count_tokens"]:

@@ -139,3 +139,13 @@ class ResponsesPassthrough(Adapter):
 
     def list_models(self, target: Target) -> list[str]:
         return OpenAICompatAdapter().list_models(target)
+
+
+def stored_response(target: Target, response_id: str, method: str) -> dict[str, Any]:
+    """GET or DELETE {base_url}/responses/{id}: a response the provider keeps (OpenAI's answer as it sent it)."""
+    url = join_url(target.base_url, f"responses/{response_id}")
+    resp = send(target, method, url, headers=openai_headers(target))
+    data = read_json(resp, target, url)
+    if not isinstance(data, dict):
+        raise protocol_error(url, "answer is not a JSON object")
+    return data

@@ -901,7 +901,28 @@ def _v1_declared_paths(chat: Schema, headers: list[Schema]) -> dict[str, Schema]
         parameters=headers,
         body=_body(ref("EmbeddingsRequest"), "An OpenAI embeddings request."),
     )
-    return {"/v1/responses": {"post": responses}, "/v1/embeddings": {"post": embeddings}}
+    stored_params = [_param("response_id", "path", string(minLength=1, maxLength=200, pattern="^[A-Za-z0-9_-]+$"),
+                            "The provider's response id (`resp_...`)."), *headers[1:]]
+    stored_errors = {"400": v1_error("The provider refused your key (`upstream_auth_failed`) or a BYOK header is "
+                                     "incomplete or invalid."),
+                     "404": v1_error("No BYOK headers (Switchboard keeps no responses), a provider that keeps none, "
+                                     "or no such response there (`response_not_found`)."),
+                     "502": v1_error("The provider could not be asked (`upstream_error`)."),
+                     **{k: v for k, v in errors.items() if k in ("401", "403", "503")}}
+    stored = {
+        "get": _op("getStoredResponse", "OpenAI-compatible", "Read a response the provider keeps",
+                   "With your own key only (X-BYOK-API-Key and X-BYOK-Provider naming a preset that speaks the "
+                   "Responses API): the provider's stored response, as it answers it. Switchboard keeps none.",
+                   "user", {"200": _json(ref("ResponseObject"), "The stored response."), **stored_errors},
+                   parameters=stored_params),
+        "delete": _op("deleteStoredResponse", "OpenAI-compatible", "Delete a response the provider keeps",
+                      "With your own key only, as for reading it.", "user",
+                      {"200": _json({"type": "object", "description": "The provider's answer (`deleted: true`)."},
+                                    "Deleted."), **stored_errors},
+                      parameters=stored_params),
+    }
+    return {"/v1/responses": {"post": responses}, "/v1/embeddings": {"post": embeddings},
+            "/v1/responses/{response_id}": stored}
 
 
 def _user_paths() -> dict[str, Schema]:

@@ -8,13 +8,15 @@ Anthropic included, gets the translation, or a 400 `unsupported_parameter` namin
 The answer is turned back into a response object, or a stream of Responses' typed events.
 
 State: Switchboard keeps no responses. `previous_response_id` and `store: true` reach only a provider that keeps
-them itself, with the caller's own key (BYOK); member mode refuses them (the operator's provider account would hold
+them itself, with the caller's own key (BYOK), and `stored` reads or deletes such a response there with that key;
+member mode refuses them (the operator's provider account would hold
 state the member cannot reach, and a prompt the gateway cannot count), as it refuses `conversation`, `prompt`
 templates and `background` runs. A passthrough in member mode is sent with `store: false` unless told otherwise."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,11 +24,15 @@ from typing import Any
 
 from webapp.api.schemas import parse
 from webapp.api.schemas.responses import ResponsesRequest
-from webapp.errors import AppError
+from webapp.errors import AppError, NotFound
 from webapp.providers import get_adapter
-from webapp.providers.base import Adapter
-from webapp.providers.openai_responses import ResponsesPassthrough
+from webapp.providers.base import Adapter, UpstreamFailure
+from webapp.providers.forced_tool import ForcedToolAdapter
+from webapp.providers.openai_responses import ResponsesPassthrough, stored_response
 from webapp.services import responses_translate as tr
+from webapp.services import router
+
+RESPONSE_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 # Member mode cannot count or reach what these bring in from the provider's side.
 _STATEFUL = {"previous_response_id": "a previous response kept by the provider",
@@ -53,6 +59,8 @@ class ResponsesKind:
         err = tr.refusal(self.translation)
         if err is not None:
             raise err
+        if route.provider.api_style == "anthropic":  # no response_format there: text.format as a forced tool
+            return ForcedToolAdapter(get_adapter("anthropic"))
         return get_adapter(route.provider.api_style)
 
     def _member_passthrough_checks(self) -> None:
@@ -110,6 +118,37 @@ def create(gateway: Any, claims: Any, body: Any, task_header: str | None, byok: 
     else:
         out = tr.from_chat(answer, req, response_id, created, charged)
     return ResponsesResult(result.receipt.headers(), body=out)
+
+
+def stored(gateway: Any, claims: Any, response_id: str, byok: Any, team: str | None, method: str) -> dict[str, Any]:
+    """GET / DELETE /v1/responses/{id}: a response kept by a provider that speaks the Responses API, read or deleted
+    there with the caller's own key (X-BYOK-API-Key and X-BYOK-Provider). Member mode never stores one."""
+    if byok is None:
+        raise NotFound("Switchboard keeps no responses, and member mode never asks a provider to keep one. A "
+                       "response stored with your own key is read with it: send X-BYOK-API-Key and X-BYOK-Provider.",
+                       code="response_not_found")
+    if not RESPONSE_ID.fullmatch(response_id):
+        raise NotFound("No such response.", code="response_not_found")
+    ctx, catalog = gateway.context(claims, None, team, billing=False)
+    plan = router.plan(f"{byok.provider or ''}/stored-response", None, byok, ctx, catalog, gateway.settings,
+                       gateway.keyring)
+    route = plan.routes[0]
+    if not (route.provider.responses_api and route.provider.api_style == "openai"):
+        raise NotFound(f"{route.provider.name} does not keep responses (its preset does not speak the Responses API).",
+                       code="response_not_found")
+    try:
+        return stored_response(route.target, response_id, method)
+    except UpstreamFailure as exc:
+        if exc.kind == "blocked_address":
+            raise AppError("The base URL points to a private or internal address, which is not allowed.",
+                           code="base_url_not_allowed", status=400, field="X-BYOK-Base-URL") from None
+        if exc.status == 404:
+            raise NotFound(f"{route.provider.name} has no response {response_id}.", code="response_not_found") from None
+        if exc.status in (401, 403):
+            raise AppError(f"{route.provider.name} refused the API key.", code="upstream_auth_failed",
+                           status=400) from None
+        raise AppError(f"{route.provider.name} could not be asked for the response.", code="upstream_error",
+                       status=502) from None
 
 
 def charged_usage(receipt: dict[str, Any]) -> dict[str, Any]:
