@@ -89,6 +89,25 @@ def test_test_event_rotate_disable_enable_delete(app: Flask, make_user: Any, adm
     assert "Endpoint deleted." in text and 'id="webhooks-none"' in text
 
 
+def test_change_an_endpoint_with_errors_beside_its_own_fields(app: Flask, make_user: Any,
+                                                                admin_conn: psycopg.Connection) -> None:
+    s = sign_in(app, make_user())
+    endpoint_id = _endpoint_id(html(_add(s)))
+    bad = s.post(f"/settings/webhooks/{endpoint_id}", {"url": "https://10.1.2.3/x", "description": "",
+                                                       "event_types": ["credits.granted"]})
+    text = assert_fragment(bad, "webhooks", 422)
+    assert "public" in field_error(text, f"webhook-{endpoint_id}-url")
+    assert 'id="webhooks-url-error"' not in text  # the add form is not blamed
+    assert re.search(rf'<details class="webhook-edit" id="webhook-{endpoint_id}-edit" open>', text)
+    good = s.post(f"/settings/webhooks/{endpoint_id}", {"url": "https://93.184.216.35/new", "description": "new",
+                                                        "event_types": ["credits.granted", "balance.low"]})
+    text = assert_fragment(good, "webhooks")
+    assert "saved" in text and "https://93.184.216.35/new" in text
+    row = admin_conn.execute("select url, description, event_types from public.webhook_endpoints where id = %s",
+                             [endpoint_id]).fetchone()
+    assert row == ("https://93.184.216.35/new", "new", ["credits.granted", "balance.low"])
+
+
 def test_a_disabled_endpoint_says_why(app: Flask, make_user: Any, admin_conn: psycopg.Connection) -> None:
     s = sign_in(app, make_user())
     endpoint_id = _endpoint_id(html(_add(s)))

@@ -35,6 +35,7 @@ class State:
     level: str = "ok"
     secret: str | None = None
     secret_for: str | None = None
+    edit_for: str | None = None  # the endpoint whose change form the errors and values belong to
 
 
 def _svc() -> Any:
@@ -113,6 +114,16 @@ def create(scope: webhooks.Scope) -> Response:
                                             secret_for=endpoint.id))
 
 
+def update(scope: webhooks.Scope, endpoint_id: Any) -> Response:
+    payload = _form_payload()
+    svc = _svc()
+    try:
+        endpoint = webhooks.update(svc.db, svc.settings, current_user.claims, scope, endpoint_id, payload)
+    except ValidationError as exc:
+        return _render(scope, "webhooks", State(exc.errors, payload, edit_for=endpoint_id), 422)
+    return _render(scope, "webhooks", State(message=f"Endpoint {endpoint.url} saved."))
+
+
 def _act(scope: webhooks.Scope, change: Callable[[], str]) -> Response:
     """Run one action on an endpoint and answer the list with its outcome (a refusal is said there too)."""
     try:
@@ -164,6 +175,7 @@ ROUTES: tuple[tuple[str, str, str, Callable[..., Response]], ...] = (
     ("section", "/section", "GET", section),
     ("endpoints", "/endpoints", "GET", endpoints),
     ("create", "/endpoints", "POST", create),
+    ("update", "/<uuid:endpoint_id>", "POST", update),
     ("test", "/<uuid:endpoint_id>/test", "POST", send_test),
     ("rotate", "/<uuid:endpoint_id>/rotate", "POST", rotate),
     ("enable", "/<uuid:endpoint_id>/enable", "POST", enable),
