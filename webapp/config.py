@@ -88,6 +88,7 @@ class SmtpConfig:
     tls: str
     username: str = ""
     password: str = ""
+    ca_file: str = ""  # SMTP_CA_FILE: trust this CA bundle (a private relay) instead of the system's
 
     def __repr__(self) -> str:  # never the password
         user = f"{self.username}:***@" if self.username else ""
@@ -116,6 +117,17 @@ def parse_smtp_url(name: str, raw: str) -> SmtpConfig:
         raise ConfigError(f"{name}: starttls=false is allowed only for a loopback host (a local sink)")
     return SmtpConfig(host=url.hostname, port=port or (465 if tls == "ssl" else 587 if tls == "starttls" else 25),
                       tls=tls, username=unquote(url.username or ""), password=unquote(url.password or ""))
+
+
+def _smtp(url: str, ca_file: str) -> SmtpConfig | None:
+    if not url:
+        return None
+    smtp = parse_smtp_url("SMTP_URL", url)
+    if ca_file:
+        if not os.path.isfile(ca_file):
+            raise ConfigError("SMTP_CA_FILE must name a readable PEM file")
+        smtp = replace(smtp, ca_file=ca_file)
+    return smtp
 
 
 def _mail_from(raw: str) -> str:
@@ -311,7 +323,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         webhook_retry_scale=_float("WEBHOOK_RETRY_SCALE", get("WEBHOOK_RETRY_SCALE", "1")),
         webhook_disable_after_seconds=_int("WEBHOOK_DISABLE_AFTER_SECONDS",
                                            get("WEBHOOK_DISABLE_AFTER_SECONDS", "86400"), 1),
-        smtp=parse_smtp_url("SMTP_URL", get("SMTP_URL")) if get("SMTP_URL") else None,
+        smtp=_smtp(get("SMTP_URL"), get("SMTP_CA_FILE")),
         mail_from=_mail_from(get("MAIL_FROM", "Switchboard <switchboard@localhost>")),
         mail_sink_dir=get("MAIL_SINK_DIR"),
         public_url=_public_url(get("PUBLIC_URL", "http://127.0.0.1:8000")),

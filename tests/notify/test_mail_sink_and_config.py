@@ -30,6 +30,8 @@ def test_smtp_url_forms_and_refusals(test_env: dict[str, str]) -> None:
                 "smtp://h?verify=no", "smtp://h:99999"):
         with pytest.raises(ConfigError, match="SMTP_URL"):
             load_settings({**test_env, "SMTP_URL": bad})
+    with pytest.raises(ConfigError, match="SMTP_CA_FILE"):
+        load_settings({**test_env, "SMTP_URL": "smtps://h", "SMTP_CA_FILE": "/nonexistent/ca.pem"})
     with pytest.raises(ConfigError, match="MAIL_FROM"):
         load_settings({**test_env, "MAIL_FROM": "not an address"})
 

@@ -90,7 +90,7 @@ def compose(settings: Settings, to: str, rendered: Rendered, message_id: str) ->
 
 def send(smtp: SmtpConfig, msg: EmailMessage) -> None:
     """Hand one message to the SMTP server; MailError when it is not accepted."""
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=smtp.ca_file or None)  # verifies the certificate and the host name
     try:
         if smtp.tls == "ssl":
             client: smtplib.SMTP = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=SMTP_TIMEOUT, context=context)
