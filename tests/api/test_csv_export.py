@@ -282,3 +282,31 @@ def test_a_200k_row_export_streams_in_bounded_memory(client: FlaskClient, bulk_u
     # 64 KB chunk at a time.
     assert size > 30_000_000
     assert peak - base < 25_000_000, f"resident memory grew {peak - base:,} bytes while streaming {size:,}"
+
+
+def test_a_download_stopped_halfway_ends_its_transaction(client: FlaskClient, make_user: Any,
+                                                          admin_conn: psycopg.Connection) -> None:
+    """The client goes away after the first chunk: closing the response closes the cursor and the transaction, and
+    the connection goes back to the pool (no session left idle in a transaction)."""
+    user = make_user()
+    day = date_ranges.today_utc() - timedelta(days=1)
+    admin_conn.execute("set session_replication_role = replica")
+    try:
+        admin_conn.execute("""insert into public.llm_request_logs (request_id, user_id, mode, status, created_at)
+                              select gen_random_uuid(), %s, 'member', 200, %s::timestamptz + i * interval '1 s'
+                              from generate_series(1, 5000) i""", [user.id, _at(day, 1)])
+
+        def open_exports() -> int:
+            row = admin_conn.execute("""select count(*) from pg_stat_activity
+                                        where query like '%%user_requests_export%%' and state = 'idle in transaction'
+                                          and pid <> pg_backend_pid()""").fetchone()
+            return int(row[0]) if row else 0
+
+        resp = client.get("/api/user/llm/requests?format=csv&range=7d", headers=user.headers, buffered=False)
+        first = next(iter(resp.response))
+        assert first.startswith(b"request_id,") and open_exports() == 1, "the cursor is open while streaming"
+        resp.close()
+        assert open_exports() == 0
+    finally:
+        admin_conn.execute("delete from public.llm_request_logs where user_id = %s", [user.id])
+        admin_conn.execute("set session_replication_role = origin")
