@@ -6,14 +6,12 @@ forwarding and settles on the actual usage; BYOK never touches credits. A receip
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -21,18 +19,27 @@ import psycopg
 from webapp.config import Settings
 from webapp.crypto import KeyRing
 from webapp.db import ApiKeyClaims, Database, check_principal, principal_ids
-from webapp.errors import AppError, Forbidden, PaymentRequired, RateLimited, UpstreamError
+from webapp.errors import AppError, PaymentRequired, RateLimited
 from webapp.notify.events import KeyFailures
 from webapp.providers import get_adapter
 from webapp.providers.base import UpstreamFailure, UpstreamStream
 from webapp.providers.sse import DONE, format_chunk
-from webapp.redact import redact
 from webapp.repos import context as context_repo
 from webapp.repos.api_keys import KeyScope
 from webapp.repos.request_logs import RequestLog
 from webapp.services import budget, chat_request, credits, router, tokens
 from webapp.services.catalog import CatalogCache
 from webapp.services.engines import EngineHealth
+from webapp.services.gateway_parts import (
+    ChatResult,
+    Receipt,
+    _StreamBody,
+    client_error,
+    delivered_text,
+    receipt_comment,
+    team_refused,
+    usage_field,
+)
 from webapp.services.logwriter import LogWriter
 from webapp.services.pricing import TokenSplit, charge, token_split
 
@@ -42,97 +49,6 @@ _HELD_MAX = 4096  # callers whose last context a worker keeps (a guess to price 
 
 def _loggable_key_source(source: str | None) -> str | None:
     return source if source in {"admin_db", "admin_env", "byok_header", "byok_stored"} else None
-
-
-@dataclass
-class Receipt:
-    request_id: str
-    mode: str
-    provider: str = ""
-    model: str = ""
-    key_source: str = ""
-    credits: int = 0
-    reserved: int = 0
-    multiplier: Decimal = Decimal(0)
-    usage_source: str = ""
-    tokens_in: int = 0
-    tokens_out: int = 0
-    fallback_path: list[str] = field(default_factory=list)
-    output_limit: int | None = None  # member mode: the output limit Switchboard wrote upstream (per choice)
-    limited_by: str | None = None  # "balance" or "monthly_cap" when that lowered the limit below the default
-    shortfall: int = 0  # what the settle could not collect
-    holds_reservation: bool = False  # a reservation row exists (even of 0 credits) and must be closed
-    api_key_id: str | None = None  # the personal API key the request came with
-    team: str | None = None  # the slug of the team the request is billed to
-    team_id: str | None = None
-    cached_tokens: int = 0  # prompt tokens the upstream served from its cache (charged at the cached-input rate)
-    holds_stream_slot: bool = False  # an active_streams row exists and must be released
-    cache_write_tokens: int = 0  # prompt tokens written to the provider's cache (charged at the cache-write rate)
-    reasoning_tokens: int = 0  # hidden reasoning tokens, part of tokens_out (shown, never charged twice)
-    # A request kind other than chat completions (/v1/responses, /v1/embeddings: services/responses_api.py,
-    # services/embeddings.py): `kind.adapter(route)` picks each route's adapter (or refuses the route with an
-    # AppError); the request itself travels as a chat request, so every rule of this path applies to it.
-    kind: Any = field(default=None, repr=False)
-
-    def headers(self, *, final: bool = True) -> dict[str, str]:
-        h = {
-            "X-Request-Id": self.request_id,
-            "X-Switchboard-Mode": self.mode,
-            "X-Switchboard-Provider": self.provider,
-            "X-Switchboard-Model": self.model,
-            "X-Switchboard-Key-Source": self.key_source,
-            "X-Switchboard-Multiplier": format(self.multiplier.normalize(), "f"),
-            "X-Switchboard-Fallback": " > ".join(self.fallback_path),
-        }
-        if self.team:
-            h["X-Switchboard-Team"] = self.team
-        if self.output_limit is not None:
-            h["X-Switchboard-Output-Limit"] = str(self.output_limit)
-            if self.limited_by:
-                h["X-Switchboard-Output-Limit-Reason"] = self.limited_by
-        if final:
-            h["X-Switchboard-Credits"] = credits.format_credits(self.credits)
-            h["X-Switchboard-Usage"] = self.usage_source
-        else:
-            h["X-Switchboard-Credits-Reserved"] = credits.format_credits(self.reserved)
-        return h
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"request_id": self.request_id, "mode": self.mode, "provider": self.provider, "model": self.model,
-                "credits": credits.format_credits(self.credits),
-                "multiplier": format(self.multiplier.normalize(), "f"),
-                "usage": self.usage_source, "fallback_path": self.fallback_path,
-                "prompt_tokens": self.tokens_in, "completion_tokens": self.tokens_out,
-                "cached_tokens": self.cached_tokens, "cache_write_tokens": self.cache_write_tokens,
-                "reasoning_tokens": self.reasoning_tokens}
-
-
-class _StreamBody:
-    """The streamed response body. A server closes it without iterating when the client left before the first
-    byte; a plain generator would then never run its clean-up, so the reservation and stream slot are closed here."""
-
-    def __init__(self) -> None:
-        self.gen: Iterator[bytes] | None = None
-        self.started = False
-        self.on_close_unstarted: Any = None
-
-    def __iter__(self) -> Iterator[bytes]:
-        assert self.gen is not None
-        return self.gen
-
-    def close(self) -> None:
-        if not self.started and self.on_close_unstarted is not None:
-            self.started = True
-            self.on_close_unstarted()
-        if self.gen is not None:
-            self.gen.close()  # type: ignore[attr-defined]
-
-
-@dataclass
-class ChatResult:
-    receipt: Receipt
-    body: dict[str, Any] | None = None
-    stream: Any = None
 
 
 @dataclass(frozen=True)
@@ -220,7 +136,7 @@ class Gateway:
         if verdict.get("ok") and ctx.team_refusal:
             if stream:
                 self._release_stream(request_id)
-            raise _team_refused(ctx.team_refusal)
+            raise team_refused(ctx.team_refusal)
         if not verdict.get("ok"):
             retry = str(verdict.get("retry_after", 1))
             if verdict.get("reason") == "streams":
@@ -250,7 +166,7 @@ class Gateway:
         billed to a team: with the team's keys)."""
         ctx, catalog = self.context(claims, None, team, billing=True)
         if ctx.team_refusal:
-            raise _team_refused(ctx.team_refusal)
+            raise team_refused(ctx.team_refusal)
         mode = router.effective_mode(ctx)
         scope = ctx.api_key
         key_slugs = {catalog.by_id[k.provider_id].slug for k in ctx.keys if k.provider_id in catalog.by_id}
@@ -419,7 +335,7 @@ class Gateway:
                 key.id if key else None, key.monthly_credit_cap if key else None, team=receipt.team_id)
             receipt.holds_reservation = True
         except credits.NotTeamMember:
-            raise _team_refused("not_a_team_member") from None
+            raise team_refused("not_a_team_member") from None
         except credits.Unaffordable as exc:
             raise self._refused(exc, req.n, pricing) from None
         return pricing.plan, list(budget.output_limits(receipt.reserved, pricing.priced, req.n))
@@ -432,7 +348,7 @@ class Gateway:
             try:
                 credits.raise_refusal(str(outcome["refused"]), outcome.get("available"), receipt.team_id)
             except credits.NotTeamMember:
-                raise _team_refused("not_a_team_member") from None
+                raise team_refused("not_a_team_member") from None
             except credits.Unaffordable as exc:
                 raise self._refused(exc, req.n, pricing) from None
         receipt.reserved, receipt.limited_by = int(outcome["amount"]), outcome.get("limited_by")
@@ -523,49 +439,9 @@ class Gateway:
         receipt.multiplier = route.multiplier
         receipt.output_limit = limit
 
-    def _client_error(self, failure: UpstreamFailure, routes: list[router.Route],
-                      path: list[str] | None = None) -> AppError:
-        """The client's error for the last upstream failure, naming the provider(s) tried and carrying the path."""
-        err = self._upstream_error(failure, routes)
-        tried = list(dict.fromkeys(step.partition(":")[0] for step in path or []))
-        if tried:
-            names = ", ".join(self._provider_label(slug, routes) for slug in tried)
-            err.message = f"{err.message} (tried: {names}; path {' > '.join(path or [])})"
-            err.headers["X-Switchboard-Fallback"] = " > ".join(path or [])
-            err.headers["X-Switchboard-Provider"] = tried[-1]
-        return err
-
     @staticmethod
-    def _provider_label(slug: str, routes: list[router.Route]) -> str:
-        name = next((r.provider.name for r in routes if r.provider.slug == slug), slug)
-        return f"{name} ({slug})" if name != slug else slug
-
-    def _upstream_error(self, failure: UpstreamFailure, routes: list[router.Route]) -> AppError:
-        keys = [r.target.api_key for r in routes]
-        upstream_msg = ""
-        if failure.error_body:
-            err = failure.error_body.get("error", failure.error_body)
-            if isinstance(err, dict):
-                upstream_msg = str(err.get("message", ""))
-        detail = redact(upstream_msg or failure.message, *keys)[:500]  # redact first: a cut key would escape
-        if failure.kind == "blocked_address":
-            return AppError("The base URL points to a private or internal address, which is not allowed.",
-                            code="base_url_not_allowed", status=400, field="X-BYOK-Base-URL")
-        if failure.kind == "timeout":
-            return UpstreamError(f"The provider did not answer in time: {detail}", code="upstream_timeout",
-                                 status=504)
-        if failure.kind == "connect":
-            return UpstreamError("The provider could not be reached.", code="upstream_unreachable", status=502)
-        status = failure.status or 502
-        if status == 429:
-            return AppError(f"The provider is rate limiting: {detail}", code="upstream_rate_limited", status=429)
-        if status in (401, 403):
-            return AppError(f"The provider refused the API key: {detail}", code="upstream_auth_failed",
-                            status=502 if routes[0].mode == "member" else 400)
-        if 400 <= status < 500:
-            return AppError(f"The provider rejected the request: {detail}", code="upstream_bad_request",
-                            status=400 if status != 404 else 404)
-        return UpstreamError(f"The provider failed: {detail}", code="upstream_error", status=502)
+    def _client_error(failure: UpstreamFailure, routes: list[router.Route], path: list[str] | None = None) -> AppError:
+        return client_error(failure, routes, path)
 
     def _usage(self, receipt: Receipt, req: chat_request.ChatRequest, route: router.Route, usage: Any,
                delivered: str) -> tuple[int, int]:
@@ -579,7 +455,7 @@ class Gateway:
     def _complete(self, user_id: str, req: chat_request.ChatRequest, plan: router.Plan, limits: list[int | None],
                   receipt: Receipt, started: float) -> ChatResult:
         route, body = self._try_routes(req, plan, limits, receipt, stream=False)
-        t_in, t_out = self._usage(receipt, req, route, body.get("usage"), _delivered_text(body))
+        t_in, t_out = self._usage(receipt, req, route, body.get("usage"), delivered_text(body))
         self._finish(user_id, req, receipt, started, 200, None, route, t_in, t_out)
         body["usage"] = usage_field(body.get("usage"), t_in, t_out, receipt.usage_source)
         return ChatResult(receipt, body=body)
@@ -748,41 +624,3 @@ class Gateway:
         log.info("chat request=%s mode=%s provider=%s model=%s status=%s credits=%s shortfall=%s usage=%s path=%s "
                  "ms=%s", row.request_id, row.mode, row.provider, row.model, row.status, row.credits, row.shortfall,
                  row.usage_source, ",".join(row.fallback_path or []), row.latency_ms)
-
-
-def _team_refused(reason: str) -> Forbidden:
-    if reason == "team_not_allowed":
-        return Forbidden("This API key is bound to another team than X-Switchboard-Team names.",
-                         code="team_not_allowed", field="X-Switchboard-Team")
-    return Forbidden("You are not a member of the team this request would bill (X-Switchboard-Team, the API "
-                     "key's team or your default team).", code="not_a_team_member")
-
-
-def usage_field(upstream: Any, t_in: int, t_out: int, source: str) -> dict[str, Any]:
-    """The `usage` a JSON answer carries: the numbers Switchboard charged, and `switchboard_estimated` (a field the
-    official SDKs keep) saying whether they were counted here (estimated or corrected) rather than measured."""
-    usage = dict(upstream) if isinstance(upstream, dict) else {}
-    if source != "measured":
-        usage.update(prompt_tokens=t_in, completion_tokens=t_out, total_tokens=t_in + t_out)
-    usage["switchboard_estimated"] = source != "measured"
-    return usage
-
-
-def receipt_comment(receipt: Receipt) -> bytes:
-    """`: switchboard {receipt json}` — the closing receipt of a stream as an SSE comment line."""
-    return b": switchboard " + json.dumps(receipt.as_dict(), separators=(",", ":")).encode() + b"\n\n"
-
-
-def _delivered_text(body: dict[str, Any]) -> str:
-    """Everything a chat.completion delivered as text: every choice's content and tool call arguments."""
-    parts: list[str] = []
-    for choice in body.get("choices") or []:
-        message = (choice.get("message") or {}) if isinstance(choice, dict) else {}
-        if not isinstance(message, dict):
-            continue
-        if message.get("content"):
-            parts.append(str(message["content"]))
-        for call in message.get("tool_calls") or []:
-            if isinstance(call, dict) and isinstance(call.get("function"), dict):
-                parts.append(str(call["function"].get("arguments") or ""))
-    return "".join(parts)
