@@ -25,10 +25,10 @@ from webapp.repos.providers import Provider
 
 PROVIDER_COLS = ("id::text as id, slug, name, api_style, base_url, default_model, enabled, credit_multiplier,"
                  " byok_allowed, custom_base_url_allowed, sort_order, free_for_byok, extra_headers, needs_key,"
-                 " archived_at")
+                 " archived_at, responses_api")
 PROVIDER_EDITABLE = ("name", "api_style", "base_url", "default_model", "enabled", "credit_multiplier",
                      "byok_allowed", "custom_base_url_allowed", "sort_order", "free_for_byok", "extra_headers",
-                     "needs_key")
+                     "needs_key", "responses_api")
 
 
 # -- role ---------------------------------------------------------------------------------------------------------
@@ -66,6 +66,7 @@ class Rate:
     max_output_tokens: int
     cached_input_rate: int | None = None  # None: the input rate
     enabled: bool = True
+    kind: str = "chat"  # "chat" or "embedding"
     cache_write_rate: int | None = None  # None: the input rate
 
 
@@ -93,7 +94,7 @@ def rates(conn: psycopg.Connection, provider_id: str | None = None) -> list[Rate
     where = "where provider_id = %s" if provider_id else ""
     with conn.cursor(row_factory=class_row(Rate)) as cur:
         cur.execute("select id::text as id, provider_id::text as provider_id, model, input_rate, output_rate,"
-                    " context_window, max_output_tokens, cached_input_rate, enabled, cache_write_rate"
+                    " context_window, max_output_tokens, cached_input_rate, enabled, kind, cache_write_rate"
                     f" from public.llm_model_rates {where} order by model",
                     [provider_id] if provider_id else [])
         return cur.fetchall()
@@ -101,17 +102,17 @@ def rates(conn: psycopg.Connection, provider_id: str | None = None) -> list[Rate
 
 def upsert_rate(conn: psycopg.Connection, provider_id: str, model: str, input_rate: int, output_rate: int,
                 context_window: int, max_output_tokens: int, cached_input_rate: int | None = None,
-                enabled: bool = True) -> None:
+                enabled: bool = True, kind: str = "chat") -> None:
     conn.execute(
         """insert into public.llm_model_rates (provider_id, model, input_rate, output_rate, context_window,
-               max_output_tokens, cached_input_rate, enabled)
-           values (%s, %s, %s, %s, %s, %s, %s, %s)
+               max_output_tokens, cached_input_rate, enabled, kind)
+           values (%s, %s, %s, %s, %s, %s, %s, %s, %s)
            on conflict (provider_id, model) do update set input_rate = excluded.input_rate,
                output_rate = excluded.output_rate, context_window = excluded.context_window,
                max_output_tokens = excluded.max_output_tokens, cached_input_rate = excluded.cached_input_rate,
-               enabled = excluded.enabled""",
+               enabled = excluded.enabled, kind = excluded.kind""",
         [provider_id, model, input_rate, output_rate, context_window, max_output_tokens, cached_input_rate,
-         enabled])
+         enabled, kind])
 
 
 def delete_rate(conn: psycopg.Connection, provider_id: str, rate_id: str) -> bool:

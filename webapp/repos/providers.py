@@ -116,7 +116,7 @@ def active_admin_keys(conn: psycopg.Connection) -> list[AdminKey]:
 
 CREATE_COLS = ("slug", "name", "api_style", "base_url", "default_model", "enabled", "credit_multiplier",
                "byok_allowed", "custom_base_url_allowed", "sort_order", "free_for_byok", "extra_headers",
-               "needs_key")
+               "needs_key", "responses_api")
 
 
 def _param(col: str, value: Any) -> Any:

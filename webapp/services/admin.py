@@ -35,7 +35,7 @@ from webapp.services.router import is_local_url
 URL_RE = re.compile(r"^[!-~]{1,500}$")  # printable ASCII: no spaces, controls or look-alike characters
 INT_RE = re.compile(r"^[+-]?[0-9]{1,18}$")  # ASCII digits only (not fullwidth or other scripts); well inside bigint
 MAX_RATE = 10**12  # micro-credits per 1K tokens: a million credits per 1K tokens is already absurd
-CHECKBOXES = ("enabled", "byok_allowed", "custom_base_url_allowed", "free_for_byok", "needs_key")
+CHECKBOXES = ("enabled", "byok_allowed", "custom_base_url_allowed", "free_for_byok", "needs_key", "responses_api")
 
 
 @contextmanager
@@ -182,8 +182,10 @@ def _text(value: Any, low: int, high: int) -> str | None:
     return value.strip()
 
 
-# model, input rate, output rate, context window, max output tokens, cached-input rate (None: input), enabled
-RateValues = tuple[str, int, int, int, int, int | None, bool]
+# model, input rate, output rate, context window, max output tokens, cached-input rate (None: input), enabled,
+# kind ("chat" or "embedding")
+RateValues = tuple[str, int, int, int, int, int | None, bool, str]
+RATE_KINDS = ("chat", "embedding")
 
 
 def validate_rate(payload: Any) -> RateValues:
@@ -219,10 +221,13 @@ def validate_rate(payload: Any) -> RateValues:
     enabled = parse_bool(payload.get("enabled", True))
     if enabled is None:
         errors["enabled"] = "Must be true or false."
+    kind = payload.get("kind") or "chat"  # absent or empty: a chat model
+    if kind not in RATE_KINDS:
+        errors["kind"] = "chat (chat completions, /v1/responses) or embedding (/v1/embeddings)."
     if errors:
         raise ValidationError(errors)
     assert in_rate is not None and out_rate is not None and window is not None and max_out is not None
-    return model, in_rate, out_rate, window, max_out, cached, bool(enabled)
+    return model, in_rate, out_rate, window, max_out, cached, bool(enabled), str(kind)
 
 
 def validate_update(payload: Any, settings: Settings, *, form: bool = False
@@ -287,6 +292,8 @@ def validate_update(payload: Any, settings: Settings, *, form: bool = False
             errors["sort_order"] = "A whole number from 0 to 100000."
         else:
             values["sort_order"] = order
+    if values.get("responses_api") and values.get("api_style") == "anthropic":
+        errors["responses_api"] = "Only a provider speaking the OpenAI wire format serves the Responses API."
     rates = None
     if "models" in data:
         rates = _validate_models(data["models"], errors)
@@ -324,7 +331,7 @@ def _provider_state(p: Provider) -> dict[str, Any]:
 def _rate_state(rates: list[admin_repo.Rate]) -> list[dict[str, Any]]:
     return [{"model": r.model, "input_rate": r.input_rate, "output_rate": r.output_rate,
              "cached_input_rate": r.cached_input_rate, "context_window": r.context_window,
-             "max_output_tokens": r.max_output_tokens, "enabled": r.enabled} for r in rates]
+             "max_output_tokens": r.max_output_tokens, "enabled": r.enabled, "kind": r.kind} for r in rates]
 
 
 def refuse_archived(p: Provider) -> None:
@@ -387,14 +394,14 @@ def set_multiplier(db: Database, settings: Settings, claims: Mapping[str, Any], 
 def put_rate(db: Database, settings: Settings, claims: Mapping[str, Any], provider_id: str,
              payload: Any) -> ProviderView:
     """Add a model to a preset, or change its rates when the model is already offered."""
-    model, in_rate, out_rate, window, max_out, cached, enabled = validate_rate(payload)
+    model, in_rate, out_rate, window, max_out, cached, enabled, kind = validate_rate(payload)
     with admin_tx(db, claims) as conn:
         view = _views(conn, settings, provider_id)[0]
         refuse_archived(view.provider)
         old = next((r for r in view.rates if r.model == model), None)
-        admin_repo.upsert_rate(conn, provider_id, model, in_rate, out_rate, window, max_out, cached, enabled)
+        admin_repo.upsert_rate(conn, provider_id, model, in_rate, out_rate, window, max_out, cached, enabled, kind)
         after = {"model": model, "input_rate": in_rate, "output_rate": out_rate, "cached_input_rate": cached,
-                 "context_window": window, "max_output_tokens": max_out, "enabled": enabled}
+                 "context_window": window, "max_output_tokens": max_out, "enabled": enabled, "kind": kind}
         admin_repo.insert_audit(conn, str(claims["sub"]), "provider.rate", f"provider:{view.provider.slug}",
                                 _rate_state([old])[0] if old else None, after)
         return _views(conn, settings, provider_id)[0]
@@ -498,7 +505,7 @@ def provider_dict(v: ProviderView, *, with_keys: bool = False) -> dict[str, Any]
         "default_model": p.default_model, "enabled": p.enabled,
         "credit_multiplier": format(p.credit_multiplier.normalize(), "f"), "byok_allowed": p.byok_allowed,
         "custom_base_url_allowed": p.custom_base_url_allowed, "sort_order": p.sort_order,
-        "free_for_byok": p.free_for_byok, "needs_key": p.needs_key,
+        "free_for_byok": p.free_for_byok, "needs_key": p.needs_key, "responses_api": p.responses_api,
         "extra_headers": [{"name": h[0], "value": h[1]} for h in p.header_pairs],
         "archived": p.archived_at is not None,
         "archived_at": p.archived_at.isoformat() if p.archived_at else None,
@@ -508,7 +515,7 @@ def provider_dict(v: ProviderView, *, with_keys: bool = False) -> dict[str, Any]
                     "input_per_million": per_million(r.input_rate), "output_per_million": per_million(r.output_rate),
                     "cached_input_per_million": per_million(r.cached_input_rate) or None,
                     "context_window": r.context_window, "max_output_tokens": r.max_output_tokens,
-                    "enabled": r.enabled, "cache_write_rate": r.cache_write_rate}
+                    "enabled": r.enabled, "kind": r.kind, "cache_write_rate": r.cache_write_rate}
                    for r in v.rates],
     }
     if with_keys:

@@ -449,6 +449,8 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
         "output_per_million": string("The output rate in credits per million tokens."),
         "cached_input_per_million": nullable(string("The cached-input rate in credits per million tokens.")),
         "enabled": {"type": "boolean", "description": "A disabled model is neither offered nor routed."},
+        "kind": string("`chat` (chat completions, /v1/responses) or `embedding` (/v1/embeddings).",
+                       enum=["chat", "embedding"]),
         "cache_write_rate": nullable(integer("Micro-credits per 1,000 tokens written to the provider's prompt "
                                              "cache; null: the input rate.")),
     }),
@@ -471,6 +473,8 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
         "models": array(ref("AdminModelRate")), "key_status": ref("KeyStatus"), "keys": array(ref("AdminKey")),
         "environment_key": nullable(ref("EnvironmentKey")),
         "needs_key": {"type": "boolean", "description": "Whether member mode needs a key to call it."},
+        "responses_api": {"type": "boolean", "description": "/v1/responses is passed through to its /responses "
+                                                            "(OpenAI wire style only); off: translated to chat."},
         "extra_headers": array(obj({"name": string(), "value": string()}),
                                "Sent upstream with every request (not secrets; never an auth header)."),
         "archived": {"type": "boolean", "description": "Retired with history: kept for the logs, hidden from users."},
@@ -492,6 +496,7 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
                                           "null, 0 or any empty value means 8192."},
         "max_output_tokens": {"description": "Tokens, 1 to 10,000,000: the most one answer may hold; absent or "
                                              "empty means 4096."},
+        "kind": {"description": "`chat` or `embedding`; absent or empty: chat."},
     }, ["model", "input_rate", "output_rate"], extra=True),
     "ProviderUpdate": obj({
         "name": string("1 to 80 characters.", minLength=1, maxLength=80, pattern=NOT_BLANK_NO_NUL),
@@ -508,6 +513,9 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
         "models": array(ref("ModelRateInput"), "The complete new list of model rates (replaces the old list).",
                         maxItems=500),
         "needs_key": {"type": ["boolean", "string"], "description": "Whether member mode needs a key."},
+        "responses_api": {"type": ["boolean", "string"], "description": "The provider serves OpenAI's Responses "
+                                                                        "API (/v1/responses passes through; OpenAI "
+                                                                        "wire style only)."},
         "extra_headers": {"description": "Headers sent upstream with every request, at most 10: "
                                          "[{name, value}], [[name, value]], {name: value} or `Name: value` lines. "
                                          "Names are HTTP tokens; auth (Authorization, x-api-key, api-key), "
