@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pytest
 from flask.testing import FlaskClient
 
 from tests.notify.conftest import SmtpRecorder, events_of
@@ -136,3 +137,34 @@ def test_a_temporary_smtp_failure_is_retried_and_sent_once(make_user: Any, db: D
     assert dispatcher.send_email(rt, delivery_id) == "sent"
     assert dispatcher.send_email(rt, delivery_id) == "sent"  # a late duplicate job changes nothing
     assert len(smtp.to(me.email)) == 1
+
+
+def test_a_failing_webhook_fan_out_holds_back_no_email_and_is_retried(make_user: Any, db: Database,
+                                                                      notify_settings: Settings,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      admin_conn: psycopg.Connection) -> None:
+    hooks = dispatcher.webhooks_module()
+    assert hooks is not None
+    me = make_user()
+    with db.as_service() as conn:
+        credits_repo.adjust(conn, me.id, 2_000_000, "fan-out", None)
+    [event] = events_of(admin_conn, "credits.granted", user_id=me.id)
+    rt = Runtime(notify_settings, db)
+    real = hooks.fan_out
+
+    def broken(conn: Any, ev: Any) -> int:
+        conn.execute("select 1/0")  # a database error inside the fan-out: its savepoint rolls back
+        return 0
+
+    monkeypatch.setattr(hooks, "fan_out", broken)
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        dispatcher.dispatch(rt, event["id"])
+    assert deliveries(admin_conn, event["id"]) == [(me.id, "pending")]  # the email is on its way regardless
+    sends = admin_conn.execute("select count(*) from public.procrastinate_jobs where task_name = %s"
+                               " and args ->> 'delivery_id' in (select id::text from public.notification_deliveries"
+                               " where event_id = %s)", [dispatcher.SEND_EMAIL, event["id"]]).fetchone()[0]
+    assert sends == 1
+    monkeypatch.setattr(hooks, "fan_out", real)
+    assert dispatcher.dispatch(rt, event["id"]) == 0  # the retry: no second email queued
+    assert admin_conn.execute("select dispatched_at is not null from public.notification_events where id = %s",
+                              [event["id"]]).fetchone() == (True,)

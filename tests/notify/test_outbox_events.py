@@ -240,3 +240,26 @@ def test_the_operator_cli_grant_is_recorded_too(app: Any, make_user: Any, admin_
     assert result.exit_code == 0, result.output
     [event] = events_of(admin_conn, "credits.granted", user_id=me.id)
     assert event["data"]["reason"] == "from the CLI" and event["data"]["amount_micro"] == 3_000_000
+
+
+def test_a_team_members_cap_is_told_to_the_member(client: FlaskClient, make_user: Any, priced: str,
+                                                  admin_conn: psycopg.Connection) -> None:
+    owner, member, site_admin = make_user(), make_user(), make_user(admin=True)
+    slug = f"ntc-{owner.id[:8]}"
+    assert call(client, owner.headers, "POST", "/api/teams", {"name": "Capped team", "slug": slug}).status_code == 201
+    invited = call(client, owner.headers, "POST", f"/api/teams/{slug}/invitations", {"role": "member"})
+    token = invited.get_json()["token"]
+    assert call(client, member.headers, "POST", "/api/teams/join", {"token": token}).status_code == 200
+    assert call(client, site_admin.headers, "POST", f"/api/admin/teams/{slug}/credits",
+                {"amount": "50"}).status_code in (200, 201)
+    capped = call(client, owner.headers, "PUT", f"/api/teams/{slug}/members/{member.id}/cap",
+                  {"monthly_credit_cap": "0.036"})
+    assert capped.status_code == 200, capped.get_data(as_text=True)
+    headers = {**member.headers, "X-Switchboard-Team": slug}
+    assert chat(client, headers, priced).status_code == 200
+    assert events_of(admin_conn, "spend_cap.reached", user_id=member.id) == []
+    assert chat(client, headers, priced).status_code == 200
+    [reached] = events_of(admin_conn, "spend_cap.reached", user_id=member.id)
+    team_id = admin_conn.execute("select id::text from public.teams where slug = %s", [slug]).fetchone()[0]
+    assert reached["team_id"] == team_id and reached["data"]["scope"] == "team_member"
+    assert reached["data"]["spent_micro"] == 2 * K and reached["data"]["cap_micro"] == 36_000

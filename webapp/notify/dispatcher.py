@@ -35,9 +35,12 @@ def webhooks_module() -> Any | None:
 
 
 def dispatch(rt: Runtime, event_id: str) -> int:
-    """Deliveries for one event; returns how many email sends were queued (0 when it was dispatched before)."""
+    """Deliveries for one event; returns how many email sends were queued (0 when it was dispatched before).
+    A failing webhook fan-out does not hold back the email: the email rows commit, the event stays undispatched
+    and the error is raised, so the job is retried (the email rows then already exist and queue nothing twice)."""
     hooks = webhooks_module()
     queued = 0
+    failure: Exception | None = None
     with rt.db.as_service() as conn:
         event = events.lock(conn, event_id)
         if event is None or event.dispatched_at is not None:
@@ -53,8 +56,16 @@ def dispatch(rt: Runtime, event_id: str) -> int:
                 queue.defer(conn, SEND_EMAIL, {"delivery_id": row[0]})
                 queued += 1
         if hooks is not None:
-            hooks.fan_out(conn, event)
-        events.mark_dispatched(conn, event.id)
+            try:
+                with conn.transaction():  # a savepoint: its failure leaves the email rows above in place
+                    hooks.fan_out(conn, event)
+            except Exception as exc:
+                log.error("webhook fan-out of event %s failed: %s", event.id, type(exc).__name__)
+                failure = exc
+        if failure is None:
+            events.mark_dispatched(conn, event.id)
+    if failure is not None:
+        raise failure
     return queued
 
 
