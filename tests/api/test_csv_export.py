@@ -227,6 +227,8 @@ def test_page_downloads_for_the_signed_in_user(app: Flask, make_user: Any, admin
     got = rows_of(client.get("/admin/analytics.csv?range=7d"))
     assert len(got) == 1 + 7
     assert client.get("/admin/logs.csv?mode=sideways").status_code == 422
+    page = client.get(f"/admin/logs?mode=member&user={me.user.id}").get_data(as_text=True)
+    assert f'id="logs-csv" href="/admin/logs.csv?user={me.user.id}&amp;mode=member"' in page
 
 
 # -- memory: 200,000 rows stream through one batch at a time -------------------------------------------------------
@@ -310,3 +312,28 @@ def test_a_download_stopped_halfway_ends_its_transaction(client: FlaskClient, ma
     finally:
         admin_conn.execute("delete from public.llm_request_logs where user_id = %s", [user.id])
         admin_conn.execute("set session_replication_role = origin")
+
+
+def test_a_team_owners_export_holds_their_own_requests_not_the_teams(client: FlaskClient, make_user: Any,
+                                                                      admin_conn: psycopg.Connection,
+                                                                      db: Any) -> None:
+    """Row-level security lets a team's owner read the requests billed to the team; "my requests" are still only
+    the owner's own."""
+    from tests.api.test_teams_api import new_team
+
+    owner, member = make_user(), make_user()
+    slug = new_team(client, owner, member)
+    team_row = admin_conn.execute("select id::text from public.teams where slug = %s", [slug]).fetchone()
+    assert team_row is not None
+    day = date_ranges.today_utc() - timedelta(days=1)
+    mine = _log(admin_conn, owner.id, _at(day, 8))
+    theirs = _log(admin_conn, member.id, _at(day, 9))
+    admin_conn.execute("update public.llm_request_logs set team_id = %s where request_id = any(%s::uuid[])",
+                       [team_row[0], [mine, theirs]])
+    with db.as_user(owner.claims) as conn:
+        seen = conn.execute("select count(*) from public.llm_request_logs where request_id = %s", [theirs]).fetchone()
+    assert seen is not None and seen[0] == 1, "the owner may read the member's team request under RLS"
+    got = rows_of(client.get("/api/user/llm/requests?format=csv&range=7d", headers=owner.headers))
+    assert [r[0] for r in got[1:]] == [mine]
+    body = client.get("/api/user/llm/requests?range=7d", headers=owner.headers).get_json()
+    assert [r["request_id"] for r in body["requests"]] == [mine]
