@@ -5,6 +5,7 @@ shape, the hostile max_tokens clamp, credits and receipts."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -203,3 +204,53 @@ def test_the_raw_stream_names_every_event_and_ends_with_the_receipt(gw: Gateway,
     assert set(names) == {"message_start", "ping", "content_block_start", "content_block_delta",
                           "content_block_stop", "message_delta", "message_stop"}
     assert ": switchboard {" in text and "[DONE]" not in text
+
+
+def _log_by_request(gw: Gateway, db: Any, request_id: str, status: int) -> dict[str, Any]:
+    deadline = time.time() + 10
+    while True:
+        gw.flush_logs()
+        try:
+            row = log_row(db, request_id)
+        except AssertionError:
+            row = None
+        if (row and row["status"] == status) or time.time() > deadline:
+            assert row is not None and row["status"] == status, row
+            return row
+        time.sleep(0.2)
+
+
+def test_a_client_that_leaves_mid_stream_pays_for_what_it_got(gw: Gateway, member: Any, db: Any) -> None:
+    gw.oa1.behaviour = "drip:0.3"
+    before = balance(db, member.id)
+    with requests.Session() as s:
+        s.trust_env = False
+        resp = s.post(gw.url + "/v1/messages", stream=True, timeout=30, headers={"x-api-key": member.token},
+                      json={"model": MODELS[1], "max_tokens": 100, "stream": True,
+                            "messages": [{"role": "user", "content": "hi"}]})
+        request_id = resp.headers["x-request-id"]
+        lines = resp.iter_lines()
+        got = [next(lines) for _ in range(8)]
+        assert b"event: message_start" in got
+        resp.close()
+    row = _log_by_request(gw, db, request_id, 499)
+    assert row["usage_source"] == "estimated" and row["tokens_out"] < REPLY_WORDS
+    assert before - balance(db, member.id) == row["credits"] < _cost(50, REPLY_WORDS)
+    assert balance(db, member.id) == ledger_sum(db, member.id)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_an_upstream_failure_mid_stream_is_an_error_event_and_refunded(gw: Gateway, member: Any, db: Any,
+                                                                       model: str) -> None:
+    (gw.an if "an" in model else gw.oa1).behaviour = "cut:3"
+    before = balance(db, member.id)
+    with requests.Session() as s:
+        s.trust_env = False
+        resp = s.post(gw.url + "/v1/messages", stream=True, timeout=30, headers={"x-api-key": member.token},
+                      json={"model": model, "max_tokens": 100, "stream": True,
+                            "messages": [{"role": "user", "content": "hi"}]})
+        with resp:
+            text = resp.content.decode()
+    assert "event: error" in text and '"type":"error"' in text and "event: message_stop" not in text
+    row = _log_by_request(gw, db, resp.headers["x-request-id"], 502)
+    assert row["credits"] == 0 and balance(db, member.id) == before == ledger_sum(db, member.id)

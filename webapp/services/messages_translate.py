@@ -222,7 +222,7 @@ def _tool_choice(choice: Any) -> tuple[Any, bool | None]:
 
 
 REQUEST_FIELDS = {"model", "max_tokens", "messages", "system", "metadata", "stop_sequences", "stream",
-                  "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier"}
+                  "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier", _CACHE_HINT}
 
 
 def to_chat(body: Any) -> dict[str, Any]:
