@@ -6,9 +6,12 @@
 --
 -- * usage_daily: day (UTC) x user x team x personal API key x provider x model x mode x status class. A user's
 --   usage, a key's month, a team's members and days read it by the leading user / key / team index.
--- * usage_daily_platform: day x provider x model x mode x status x error code, spread over 4 shards (by request id)
---   so concurrent receipts for the same model rarely wait on one row lock until commit. Admin analytics.
--- * usage_monthly_users: month x user, the upper bounds the admin's top users start from (see repos/rollups.py).
+-- * usage_daily_platform: day x provider x mode x status class, spread over 4 shards (by request id) so concurrent
+--   receipts rarely wait on one row lock until commit; usage_daily_errors: day x error code (failures only);
+--   usage_daily_byok_models: day x provider x model of successful BYOK traffic (what it would cost in member mode).
+--   Admin analytics: a year of them is tens of thousands of rows, whatever the traffic.
+-- * usage_monthly_users: month x user: whole months of a user's totals, and the upper bounds the admin's top users
+--   start from (see repos/rollups.py).
 -- * usage_daily_teams: day x team (team-billed requests only) for the site's usage per team.
 -- * usage_admin_keys: all-time requests and last use per admin key / environment key (the providers-and-keys panel).
 --
@@ -42,10 +45,8 @@ create index usage_daily_team_idx on public.usage_daily (team_id, day) where tea
 create table public.usage_daily_platform (
   day date not null,
   provider text not null default '',
-  model text not null default '',
   mode text not null,
-  status integer not null,
-  error_code text not null default '',
+  status_class smallint not null,
   shard smallint not null,
   requests bigint not null default 0,
   tokens_in bigint not null default 0,
@@ -58,10 +59,29 @@ create table public.usage_daily_platform (
   cached_tokens bigint not null default 0,
   cache_write_tokens bigint not null default 0,
   reasoning_tokens bigint not null default 0,
-  constraint usage_daily_platform_key unique nulls not distinct
-    (day, provider, model, mode, status, error_code, shard)
+  primary key (day, provider, mode, status_class, shard)
 );
 alter table public.usage_daily_platform enable row level security;
+create index usage_daily_platform_provider_idx on public.usage_daily_platform (provider);
+
+create table public.usage_daily_errors (
+  day date not null,
+  code text not null,
+  requests bigint not null default 0,
+  primary key (day, code)
+);
+alter table public.usage_daily_errors enable row level security;
+
+create table public.usage_daily_byok_models (
+  day date not null,
+  provider text not null,
+  model text not null,
+  requests bigint not null default 0,
+  tokens_in bigint not null default 0,
+  tokens_out bigint not null default 0,
+  primary key (day, provider, model)
+);
+alter table public.usage_daily_byok_models enable row level security;
 
 create table public.usage_monthly_users (
   month date not null,
@@ -73,6 +93,8 @@ create table public.usage_monthly_users (
 );
 alter table public.usage_monthly_users enable row level security;
 create index usage_monthly_users_user_idx on public.usage_monthly_users (user_id, month);
+-- The admin's top users read each month's biggest spenders first (repos/rollups.py top_users).
+create index usage_monthly_users_credits_idx on public.usage_monthly_users (month, credits desc, user_id);
 
 create table public.usage_daily_teams (
   day date not null,
@@ -99,12 +121,12 @@ alter table public.usage_admin_keys enable row level security;
 create index usage_admin_keys_key_idx on public.usage_admin_keys (admin_key_id) where admin_key_id is not null;
 
 -- -- grants and policies: the same readers as the log rows they sum ---------------------------------------------
-revoke all on public.usage_daily, public.usage_daily_platform, public.usage_monthly_users, public.usage_daily_teams,
-  public.usage_admin_keys from anon, authenticated, service_role;
-grant select on public.usage_daily, public.usage_daily_platform, public.usage_monthly_users,
-  public.usage_daily_teams, public.usage_admin_keys to authenticated;
-grant select on public.usage_daily, public.usage_daily_platform, public.usage_monthly_users,
-  public.usage_daily_teams, public.usage_admin_keys to service_role;
+revoke all on public.usage_daily, public.usage_daily_platform, public.usage_daily_errors,
+  public.usage_daily_byok_models, public.usage_monthly_users, public.usage_daily_teams, public.usage_admin_keys
+  from anon, authenticated, service_role;
+grant select on public.usage_daily, public.usage_daily_platform, public.usage_daily_errors,
+  public.usage_daily_byok_models, public.usage_monthly_users, public.usage_daily_teams, public.usage_admin_keys
+  to authenticated, service_role;
 
 -- A user reads their own rows, a team's owners and admins the team's, site admins all (as llm_request_logs).
 create policy usage_daily_select on public.usage_daily for select to authenticated
@@ -116,10 +138,15 @@ create policy usage_monthly_users_select on public.usage_monthly_users for selec
 -- Platform-wide sums name no user but describe everyone's traffic: site admins only.
 create policy usage_daily_platform_select on public.usage_daily_platform for select to authenticated
   using ((select public.is_admin()));
+create policy usage_daily_errors_select on public.usage_daily_errors for select to authenticated
+  using ((select public.is_admin()));
+create policy usage_daily_byok_models_select on public.usage_daily_byok_models for select to authenticated
+  using ((select public.is_admin()));
 create policy usage_admin_keys_select on public.usage_admin_keys for select to authenticated
   using ((select public.is_admin()));
+-- is_admin() first: it runs once per query, the team role once per row only when it is false.
 create policy usage_daily_teams_select on public.usage_daily_teams for select to authenticated
-  using ((select public.team_role(team_id)) in ('owner', 'admin') or (select public.is_admin()));
+  using ((select public.is_admin()) or (select public.team_role(team_id)) in ('owner', 'admin'));
 
 -- -- the trigger: one statement per receipt row --------------------------------------------------------------------
 -- Adds one receipt row (p_sign 1) to every rollup, or takes it back out (-1: the old version of an updated row).
@@ -146,15 +173,15 @@ begin
           cache_write_tokens = u.cache_write_tokens + excluded.cache_write_tokens,
           reasoning_tokens = u.reasoning_tokens + excluded.reasoning_tokens
   ), platform as (
-    insert into public.usage_daily_platform as p (day, provider, model, mode, status, error_code, shard, requests, tokens_in, tokens_out, credits, latency_ms, shortfall, shortfall_requests,
-        corrected_requests, cached_tokens, cache_write_tokens, reasoning_tokens)
-    values (v_day, coalesce(r.provider, ''), coalesce(r.model, ''), r.mode, r.status,
-            coalesce(r.error_code, ''), (hashtext(r.request_id::text) & 3),
+    insert into public.usage_daily_platform as p (day, provider, mode, status_class, shard, requests, tokens_in,
+        tokens_out, credits, latency_ms, shortfall, shortfall_requests, corrected_requests, cached_tokens,
+        cache_write_tokens, reasoning_tokens)
+    values (v_day, coalesce(r.provider, ''), r.mode, (r.status / 100)::smallint, (hashtext(r.request_id::text) & 3),
             p_sign, p_sign * r.tokens_in, p_sign * r.tokens_out, p_sign * r.credits, p_sign * r.latency_ms,
             p_sign * r.shortfall, p_sign * (r.shortfall > 0)::int,
             p_sign * (r.usage_source is not distinct from 'corrected')::int, p_sign * r.cached_tokens,
             p_sign * r.cache_write_tokens, p_sign * r.reasoning_tokens)
-    on conflict on constraint usage_daily_platform_key do update
+    on conflict (day, provider, mode, status_class, shard) do update
       set requests = p.requests + excluded.requests, tokens_in = p.tokens_in + excluded.tokens_in,
           tokens_out = p.tokens_out + excluded.tokens_out, credits = p.credits + excluded.credits,
           latency_ms = p.latency_ms + excluded.latency_ms, shortfall = p.shortfall + excluded.shortfall,
@@ -163,6 +190,17 @@ begin
           cached_tokens = p.cached_tokens + excluded.cached_tokens,
           cache_write_tokens = p.cache_write_tokens + excluded.cache_write_tokens,
           reasoning_tokens = p.reasoning_tokens + excluded.reasoning_tokens
+  ), errors as (
+    insert into public.usage_daily_errors as e (day, code, requests)
+    select v_day, coalesce(r.error_code, 'http_' || r.status::text), p_sign where r.status >= 400
+    on conflict (day, code) do update set requests = e.requests + excluded.requests
+  ), byok as (
+    insert into public.usage_daily_byok_models as b (day, provider, model, requests, tokens_in, tokens_out)
+    select v_day, r.provider, r.model, p_sign, p_sign * r.tokens_in, p_sign * r.tokens_out
+    where r.mode = 'byok' and r.status < 400 and r.provider is not null and r.model is not null
+    on conflict (day, provider, model) do update
+      set requests = b.requests + excluded.requests, tokens_in = b.tokens_in + excluded.tokens_in,
+          tokens_out = b.tokens_out + excluded.tokens_out
   ), monthly as (
     insert into public.usage_monthly_users as m (month, user_id, requests, tokens, credits)
     values (date_trunc('month', v_day)::date, r.user_id, p_sign, p_sign * (r.tokens_in + r.tokens_out),
@@ -205,6 +243,9 @@ begin
     perform public.usage_rollup_apply(new, 1);
     delete from public.usage_daily where user_id = old.user_id and requests = 0;
     delete from public.usage_daily_platform where day = (old.created_at at time zone 'utc')::date and requests = 0;
+    delete from public.usage_daily_errors where day = (old.created_at at time zone 'utc')::date and requests = 0;
+    delete from public.usage_daily_byok_models where day = (old.created_at at time zone 'utc')::date
+      and requests = 0;
     delete from public.usage_monthly_users where user_id = old.user_id and requests = 0;
     delete from public.usage_daily_teams where team_id = old.team_id and requests = 0;
     delete from public.usage_admin_keys where requests = 0;
@@ -226,8 +267,8 @@ security definer
 set search_path = ''
 as $$
 begin
-  truncate public.usage_daily, public.usage_daily_platform, public.usage_monthly_users, public.usage_daily_teams,
-    public.usage_admin_keys;
+  truncate public.usage_daily, public.usage_daily_platform, public.usage_daily_errors,
+    public.usage_daily_byok_models, public.usage_monthly_users, public.usage_daily_teams, public.usage_admin_keys;
   insert into public.usage_daily (day, user_id, team_id, api_key_id, provider, model, mode, status_class, requests,
                                   tokens_in, tokens_out, credits, latency_ms, cached_tokens, cache_write_tokens,
                                   reasoning_tokens)
@@ -235,14 +276,21 @@ begin
          coalesce(model, ''), mode, (status / 100)::smallint, count(*), sum(tokens_in), sum(tokens_out),
          sum(credits), sum(latency_ms), sum(cached_tokens), sum(cache_write_tokens), sum(reasoning_tokens)
   from public.llm_request_logs group by 1, 2, 3, 4, 5, 6, 7, 8;
-  insert into public.usage_daily_platform (day, provider, model, mode, status, error_code, shard, requests, tokens_in, tokens_out, credits, latency_ms, shortfall, shortfall_requests, corrected_requests,
-      cached_tokens, cache_write_tokens, reasoning_tokens)
-  select (created_at at time zone 'utc')::date, coalesce(provider, ''), coalesce(model, ''), mode, status,
-         coalesce(error_code, ''), hashtext(request_id::text) & 3,
-         count(*), sum(tokens_in), sum(tokens_out), sum(credits), sum(latency_ms), sum(shortfall),
-         count(*) filter (where shortfall > 0), count(*) filter (where usage_source = 'corrected'),
+  insert into public.usage_daily_platform (day, provider, mode, status_class, shard, requests, tokens_in,
+      tokens_out, credits, latency_ms, shortfall, shortfall_requests, corrected_requests, cached_tokens,
+      cache_write_tokens, reasoning_tokens)
+  select (created_at at time zone 'utc')::date, coalesce(provider, ''), mode, (status / 100)::smallint,
+         hashtext(request_id::text) & 3, count(*), sum(tokens_in), sum(tokens_out), sum(credits), sum(latency_ms),
+         sum(shortfall), count(*) filter (where shortfall > 0), count(*) filter (where usage_source = 'corrected'),
          sum(cached_tokens), sum(cache_write_tokens), sum(reasoning_tokens)
-  from public.llm_request_logs group by 1, 2, 3, 4, 5, 6, 7;
+  from public.llm_request_logs group by 1, 2, 3, 4, 5;
+  insert into public.usage_daily_errors (day, code, requests)
+  select (created_at at time zone 'utc')::date, coalesce(error_code, 'http_' || status::text), count(*)
+  from public.llm_request_logs where status >= 400 group by 1, 2;
+  insert into public.usage_daily_byok_models (day, provider, model, requests, tokens_in, tokens_out)
+  select (created_at at time zone 'utc')::date, provider, model, count(*), sum(tokens_in), sum(tokens_out)
+  from public.llm_request_logs
+  where mode = 'byok' and status < 400 and provider is not null and model is not null group by 1, 2, 3;
   insert into public.usage_monthly_users (month, user_id, requests, tokens, credits)
   select date_trunc('month', (created_at at time zone 'utc'))::date, user_id, count(*),
          sum(tokens_in + tokens_out), sum(credits)

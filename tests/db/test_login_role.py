@@ -27,7 +27,8 @@ PUBLIC_TABLES = (
     "site_settings",
     "teams", "team_members", "team_invitations", "team_credit_accounts", "team_credit_ledger", "team_provider_keys",
     "webhook_endpoints", "webhook_deliveries", "webhook_attempts",
-    "usage_daily", "usage_daily_platform", "usage_monthly_users", "usage_daily_teams", "usage_admin_keys",
+    "usage_daily", "usage_daily_platform", "usage_daily_errors", "usage_daily_byok_models", "usage_monthly_users",
+    "usage_daily_teams", "usage_admin_keys",
     "notification_events", "notification_deliveries", "procrastinate_jobs", "procrastinate_workers",
     "procrastinate_events", "procrastinate_periodic_defers",
 )

@@ -34,11 +34,18 @@ EXPECTED = {
                sum(credits), count(*) filter (where status >= 400)
         from public.llm_request_logs where team_id is not null group by 1, 2 order by 1, 2""",
     "usage_daily_platform": """
-        select (created_at at time zone 'utc')::date, coalesce(provider, ''), coalesce(model, ''), mode,
-               status, coalesce(error_code, ''), count(*), sum(tokens_in),
-               sum(tokens_out), sum(credits), sum(latency_ms), sum(shortfall), count(*) filter (where shortfall > 0),
-               count(*) filter (where usage_source = 'corrected'), sum(cached_tokens), sum(reasoning_tokens)
-        from public.llm_request_logs group by 1, 2, 3, 4, 5, 6 order by 1, 2, 3, 4, 5, 6""",
+        select (created_at at time zone 'utc')::date, coalesce(provider, ''), mode, (status / 100)::smallint,
+               count(*), sum(tokens_in), sum(tokens_out), sum(credits), sum(latency_ms), sum(shortfall),
+               count(*) filter (where shortfall > 0), count(*) filter (where usage_source = 'corrected'),
+               sum(cached_tokens), sum(reasoning_tokens)
+        from public.llm_request_logs group by 1, 2, 3, 4 order by 1, 2, 3, 4""",
+    "usage_daily_errors": """
+        select (created_at at time zone 'utc')::date, coalesce(error_code, 'http_' || status::text), count(*)
+        from public.llm_request_logs where status >= 400 group by 1, 2 order by 1, 2""",
+    "usage_daily_byok_models": """
+        select (created_at at time zone 'utc')::date, provider, model, count(*), sum(tokens_in), sum(tokens_out)
+        from public.llm_request_logs where mode = 'byok' and status < 400 and provider is not null
+        group by 1, 2, 3 order by 1, 2, 3""",
     "usage_admin_keys": """
         select key_source, coalesce(provider, ''), admin_key_id, count(*), max(created_at)
         from public.llm_request_logs where key_source in ('admin_db', 'admin_env')
@@ -55,10 +62,13 @@ ACTUAL = {
                          " from public.usage_daily_teams order by 1, 2",
     # The shards are summed away: they only spread row locks.
     "usage_daily_platform": """
-        select day, provider, model, mode, status, error_code, sum(requests),
-               sum(tokens_in), sum(tokens_out), sum(credits), sum(latency_ms), sum(shortfall),
-               sum(shortfall_requests), sum(corrected_requests), sum(cached_tokens), sum(reasoning_tokens)
-        from public.usage_daily_platform group by 1, 2, 3, 4, 5, 6 order by 1, 2, 3, 4, 5, 6""",
+        select day, provider, mode, status_class, sum(requests), sum(tokens_in), sum(tokens_out), sum(credits),
+               sum(latency_ms), sum(shortfall), sum(shortfall_requests), sum(corrected_requests), sum(cached_tokens),
+               sum(reasoning_tokens)
+        from public.usage_daily_platform group by 1, 2, 3, 4 order by 1, 2, 3, 4""",
+    "usage_daily_errors": "select day, code, requests from public.usage_daily_errors order by 1, 2",
+    "usage_daily_byok_models": "select day, provider, model, requests, tokens_in, tokens_out"
+                               " from public.usage_daily_byok_models order by 1, 2, 3",
     "usage_admin_keys": """
         select key_source, provider, admin_key_id, sum(requests), max(last_at) from public.usage_admin_keys
         group by 1, 2, 3 order by 1, 2, 3""",

@@ -14,14 +14,14 @@ import pytest
 from tests.db.test_rls_matrix import claims_for, new_user
 from webapp.db import Database
 
-ROLLUP_TABLES = ("usage_daily", "usage_daily_platform", "usage_monthly_users", "usage_daily_teams",
-                 "usage_admin_keys")
+ROLLUP_TABLES = ("usage_daily", "usage_daily_platform", "usage_daily_errors", "usage_daily_byok_models",
+                 "usage_monthly_users", "usage_daily_teams", "usage_admin_keys")
 
 
 @pytest.fixture(scope="module")
 def world(db: Database, database_urls: tuple[str, str]) -> Iterator[dict[str, Any]]:
-    """Users A (team owner), B (team member), C (outsider), an admin; one receipt each of A and B billed to the
-    team, one personal receipt of A served by an environment key."""
+    """Users A (team owner), B (team member), C (outsider), an admin; one receipt each of A and B (BYOK) billed to
+    the team, one failed personal receipt of A served by an environment key."""
     users = {name: new_user(db, admin=(name == "admin")) for name in ("A", "B", "C", "admin")}
     team_id = str(uuid.uuid4())
     with psycopg.connect(database_urls[0], autocommit=True) as su, su.transaction():
@@ -29,10 +29,12 @@ def world(db: Database, database_urls: tuple[str, str]) -> Iterator[dict[str, An
                    [team_id, f"rollup-rls-{team_id[:8]}"])
         su.execute("insert into public.team_members (team_id, user_id, role) values (%s, %s, 'owner'),"
                    " (%s, %s, 'member')", [team_id, users["A"].id, team_id, users["B"].id])
-        for who, team, source in (("A", team_id, None), ("B", team_id, None), ("A", None, "admin_env")):
-            su.execute("insert into public.llm_request_logs (request_id, user_id, mode, status, provider, team_id,"
-                       " key_source, credits) values (gen_random_uuid(), %s, 'member', 200, 'openai', %s, %s, 5)",
-                       [users[who].id, team, source])
+        for who, team, source, mode, status in (("A", team_id, None, "member", 200),
+                                                ("B", team_id, None, "byok", 200),
+                                                ("A", None, "admin_env", "member", 502)):
+            su.execute("insert into public.llm_request_logs (request_id, user_id, mode, status, provider, model,"
+                       " team_id, key_source, credits) values (gen_random_uuid(), %s, %s, %s, 'openai', 'gpt-4o-mini',"
+                       " %s, %s, 5)", [users[who].id, mode, status, team, source])
     yield {"users": users, "team": team_id, "db": db}
     with psycopg.connect(database_urls[0], autocommit=True) as su:
         su.execute("delete from public.teams where id = %s", [team_id])
@@ -76,7 +78,8 @@ def test_team_rollup_is_read_by_its_owners_and_site_admins(world: dict[str, Any]
         == {"anon": "X", "A": 1, "B": 0, "C": 0, "admin": 1}
 
 
-@pytest.mark.parametrize("table", ["usage_daily_platform", "usage_admin_keys"])
+@pytest.mark.parametrize("table", ["usage_daily_platform", "usage_daily_errors", "usage_daily_byok_models",
+                                   "usage_admin_keys"])
 def test_platform_wide_rollups_are_for_site_admins_only(world: dict[str, Any], table: str) -> None:
     sql = f"select count(*) from public.{table}"
     seen = {actor: _visible(world, actor, sql, []) for actor in ("anon", "A", "B", "C", "admin", "service")}

@@ -46,19 +46,16 @@ class PlatformReport:
 
 
 _PLATFORM = """
-select grouping(day, provider, mode, model, err) as g, day, provider, mode, model, err,
+select grouping(day, provider, mode) as g, day, provider, mode,
        sum(requests)::bigint, sum(tokens_in)::bigint, sum(tokens_out)::bigint, sum(credits)::bigint,
-       (coalesce(sum(requests) filter (where status >= 400), 0))::bigint,
-       sum(shortfall_requests)::bigint, sum(shortfall)::bigint, sum(corrected_requests)::bigint,
-       (coalesce(sum(tokens_in) filter (where mode = 'byok' and status < 400), 0))::bigint,
-       (coalesce(sum(tokens_out) filter (where mode = 'byok' and status < 400), 0))::bigint
-  from (select day, coalesce(nullif(provider, ''), '(none)') as provider, mode, model, status,
-               case when status >= 400 then coalesce(nullif(error_code, ''), 'http_' || status::text) end as err,
-               requests, tokens_in, tokens_out, credits, shortfall_requests, shortfall, corrected_requests
+       (coalesce(sum(requests) filter (where status_class >= 4), 0))::bigint,
+       sum(shortfall_requests)::bigint, sum(shortfall)::bigint, sum(corrected_requests)::bigint
+  from (select day, coalesce(nullif(provider, ''), '(none)') as provider, mode, status_class, requests, tokens_in,
+               tokens_out, credits, shortfall_requests, shortfall, corrected_requests
           from public.usage_daily_platform where day >= %s and day < %s) p
- group by grouping sets ((day), (provider), (mode), (err), (provider, model), ())"""
-# grouping() bitmask over (day, provider, mode, model, err): 1 = that column is rolled up in the row's set.
-_SET_DAY, _SET_PROVIDER, _SET_MODE, _SET_ERR, _SET_MODEL, _SET_ALL = 0b01111, 0b10111, 0b11011, 0b11110, 0b10101, 31
+ group by grouping sets ((day), (provider), (mode), ())"""
+# grouping() bitmask over (day, provider, mode): a 1 bit = that column is rolled up in the row's set.
+_SET_DAY, _SET_PROVIDER, _SET_MODE, _SET_ALL = 0b011, 0b101, 0b110, 0b111
 
 
 def _rates(conn: psycopg.Connection) -> dict[tuple[str, str], tuple[int, int, Decimal]]:
@@ -68,17 +65,15 @@ def _rates(conn: psycopg.Connection) -> dict[tuple[str, str], tuple[int, int, De
 
 
 def platform_report(conn: psycopg.Connection, start: date, end: date) -> PlatformReport:
-    """Everything the analytics page shows except top users, in one pass over the platform rollup: totals per day,
-    per provider, per mode and per error code, shortfalls, and what the successful BYOK traffic would have cost in
-    member mode at today's rates and multipliers (per provider and model)."""
+    """Everything the analytics page shows except top users: totals per day, per provider and per mode and the
+    shortfalls in one pass over the platform rollup, failures per error code, and what the successful BYOK traffic
+    would have cost in member mode at today's rates and multipliers (per provider and model)."""
     rows = conn.execute(_PLATFORM, [start, end]).fetchall()
     days: list[DayTotals] = []
     providers: list[GroupTotals] = []
     modes: list[GroupTotals] = []
-    codes: list[GroupTotals] = []
     shortfalls = Shortfalls(0, 0, 0)
-    byok_pairs: list[tuple[str, str, int, int]] = []
-    for g, day, provider, mode, model, err, req, tin, tout, cred, errs, s_req, s_sum, corr, b_in, b_out in rows:
+    for g, day, provider, mode, req, tin, tout, cred, errs, s_req, s_sum, corr in rows:
         totals = (int(req or 0), int(tin or 0), int(tout or 0), int(cred or 0), int(errs or 0))  # () of no rows
         if g == _SET_DAY:
             days.append(DayTotals(day, totals[0], totals[1] + totals[2], totals[3], totals[4]))
@@ -86,21 +81,23 @@ def platform_report(conn: psycopg.Connection, start: date, end: date) -> Platfor
             providers.append(GroupTotals(provider, *totals))
         elif g == _SET_MODE:
             modes.append(GroupTotals(mode, *totals))
-        elif g == _SET_ERR and err is not None:
-            codes.append(GroupTotals(err, *totals))
-        elif g == _SET_MODEL and (b_in or b_out):
-            byok_pairs.append((provider, model, int(b_in), int(b_out)))
         elif g == _SET_ALL:
             shortfalls = Shortfalls(int(s_req or 0), int(s_sum or 0), int(corr or 0))
     days.sort(key=lambda d: d.day)
-    for group in (providers, modes, codes):
+    for group in (providers, modes):
         group.sort(key=lambda t: (-t.requests, t.key))
-    rates = _rates(conn) if byok_pairs else {}
+    codes = [GroupTotals(str(r[0]), int(r[1]), 0, 0, 0, int(r[1])) for r in conn.execute(
+        """select code, sum(requests)::bigint from public.usage_daily_errors where day >= %s and day < %s
+           group by code having sum(requests) > 0 order by 2 desc, 1""", [start, end]).fetchall()]
+    byok = conn.execute("""select provider, model, sum(tokens_in)::bigint, sum(tokens_out)::bigint
+                           from public.usage_daily_byok_models where day >= %s and day < %s
+                           group by provider, model""", [start, end]).fetchall()
+    rates = _rates(conn) if byok else {}
     equivalent = 0
-    for provider, model, b_in, b_out in byok_pairs:
-        rate = rates.get((provider, model))
+    for provider, model, b_in, b_out in byok:
+        rate = rates.get((str(provider), str(model)))
         if rate:
-            equivalent += math.ceil((b_in * rate[0] + b_out * rate[1]) * rate[2] / 1000)
+            equivalent += math.ceil((int(b_in) * rate[0] + int(b_out) * rate[1]) * rate[2] / 1000)
     return PlatformReport(days, providers, modes, codes, shortfalls, equivalent)
 
 
@@ -127,28 +124,52 @@ def _next_month(d: date) -> date:
     return date(d.year + (d.month == 12), d.month % 12 + 1, 1)
 
 
+def _months(start: date, end: date) -> list[date]:
+    out, month = [], start.replace(day=1)
+    while month < end:
+        out.append(month)
+        month = _next_month(month)
+    return out
+
+
 def top_users(conn: psycopg.Connection, start: date, end: date, limit: int) -> list[UserTotals]:
     """Service role (emails). The `limit` users who spent the most credits in [start, end), then most requests.
 
-    Exact without summing every user's days: each user's whole touched months bound their total from above, so
-    users are taken in order of that bound, their exact totals computed, until the next bound falls below the
-    `limit`-th exact total found (no one further down can get in)."""
-    bounds = conn.execute("""select user_id::text, sum(credits)::bigint, sum(requests)::bigint
-                             from public.usage_monthly_users where month >= %s and month < %s
-                             group by user_id order by 2 desc, 3 desc""",
-                          [start.replace(day=1), end]).fetchall()
+    Exact without summing every user's days (Fagin's threshold algorithm): each touched month's users are read in
+    order of that month's credits (index), a few dozen at a time, and each newly seen user's exact total computed;
+    no user not yet seen can have spent more than the sum of the last credits read in every month, so the search
+    stops once `limit` users are above that. Skewed spending (the usual case) stops after the first batch."""
+    months = _months(start, end)
+    offsets = dict.fromkeys(months, 0)
+    last: dict[date, int] = {}
     exact: dict[str, tuple[int, int, int]] = {}
-    taken, step = 0, max(limit * 2, 16)
-    while taken < len(bounds):
-        batch = [str(b[0]) for b in bounds[taken:taken + step]]
-        exact.update(_exact_user_totals(conn, batch, start, end))
-        taken += len(batch)
-        step *= 4
-        ranked = sorted(((v[2], v[0]) for v in exact.values() if v[0]), reverse=True)
-        if taken < len(bounds) and len(ranked) >= limit:
-            nxt = (int(bounds[taken][1]), int(bounds[taken][2]))
-            if nxt < ranked[limit - 1]:
-                break
+    batch = max(limit * 3, 32)
+    while True:
+        seen: set[str] = set()
+        for month in months:
+            if last.get(month) == 0:
+                continue  # this month's list is exhausted (or down to users who spent nothing)
+            rows = conn.execute("""select user_id::text, credits from public.usage_monthly_users where month = %s
+                                   order by credits desc, user_id limit %s offset %s""",
+                                [month, batch, offsets[month]]).fetchall()
+            offsets[month] += len(rows)
+            last[month] = int(rows[-1][1]) if len(rows) == batch else 0
+            seen.update(str(r[0]) for r in rows if str(r[0]) not in exact)
+        if seen:
+            found = _exact_user_totals(conn, sorted(seen), start, end)
+            exact.update({uid: found.get(uid, (0, 0, 0)) for uid in seen})
+        threshold = sum(last.values())
+        ranked = sorted((v[2] for v in exact.values() if v[0]), reverse=True)
+        if threshold == 0 or (len(ranked) >= limit and ranked[limit - 1] > threshold):
+            break
+        batch *= 2
+    if sum(1 for v in exact.values() if v[2] > 0) < limit:
+        # Fewer than `limit` users spent credits: the rest rank by requests, so every user of the months counts
+        # (a site of BYOK users; the one case that reads every user).
+        everyone = conn.execute("select distinct user_id::text from public.usage_monthly_users"
+                                " where month = any(%s::date[])", [months]).fetchall()
+        missing = sorted(str(r[0]) for r in everyone if str(r[0]) not in exact)
+        exact.update(_exact_user_totals(conn, missing, start, end) if missing else {})
     best = [(uid, v) for uid, v in exact.items() if v[0]]
     if not best:
         return []

@@ -207,7 +207,7 @@ def usage_by_team(conn: psycopg.Connection, start: date, end: date) -> list[Team
                                   from public.usage_daily_teams
                                   where day >= %(start)s::date and day < %(end)s::date + 1 group by team_id),
                             p as (select sum(requests) r, sum(tokens_in) ti, sum(tokens_out) tout, sum(credits) c,
-                                         coalesce(sum(requests) filter (where status >= 400), 0) e
+                                         coalesce(sum(requests) filter (where status_class >= 4), 0) e
                                   from public.usage_daily_platform
                                   where day >= %(start)s::date and day < %(end)s::date + 1)
                        select t.team_id::text as team_id, tm.slug, tm.name, t.r::int as requests,
