@@ -60,8 +60,11 @@ def user_page(conn: psycopg.Connection, user_id: str, since: datetime, until: da
     where, params = _user_where(user_id, since, until, api_key_id)
     order = "desc"
     if cursor is not None:
-        where += f" and (l.created_at, l.id) {'>' if newer else '<'} (%s, %s::uuid)"
-        params += [cursor[0], cursor[1]]
+        # The plain bound on created_at lets the (user_id, created_at) index start at the cursor; the row
+        # comparison then breaks ties on id.
+        op = ">" if newer else "<"
+        where += f" and l.created_at {op}= %s and (l.created_at, l.id) {op} (%s, %s::uuid)"
+        params += [cursor[0], cursor[0], cursor[1]]
         order = "asc" if newer else "desc"
     with conn.cursor(row_factory=class_row(UserRequest)) as cur:
         cur.execute(f"{_USER_SELECT} where {where} order by l.created_at {order}, l.id {order} limit %s",
