@@ -1,5 +1,5 @@
 """Operator commands: flask db upgrade|seed, flask users create-admin|reset-password, flask credits grant,
-flask keys rotate, flask worker."""
+flask keys rotate, flask logs prune, flask worker."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ db_cli = AppGroup("db", help="Database migrations and seed data.")
 users_cli = AppGroup("users", help="User accounts.")
 credits_cli = AppGroup("credits", help="Credit balances.")
 keys_cli = AppGroup("keys", help="Stored API key encryption.")
+logs_cli = AppGroup("logs", help="Request log retention.")
 
 
 def _svc():  # type: ignore[no-untyped-def]
@@ -149,7 +150,31 @@ def worker() -> None:
     notify_worker.main(_svc().settings)
 
 
+@logs_cli.command("prune")
+@click.option("--months", type=click.IntRange(0), default=None,
+              help="Keep the current month and this many before it (default: LOG_RETENTION_MONTHS; 0 keeps all).")
+@click.option("--batch", type=click.IntRange(1, 1_000_000), default=10_000, show_default=True,
+              help="Rows deleted per transaction.")
+def logs_prune(months: int | None, batch: int) -> None:
+    """Delete request-log rows older than the retention (whole months). The ledger, reservations and usage
+    rollups are never touched: usage charts and totals keep every month."""
+    keep = _svc().settings.log_retention_months if months is None else months
+    if keep == 0:
+        click.echo("LOG_RETENTION_MONTHS is 0: keeping every request log row")
+        return
+    total = 0
+    with migrate.connect_admin(_svc().settings.database_admin_url) as conn:
+        while True:
+            with conn.transaction():
+                row = conn.execute("select public.request_logs_prune(%s, %s)", [keep, batch]).fetchone()
+            deleted = int(row[0]) if row else 0
+            total += deleted
+            if deleted < batch:
+                break
+    click.echo(f"deleted {total} request log row(s) older than {keep} month(s) before this one")
+
+
 def init_app(app: Flask) -> None:
-    for group in (db_cli, users_cli, credits_cli, keys_cli):
+    for group in (db_cli, users_cli, credits_cli, keys_cli, logs_cli):
         app.cli.add_command(group)
     app.cli.add_command(worker)

@@ -195,6 +195,8 @@ class Settings:
     worker_concurrency: int = 4
     worker_heartbeat_seconds: float = 10.0
     worker_stalled_seconds: float = 30.0
+    # Request-log retention in whole months before the current one (0: keep everything); `flask logs prune`.
+    log_retention_months: int = 0
 
     @property
     def jwt_issuer(self) -> str:
@@ -330,6 +332,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         worker_concurrency=_int("WORKER_CONCURRENCY", get("WORKER_CONCURRENCY", "4"), 1),
         worker_heartbeat_seconds=_float("WORKER_HEARTBEAT_SECONDS", get("WORKER_HEARTBEAT_SECONDS", "10")),
         worker_stalled_seconds=_float("WORKER_STALLED_SECONDS", get("WORKER_STALLED_SECONDS", "30")),
+        log_retention_months=_int("LOG_RETENTION_MONTHS", get("LOG_RETENTION_MONTHS", "0")),
     )
 
 
