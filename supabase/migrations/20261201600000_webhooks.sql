@@ -6,7 +6,7 @@
 --   an owner or admin of the team for a team's, an admin for a site endpoint, and never a caller holding an API key.
 --   Reads and writes of webhook_endpoints run as the signed-in user under these policies.
 -- * The signing secret is stored encrypted by the app (AES-256-GCM, bound to the endpoint id) and is never selectable
---   by authenticated (column grants). Deliveries and attempts are written by the worker (service_role); a user reads
+--   by authenticated (column grants); after a rotation the previous one keeps signing beside it for a day. Deliveries and attempts are written by the worker (service_role); a user reads
 --   those of the endpoints they manage.
 -- * A response body is kept only as an excerpt of at most 200 characters.
 
@@ -20,6 +20,10 @@ create table public.webhook_endpoints (
   event_types text[] not null check (cardinality(event_types) between 1 and 50),
   secret_ciphertext text not null,
   secret_key_id text not null,
+  -- After a rotation the old secret also signs for a day (two signatures in webhook-signature), so a receiver can
+  -- switch without losing deliveries.
+  previous_secret_ciphertext text,
+  previous_secret_expires_at timestamptz,
   enabled boolean not null default true,
   failing_since timestamptz,
   disabled_at timestamptz,
@@ -99,8 +103,8 @@ grant select (id, scope, user_id, team_id, url, description, event_types, enable
 grant insert (id, scope, user_id, team_id, url, description, event_types, secret_ciphertext, secret_key_id,
               created_by)
   on public.webhook_endpoints to authenticated;
-grant update (url, description, event_types, secret_ciphertext, secret_key_id, enabled, failing_since, disabled_at,
-              disabled_reason, updated_at)
+-- (A new secret is written by the app as service_role, after the caller's own read of the endpoint succeeded.)
+grant update (url, description, event_types, enabled, failing_since, disabled_at, disabled_reason, updated_at)
   on public.webhook_endpoints to authenticated;
 grant delete on public.webhook_endpoints to authenticated;
 grant select (id, endpoint_id, event_id, event_type, test, status, attempts, next_attempt_at, last_attempt_at,

@@ -235,6 +235,32 @@ def test_endpoint_disabled_after_a_day_of_failures(hook_client: FlaskClient, hoo
     assert r.get_json()["webhook"]["status"] == "active"
 
 
+def test_after_a_rotation_both_secrets_verify_for_a_day(hook_client: FlaskClient, hook_app: Flask,
+                                                        hook_settings: Settings, make_user: Any, receiver: Receiver,
+                                                        admin_conn: psycopg.Connection) -> None:
+    user = make_user()
+    endpoint, old = add_endpoint(hook_client, user, receiver.url)
+    r = hook_client.post(f"/api/user/webhooks/{endpoint['id']}/rotate-secret", headers=user.headers)
+    new = r.get_json()["secret"]
+    db = hook_app.extensions["switchboard"].db
+    hook_client.post(f"/api/user/webhooks/{endpoint['id']}/test", headers=user.headers)
+    assert run_due(db, hook_settings, endpoint["id"]) == ["succeeded"]
+    got = receiver.got[0]
+    assert len(got.headers["webhook-signature"].split(" ")) == 2
+    verify(got, new)
+    verify(got, old)  # a receiver not switched yet still verifies
+    # A day later only the new secret signs.
+    admin_conn.execute("update public.webhook_endpoints set previous_secret_expires_at = now() - interval '1 second'"
+                       " where id = %s", [endpoint["id"]])
+    hook_client.post(f"/api/user/webhooks/{endpoint['id']}/test", headers=user.headers)
+    assert run_due(db, hook_settings, endpoint["id"]) == ["succeeded"]
+    later = receiver.got[1]
+    assert len(later.headers["webhook-signature"].split(" ")) == 1
+    verify(later, new)
+    with pytest.raises(Exception, match="signature"):
+        verify(later, old)
+
+
 def test_finished_deliveries_are_forgotten_after_thirty_days(hook_client: FlaskClient, hook_app: Flask,
                                                             make_user: Any, receiver: Receiver,
                                                             admin_conn: psycopg.Connection) -> None:

@@ -129,7 +129,9 @@ def test_the_secret_ciphertext_is_never_readable_by_authenticated(world: World, 
     "update public.webhook_deliveries set status = 'succeeded' where endpoint_id = %(e)s",
     "delete from public.webhook_attempts where endpoint_id = %(e)s",
     "select body from public.webhook_deliveries where endpoint_id = %(e)s",
+    "update public.webhook_endpoints set secret_ciphertext = 'v1.k1.planted' where id = %(e)s",
+    "update public.webhook_endpoints set previous_secret_expires_at = now() + interval '1 year' where id = %(e)s",
 ])
-def test_deliveries_are_written_only_by_the_worker(world: World, statement: str) -> None:
+def test_deliveries_and_secrets_are_written_only_by_the_system(world: World, statement: str) -> None:
     with pytest.raises(psycopg.errors.InsufficientPrivilege), world.db.as_user(world.claims["userA"]) as conn:
         conn.execute(statement, {"e": world.endpoints["user"]})

@@ -54,11 +54,14 @@ def sign(secret: str, msg_id: str, timestamp: int, body: str) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def headers_for(secret: str, delivery_id: str, body: str, now: float | None = None) -> dict[str, str]:
+def headers_for(secret: str, delivery_id: str, body: str, now: float | None = None,
+                previous: str | None = None) -> dict[str, str]:
+    """The Standard Webhooks headers; with `previous` (a secret rotated less than a day ago) a second signature,
+    space-separated, as the specification allows during a rotation."""
     msg_id = message_id(delivery_id)
     timestamp = int(now if now is not None else time.time())
-    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(secret, msg_id, timestamp, body),
+    signatures = [sign(s, msg_id, timestamp, body) for s in (secret, previous) if s]
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": " ".join(signatures),
             "content-type": "application/json", "user-agent": USER_AGENT}
 
 
@@ -86,9 +89,9 @@ def _session(guarded: bool) -> requests.Session:
         return session
 
 
-def excerpt_of(raw: bytes, secret: str) -> str:
-    """At most EXCERPT_CHARS characters of an answer, whitespace collapsed, the signing secret scrubbed."""
-    text = redact(raw.decode("utf-8", errors="replace"), secret)
+def excerpt_of(raw: bytes, *secrets: str | None) -> str:
+    """At most EXCERPT_CHARS characters of an answer, whitespace collapsed, the signing secrets scrubbed."""
+    text = redact(raw.decode("utf-8", errors="replace"), *secrets)
     return " ".join(text.split())[:EXCERPT_CHARS]
 
 
@@ -108,10 +111,10 @@ def _error_text(exc: BaseException) -> str:
 
 
 def send(url: str, secret: str, delivery_id: str, body: str, *, timeout: float,
-         allow_private: bool) -> Outcome:
+         allow_private: bool, previous: str | None = None) -> Outcome:
     """POST one signed delivery and report what happened (never raises for a network failure)."""
     started = time.monotonic()
-    headers = headers_for(secret, delivery_id, body)
+    headers = headers_for(secret, delivery_id, body, previous=previous)
 
     def took() -> int:
         return int((time.monotonic() - started) * 1000)
@@ -130,7 +133,7 @@ def send(url: str, secret: str, delivery_id: str, body: str, *, timeout: float,
     ok = 200 <= status < 300
     error = None if ok else (f"HTTP {status}: redirects are not followed" if 300 <= status < 400
                              else f"HTTP {status}")
-    return Outcome(ok, status, excerpt_of(raw, secret), error, took())
+    return Outcome(ok, status, excerpt_of(raw, secret, previous), error, took())
 
 
 def _read_some(resp: requests.Response, deadline: float) -> bytes:

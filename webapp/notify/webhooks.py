@@ -9,6 +9,7 @@ already got it can tell (at-least-once, as the Standard Webhooks specification e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from datetime import UTC, datetime
@@ -108,13 +109,18 @@ def attempt(db: Database, settings: Settings, keyring: KeyRing, delivery_id: str
         if claimed is None:
             _requeue_if_waiting(conn, delivery_id)
             return "skipped"
+    aad = secret_aad(claimed.endpoint_id)
     try:
-        secret = keyring.decrypt(claimed.secret_ciphertext, secret_aad(claimed.endpoint_id))
+        secret = keyring.decrypt(claimed.secret_ciphertext, aad)
     except DecryptError:
         outcome = wire.Outcome(False, None, None, "the signing secret cannot be decrypted", 0)
     else:
+        previous = None
+        if claimed.previous_secret_ciphertext:
+            with contextlib.suppress(DecryptError):  # the old secret is a courtesy: without it, sign with the new
+                previous = keyring.decrypt(claimed.previous_secret_ciphertext, aad)
         outcome = wire.send(claimed.url, secret, claimed.id, claimed.body, timeout=settings.webhook_timeout,
-                            allow_private=settings.webhook_allow_private_urls)
+                            allow_private=settings.webhook_allow_private_urls, previous=previous)
     with db.as_service() as conn:
         return _record(conn, settings, claimed, outcome)
 

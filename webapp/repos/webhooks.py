@@ -86,6 +86,7 @@ class Claimed:
     url: str
     secret_ciphertext: str
     failing_since: datetime | None
+    previous_secret_ciphertext: str | None = None  # still signing (a rotation less than a day ago)
 
 
 _ENDPOINT_COLS = """e.id::text as id, e.scope, e.user_id::text as user_id, e.team_id::text as team_id, e.url,
@@ -149,9 +150,12 @@ def update_endpoint(conn: psycopg.Connection, endpoint_id: str, values: dict[str
     return cur.rowcount == 1
 
 
-def set_secret(conn: psycopg.Connection, endpoint_id: str, ciphertext: str, key_id: str) -> bool:
+def set_secret(conn: psycopg.Connection, endpoint_id: str, ciphertext: str, key_id: str, grace_seconds: int) -> bool:
+    """The new secret; the current one keeps signing beside it for `grace_seconds` (the SET sees the old row)."""
     cur = conn.execute("update public.webhook_endpoints set secret_ciphertext = %s, secret_key_id = %s,"
-                       " updated_at = now() where id = %s", [ciphertext, key_id, endpoint_id])
+                       " previous_secret_ciphertext = secret_ciphertext,"
+                       " previous_secret_expires_at = now() + make_interval(secs => %s),"
+                       " updated_at = now() where id = %s", [ciphertext, key_id, grace_seconds, endpoint_id])
     return cur.rowcount == 1
 
 
@@ -230,7 +234,9 @@ def claim(conn: psycopg.Connection, delivery_id: str, lock_seconds: float) -> Cl
             "               for update skip locked)"
             " and e.id = d.endpoint_id and e.enabled"
             " returning d.id::text as id, d.endpoint_id::text as endpoint_id, d.event_type, d.body, d.attempts,"
-            " d.created_at, e.url, e.secret_ciphertext, e.failing_since",
+            " d.created_at, e.url, e.secret_ciphertext, e.failing_since,"
+            " case when e.previous_secret_expires_at > now() then e.previous_secret_ciphertext end"
+            " as previous_secret_ciphertext",
             [lock_seconds, delivery_id])
         return cur.fetchone()
 

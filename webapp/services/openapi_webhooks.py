@@ -110,7 +110,8 @@ def _paths_for(base: str, prefix: str, auth: str, who: str, extra: list[Schema])
         base + "/{endpoint_id}/rotate-secret": {
             "parameters": one,
             "post": op("RotateWebhookSecret", "Rotate the signing secret",
-                       "A new secret, shown once; the old one stops signing at once (retries included).",
+                       "A new secret, shown once. For a day the old one signs too: `webhook-signature` then holds "
+                       "two `v1,` signatures (the new one first).",
                        {"200": _json(ref("WebhookCreated"), "The endpoint and its new secret.")}),
         },
         base + "/{endpoint_id}/test": {

@@ -38,6 +38,7 @@ MAX_ENDPOINTS = 10  # per user, per team, and for the site
 MAX_URL = 2000
 MAX_DESCRIPTION = 200
 LOG_LIMIT = 50
+ROTATION_GRACE_SECONDS = 86400  # the old secret signs beside the new one for a day
 MAX_PENDING_TESTS = 3  # test events waiting per endpoint: the button cannot flood someone else's server
 
 
@@ -237,11 +238,15 @@ def delete(db: Database, claims: Mapping[str, Any], scope: Scope, endpoint_id: A
 
 def rotate(db: Database, keyring: KeyRing, claims: Mapping[str, Any], scope: Scope,
            endpoint_id: Any) -> tuple[repo.Endpoint, str]:
-    """A new signing secret (shown once); the old one stops signing at once, retries included."""
+    """A new signing secret (shown once); for a day the old one signs too (a second `v1,` signature), so the
+    receiver can switch without missing a delivery."""
     with managing(db, claims, scope) as (conn, owner):
         found = _endpoint(conn, owner, endpoint_id)
         secret, ciphertext, key_id = _seal(keyring, found.id)
-        repo.set_secret(conn, found.id, ciphertext, key_id)
+        # The old ciphertext moves to the grace column in SQL: a column `authenticated` may not read, so the
+        # update of this endpoint (found above under the caller's RLS) runs as the system.
+        with admin_repo.service_role(conn):
+            repo.set_secret(conn, found.id, ciphertext, key_id, ROTATION_GRACE_SECONDS)
         return _endpoint(conn, owner, found.id), secret
 
 

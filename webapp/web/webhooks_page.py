@@ -145,7 +145,7 @@ def send_test(scope: webhooks.Scope, endpoint_id: Any) -> Response:
 
 def rotate(scope: webhooks.Scope, endpoint_id: Any) -> Response:
     endpoint, secret = webhooks.rotate(_svc().db, _svc().keyring, current_user.claims, scope, endpoint_id)
-    return _render(scope, "webhooks", State(message="New signing secret made; the old one no longer signs.",
+    return _render(scope, "webhooks", State(message="New signing secret made; the old one also signs for a day.",
                                             secret=secret, secret_for=endpoint.id))
 
 
