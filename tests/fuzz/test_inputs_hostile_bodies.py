@@ -143,6 +143,8 @@ HOSTILE = st.one_of(deep_body(), bad_number_body(), not_utf8_body(), duplicate_n
 def _validate_error(path: str, resp: requests.Response) -> dict[str, Any]:
     doc = openapi_doc.document()
     name = "OpenAIError" if path.startswith("/v1/") else "ApiError"
+    if path.startswith("/v1/messages"):  # Anthropic's Messages API answers in Anthropic's error shape
+        name = "AnthropicError"
     body = resp.json()
     jsonschema_rs.validate({**doc["components"]["schemas"][name], "components": doc["components"]}, body)
     error: dict[str, Any] = body["error"]
