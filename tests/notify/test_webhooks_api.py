@@ -12,7 +12,8 @@ import psycopg
 import pytest
 from flask.testing import FlaskClient
 
-from webapp.config import Settings
+from tests.unit.test_config import good_env
+from webapp.config import ConfigError, Settings, load_settings
 from webapp.crypto import KeyRing
 from webapp.notify import webhooks as notify
 from webapp.providers import transport
@@ -221,3 +222,18 @@ def test_https_only_in_production(settings: Settings) -> None:
     webhooks.check_url("http://127.0.0.1:9/h", settings.with_overrides(webhook_allow_private_urls=True))
     with pytest.raises(ValueError, match="https"):
         webhooks.check_url("http://127.0.0.1:9/h", prod.with_overrides(webhook_allow_private_urls=True))
+
+
+def test_webhook_settings_from_the_environment() -> None:
+    s = load_settings(good_env())
+    assert (s.webhook_allow_private_urls, s.webhook_timeout, s.webhook_retry_scale,
+            s.webhook_disable_after_seconds) == (False, 10.0, 1.0, 86400)
+    s = load_settings(good_env(WEBHOOK_ALLOW_PRIVATE_URLS="yes", WEBHOOK_TIMEOUT_SECONDS="2.5",
+                               WEBHOOK_RETRY_SCALE="0.01", WEBHOOK_DISABLE_AFTER_SECONDS="3600"))
+    assert (s.webhook_allow_private_urls, s.webhook_timeout, s.webhook_retry_scale,
+            s.webhook_disable_after_seconds) == (True, 2.5, 0.01, 3600)
+    for name, value in (("WEBHOOK_ALLOW_PRIVATE_URLS", "maybe"), ("WEBHOOK_TIMEOUT_SECONDS", "0"),
+                        ("WEBHOOK_RETRY_SCALE", "-1"), ("WEBHOOK_DISABLE_AFTER_SECONDS", "0"),
+                        ("WEBHOOK_TIMEOUT_SECONDS", "soon")):
+        with pytest.raises(ConfigError, match=name):
+            load_settings(good_env(**{name: value}))
