@@ -170,9 +170,16 @@ def test_a_refusal_for_want_of_credits_through_the_one_statement_path(client: Fl
     assert err["code"] == "insufficient_credits" and "max_tokens" in err["message"]
     assert int(resp.headers["X-Switchboard-Max-Tokens-Fit"]) > 0
     assert count[0] == 1  # refused inside the statement that admitted it
+    with counting_statements() as count:
+        resp = chat(client, user.token, provider, stream=True, max_tokens=4000)
+    assert resp.status_code == 402 and resp.get_json()["error"]["code"] == "insufficient_credits"
+    assert count[0] == 2  # admitted (stream slot taken) and refused in one statement, the slot released in another
     after = books(db, user.id)
     assert after["balance"] == before["balance"] and after["reserves"] == before["reserves"]
     assert after["ledger"] == after["balance"] and after["open"] == 0
+    with db.as_service() as conn:
+        slots = conn.execute("select count(*) from public.active_streams where user_id = %s", [user.id]).fetchone()
+    assert slots is not None and slots[0] == 0
 
 
 def test_a_signed_out_session_is_refused_on_the_next_request(client: FlaskClient, member: Any, provider: str,

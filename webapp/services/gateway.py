@@ -302,7 +302,7 @@ class Gateway:
             if plan.mode != "member":
                 return None
             pricing = self._price(req, plan, ctx.preferences.allow_dearer_fallbacks)
-        except AppError:
+        except Exception:  # a guess never fails a request: the usual path decides, and raises what it raises
             return None
         return _Guess(plan, pricing, context_repo.ReserveAsk(fingerprint, request_id, pricing.least, pricing.most),
                       (fingerprint, ctx))
