@@ -254,3 +254,27 @@ def test_an_upstream_failure_mid_stream_is_an_error_event_and_refunded(gw: Gatew
     assert "event: error" in text and '"type":"error"' in text and "event: message_stop" not in text
     row = _log_by_request(gw, db, resp.headers["x-request-id"], 502)
     assert row["credits"] == 0 and balance(db, member.id) == before == ledger_sum(db, member.id)
+
+
+def test_byok_per_request_through_the_messages_api_spends_no_credits(settings: Any, gw: Gateway, member: Any,
+                                                                     db: Any) -> None:
+    from tests.e2e.conftest import CANARY
+    from tests.support.live import serve
+    from webapp import create_app
+
+    app = create_app(settings.with_overrides(byok_allow_private_urls=True))  # the fakes live on loopback
+    headers = {"X-BYOK-API-Key": CANARY["byok"], "X-BYOK-Provider": "e2e-oa", "X-BYOK-Base-URL": gw.byok.base_url}
+    try:
+        with serve(app) as url, anthropic.Anthropic(base_url=url, api_key=member.token, max_retries=0,
+                                                    default_headers=headers) as client:
+            before = balance(db, member.id)
+            raw = client.messages.with_raw_response.create(model="echo-1", max_tokens=50,
+                                                           messages=[{"role": "user", "content": "hi"}])
+            assert raw.parse().content[0].text == REPLY
+            assert raw.headers["x-switchboard-mode"] == "byok" and raw.headers["x-switchboard-credits"] == "0.000000"
+            assert balance(db, member.id) == before
+            assert gw.byok.chat_requests()[-1].headers["authorization"] == f"Bearer {CANARY['byok']}"
+            assert gw.oa1.chat_requests() == []
+            app.extensions["switchboard"].logs.flush()
+    finally:
+        app.extensions["switchboard"].db.close()
