@@ -103,7 +103,7 @@ def queue_test(conn: psycopg.Connection, endpoint_id: str) -> str:
 def attempt(db: Database, settings: Settings, keyring: KeyRing, delivery_id: str) -> str:
     """Attempt one delivery if it is due. Returns what happened: succeeded, retry, failed, or skipped (not due,
     leased by another worker, finished, or its endpoint disabled)."""
-    lease = settings.webhook_timeout * 3 + 30
+    lease = settings.webhook_timeout * 3 + 5  # connect (<= 5 s), the answer, its excerpt: each within a timeout
     with db.as_service() as conn:
         claimed = repo.claim(conn, delivery_id, lease)
         if claimed is None:
