@@ -35,7 +35,24 @@ def local_model(database_urls: tuple[str, str]) -> Iterator[str]:
             conn.execute("update public.llm_providers set base_url = %s where slug = 'ollama'", [old[0]])
 
 
-def test_real_model_through_the_messages_api(gateway: Gateway, member: Any, db: Any, local_model: str) -> None:
+@pytest.fixture()
+def patient(settings: Any, gateway: Gateway) -> Iterator[Gateway]:
+    """Switchboard with a read timeout a CPU-bound model on a busy machine can meet (the shared one waits 2 s)."""
+    from tests.support.live import serve
+    from webapp import create_app
+
+    app = create_app(settings.with_overrides(upstream_read_timeout=90.0))
+    try:
+        with serve(app) as url:
+            yield Gateway(url, app, gateway.oa1, gateway.oa2, gateway.an, gateway.byok, gateway.log_text,
+                          gateway.bodies)
+            app.extensions["switchboard"].logs.flush()
+    finally:
+        app.extensions["switchboard"].db.close()
+
+
+def test_real_model_through_the_messages_api(patient: Gateway, member: Any, db: Any, local_model: str) -> None:
+    gateway = patient
     before = balance(db, member.id)
     with anthropic.Anthropic(base_url=gateway.url, api_key=member.token, max_retries=0, timeout=120) as client:
         raw = client.messages.with_raw_response.create(model=local_model, max_tokens=24, extra_body={"temperature": 0},
