@@ -200,4 +200,7 @@ def test_api_roles_execute_only_the_functions_they_call(admin_conn: psycopg.Conn
         "team_remove(uuid,uuid)", "team_transfer(uuid,uuid)", "team_set_cap(uuid,uuid,bigint)",
         "team_update(uuid,text,jsonb)", "team_put_key(uuid,uuid,text,text,text,text)", "team_delete_key(uuid,uuid)",
         "team_set_default(uuid)", "team_bind_api_key(uuid,uuid)")}
+    # Webhooks (issue 16): the endpoint policies' "may the caller manage this owner's endpoints" (tests/notify/
+    # test_webhooks_rls.py).
+    allowed |= {("authenticated", "webhook_manages(uuid,uuid)")}
     assert {(role, fn) for role, fn in rows} <= allowed
