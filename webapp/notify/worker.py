@@ -122,4 +122,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Switchboard's notification worker (email and webhooks).")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="stop when the process that started it exits (make run: gunicorn)")
-    main(exit_with_parent=parser.parse_args().exit_with_parent)
+    from webapp.notify import worker as module  # the App then belongs to webapp.notify.worker, not __main__
+
+    module.main(exit_with_parent=parser.parse_args().exit_with_parent)
