@@ -51,10 +51,10 @@ def _log(conn: psycopg.Connection, user_id: str, when: datetime, *, model: str =
          task: str | None = None, error_code: str | None = None, status: int = 200) -> str:
     request_id = str(uuid.uuid4())
     conn.execute("""insert into public.llm_request_logs (request_id, user_id, mode, provider, model, task, tokens_in,
-                        tokens_out, usage_source, credits, multiplier, status, error_code, latency_ms, created_at,
-                        fallback_path)
-                    values (%s, %s, 'member', 'openai', %s, %s, 11, 22, 'measured', 1500, 1.0, %s, %s, 7, %s,
-                            array['openai:ok'])""",
+                        tokens_out, cached_tokens, cache_write_tokens, reasoning_tokens, usage_source, credits,
+                        multiplier, status, error_code, latency_ms, created_at, fallback_path)
+                    values (%s, %s, 'member', 'openai', %s, %s, 11, 22, 5, 2, 3, 'measured', 1500, 1.0, %s, %s, 7,
+                            %s, array['openai:ok'])""",
                  [request_id, user_id, model, task, status, error_code, when])
     return request_id
 
@@ -119,6 +119,8 @@ def test_user_requests_csv_equals_the_json_with_hostile_values_escaped(
         expected = [("'" + text(item[k]) if isinstance(item[k], str) and item[k].startswith(csv_export.FORMULA_START)
                      else text(item[k])) for k in header]
         assert row == expected
+    assert {(r[header.index("cached_tokens")], r[header.index("cache_write_tokens")],
+             r[header.index("reasoning_tokens")]) for r in data} == {("5", "2", "3")}
     by_model = {row[header.index("model")] for row in data}
     assert by_model == {("'" + v if v[0] in "=+-@\t\r" else v) for v in HOSTILE}
     assert theirs not in resp.get_data(as_text=True)
@@ -216,6 +218,8 @@ def test_page_downloads_for_the_signed_in_user(app: Flask, make_user: Any, admin
     theirs = _log(admin_conn, other.id, _at(day))
     got = rows_of(me.get("/settings/requests.csv?range=7d"))
     assert [r[0] for r in got[1:]] == [mine] and theirs not in str(got) and got[1][4] == "'@evil"
+    page_html = me.get("/settings/requests?range=7d").get_data(as_text=True)
+    assert "5 cached 2 cache write 3 reasoning" in page_html and "@evil" in page_html
     usage = rows_of(me.get("/settings/usage.csv?range=7d"))
     assert usage[0][:2] == ["day", "provider"] and len(usage) == 2
     assert me.get("/settings/requests.csv?range=nope").status_code == 422

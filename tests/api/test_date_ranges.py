@@ -231,7 +231,7 @@ def test_cursor_round_trip() -> None:
     from webapp.repos.request_pages import UserRequest
 
     row = UserRequest("00000000-0000-0000-0000-000000000001", "r", datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC),
-                      "member", None, None, None, 0, 0, None, 0, 200, None, 0, None, None)
+                      "member", None, None, None, 0, 0, 0, 0, 0, None, 0, 200, None, 0, None, None)
     assert user_requests.decode_cursor(user_requests.encode_cursor(row), "before") == (row.created_at, row.id)
 
 

@@ -27,6 +27,9 @@ class UserRequest:
     task: str | None
     tokens_in: int
     tokens_out: int
+    cached_tokens: int  # of tokens_in, served from the provider's prompt cache
+    cache_write_tokens: int  # of tokens_in, written to it
+    reasoning_tokens: int  # of tokens_out, hidden reasoning
     usage_source: str | None
     credits: int
     status: int
@@ -37,7 +40,8 @@ class UserRequest:
 
 
 _USER_SELECT = """select l.id::text as id, l.request_id::text as request_id, l.created_at, l.mode, l.provider,
-       l.model, l.task, l.tokens_in, l.tokens_out, l.usage_source, l.credits, l.status, l.error_code, l.latency_ms,
+       l.model, l.task, l.tokens_in, l.tokens_out, l.cached_tokens, l.cache_write_tokens, l.reasoning_tokens,
+       l.usage_source, l.credits, l.status, l.error_code, l.latency_ms,
        l.api_key_id::text as api_key_id, l.team_id::text as team_id
   from public.llm_request_logs l"""
 

@@ -23,9 +23,9 @@ PAGE, MAX_LIMIT = 50, 200
 LIMIT_RE = re.compile(r"[0-9]{1,4}")
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 CURSOR_RE = re.compile(r"[A-Za-z0-9_-]{1,160}")
-COLUMNS = ("request_id", "created_at", "mode", "provider", "model", "task", "tokens_in", "tokens_out", "usage",
-           "credits", "credits_micro", "status", "error_code", "latency_ms", "api_key_id", "api_key_name",
-           "team_id")
+COLUMNS = ("request_id", "created_at", "mode", "provider", "model", "task", "tokens_in", "tokens_out",
+           "cached_tokens", "cache_write_tokens", "reasoning_tokens", "usage", "credits", "credits_micro", "status",
+           "error_code", "latency_ms", "api_key_id", "api_key_name", "team_id")
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ def parse_api_key(raw: Any) -> str | None:
 def request_dict(r: request_pages.UserRequest, names: Mapping[str, str]) -> dict[str, Any]:
     return {"request_id": r.request_id, "created_at": r.created_at.isoformat(), "mode": r.mode,
             "provider": r.provider, "model": r.model, "task": r.task, "tokens_in": r.tokens_in,
-            "tokens_out": r.tokens_out, "usage": r.usage_source, "credits": format_credits(r.credits),
+            "tokens_out": r.tokens_out, "cached_tokens": r.cached_tokens, "cache_write_tokens": r.cache_write_tokens,
+            "reasoning_tokens": r.reasoning_tokens, "usage": r.usage_source, "credits": format_credits(r.credits),
             "credits_micro": r.credits, "status": r.status, "error_code": r.error_code, "latency_ms": r.latency_ms,
             "api_key_id": r.api_key_id, "api_key_name": names.get(r.api_key_id) if r.api_key_id else None,
             "team_id": r.team_id}
