@@ -93,7 +93,7 @@ def test_dispatching_an_event_twice_delivers_once(make_user: Any, db: Database, 
     [msg] = smtp.to(me.email)
     assert msg["Subject"] == "7 credits added"
     text = msg.get_body(preferencelist=("plain",)).get_content()
-    assert "7 credits were added to your account (support credit). The balance is now 7 credits." in text
+    assert "7 credits added to your account (support credit). The balance is now 7 credits." in text
     assert deliveries(admin_conn, event["id"]) == [(me.id, "sent")]
 
 

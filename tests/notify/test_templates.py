@@ -53,3 +53,4 @@ def test_templates_render(event_type: str, data: dict[str, Any]) -> None:
 def test_credits_are_shown_without_float_noise() -> None:
     assert [mail.credits(v) for v in (0, 1, 1_500_000, 12_345_678_900_000, "x")] == [
         "0", "0.000001", "1.5", "12,345,678.9", "?"]
+    assert [mail.credits_label(v) for v in (1_000_000, 2_500_000)] == ["1 credit", "2.5 credits"]

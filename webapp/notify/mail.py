@@ -46,12 +46,19 @@ def credits(micro: Any) -> str:
     return text or "0"
 
 
+def credits_label(micro: Any) -> str:
+    """"1 credit", "2.5 credits"."""
+    shown = credits(micro)
+    return f"{shown} credit" if shown == "1" else f"{shown} credits"
+
+
 def _env() -> Environment:
     # .html escaped, .txt as written (plain text has nothing to escape)
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined,
                       autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["credits"] = credits
+    env.filters["credits_label"] = credits_label
     return env
 
 
