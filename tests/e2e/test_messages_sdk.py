@@ -278,3 +278,26 @@ def test_byok_per_request_through_the_messages_api_spends_no_credits(settings: A
             app.extensions["switchboard"].logs.flush()
     finally:
         app.extensions["switchboard"].db.close()
+
+
+def test_an_anthropic_provider_receives_the_body_as_sent_but_the_model_and_limit(gw: Gateway,
+                                                                                 client: anthropic.Anthropic) -> None:
+    system = [{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}]
+    messages = [{"role": "user", "content": "Paris"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                                   "input": {"city": "Paris"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "is_error": True,
+                                              "content": [{"type": "text", "text": "no such city"}]}]}]
+    client.messages.create(model=MODELS[0], max_tokens=100_000, system=system, messages=messages,
+                           tools=[{**WEATHER, "cache_control": {"type": "ephemeral"}}],
+                           metadata={"user_id": "u-1"}, extra_body={"metadata": {"user_id": "u-1", "task": "t1"}})
+    sent = gw.an.chat_requests()[-1].body
+    assert sent["system"] == system and sent["messages"] == messages
+    assert sent["tools"][0]["cache_control"] == {"type": "ephemeral"}
+    assert sent["metadata"] == {"user_id": "u-1"}  # Switchboard's own task is not forwarded
+    assert sent["model"] == "echo-1" and sent["max_tokens"] <= 4096  # the route's model, the clamped limit
+    # An OpenAI-compatible provider gets the chat translation of the same request.
+    client.messages.create(model=MODELS[1], max_tokens=100, system=system, messages=messages, tools=[WEATHER])
+    chat = gw.oa1.chat_requests()[-1].body
+    assert chat["messages"][0] == {"role": "system", "content": "You are terse."}
+    assert chat["messages"][-1] == {"role": "tool", "tool_call_id": "toolu_1", "content": "[tool error] no such city"}

@@ -384,8 +384,11 @@ class AnthropicAdapter(Adapter):
     """POST {base_url}/messages with x-api-key; GET {base_url}/models."""
 
     def complete(self, target: Target, body: dict[str, Any]) -> dict[str, Any]:
+        return self.complete_messages(target, to_anthropic_request(body))
+
+    def complete_messages(self, target: Target, request: dict[str, Any]) -> dict[str, Any]:
+        """Send a Messages request as it is (POST /v1/messages passes its body through); an OpenAI answer back."""
         url = join_url(target.base_url, "messages")
-        request = to_anthropic_request(body)
         data = read_json(send(target, "POST", url, headers=_headers(target), json_body=request), target, url)
         if not isinstance(data, dict) or data.get("type") != "message":
             raise protocol_error(url, "answer is not a message object")
@@ -396,9 +399,13 @@ class AnthropicAdapter(Adapter):
             raise protocol_error(url, "answer is a malformed message object") from None
 
     def open_stream(self, target: Target, body: dict[str, Any]) -> UpstreamStream:
+        return self.open_messages_stream(target, to_anthropic_request(body))
+
+    def open_messages_stream(self, target: Target, request: dict[str, Any]) -> UpstreamStream:
+        """Stream a Messages request as it is; OpenAI chunks back."""
         url = join_url(target.base_url, "messages")
-        request = {**to_anthropic_request(body), "stream": True}
-        return open_event_stream(target, url, _headers(target, stream=True), request, translate_anthropic_events)
+        return open_event_stream(target, url, _headers(target, stream=True), {**request, "stream": True},
+                                 translate_anthropic_events)
 
     def list_models(self, target: Target) -> list[str]:
         url = join_url(target.base_url, "models")

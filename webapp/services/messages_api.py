@@ -3,8 +3,9 @@
 A Messages request is validated (webapp/api/schemas/messages.py), translated into a chat-completions request
 (services/messages_translate.py) and run through `Gateway.chat`: the same modes, routing, pins, fallbacks, limits,
 reservation, settle, receipt and log as /v1/chat/completions. The chat answer is translated back into a Messages
-`message` or Messages SSE events. count_tokens counts the translated prompt with tiktoken, offline, as the
-gateway's reservation does: an estimate (exact only as far as tiktoken matches the provider's tokenizer)."""
+`message` or Messages SSE events. An Anthropic provider receives the client's Messages body itself (MessagesKind):
+only its model and output limit are Switchboard's. count_tokens counts the translated prompt with tiktoken, offline,
+as the gateway's reservation does: an estimate (exact only as far as tiktoken matches the provider's tokenizer)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from typing import Any
 from webapp.api.schemas import parse
 from webapp.api.schemas.messages import CountTokensRequest, MessagesRequest
 from webapp.errors import AppError
+from webapp.providers import get_adapter
+from webapp.providers.anthropic import AnthropicAdapter
+from webapp.providers.base import Adapter, Target, UpstreamStream
 from webapp.services import budget, messages_translate, tokens
 
 # Anthropic's error types by status (https://docs.anthropic.com/en/api/errors).
@@ -62,6 +66,57 @@ def _lazy(inner: Any) -> Iterator[bytes]:
     yield from inner
 
 
+class MessagesPassthrough(Adapter):
+    """An Anthropic provider gets the Messages body as the client sent it (cache_control, system blocks, tool_result
+    is_error and all): only the model (the route's) and max_tokens (the limit the reservation pays for, in member
+    mode) are Switchboard's, and its own `metadata.task` is removed. The answer comes back chat-shaped, like every
+    route's, for the one pipeline."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+
+    def request(self, body: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in self.raw.items() if k != "stream"}
+        out["model"] = body["model"]
+        if isinstance(body.get("max_tokens"), int):
+            out["max_tokens"] = body["max_tokens"]
+        meta = out.get("metadata")
+        if isinstance(meta, dict) and "task" in meta:
+            rest = {k: v for k, v in meta.items() if k != "task"}
+            if rest:
+                out["metadata"] = rest
+            else:
+                out.pop("metadata")
+        return out
+
+    def complete(self, target: Target, body: dict[str, Any]) -> dict[str, Any]:
+        return _ANTHROPIC.complete_messages(target, self.request(body))
+
+    def open_stream(self, target: Target, body: dict[str, Any]) -> UpstreamStream:
+        return _ANTHROPIC.open_messages_stream(target, self.request(body))
+
+    def list_models(self, target: Target) -> list[str]:
+        return _ANTHROPIC.list_models(target)
+
+
+_ANTHROPIC = AnthropicAdapter()
+
+
+class MessagesKind:
+    """The gateway hook of one /v1/messages request (Receipt.kind): the adapter for each route tried."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+
+    def adapter(self, route: Any) -> Adapter:
+        if route.rate is not None and getattr(route.rate, "kind", "chat") != "chat":
+            raise AppError(f"{route.provider.slug}/{route.model} is an embedding model; call /v1/embeddings.",
+                           code="model_not_chat", status=400, field="model")
+        if route.provider.api_style == "anthropic":
+            return MessagesPassthrough(self.raw)
+        return get_adapter(route.provider.api_style)
+
+
 def _chat_body(req: MessagesRequest, raw: dict[str, Any]) -> dict[str, Any]:
     body = messages_translate.to_chat(raw)
     if req.stream:
@@ -72,7 +127,7 @@ def _chat_body(req: MessagesRequest, raw: dict[str, Any]) -> dict[str, Any]:
 def create(gateway: Any, claims: dict[str, Any], raw: Any, task: str | None, byok: Any,
            team: str | None) -> MessagesResult:
     req = parse(MessagesRequest, raw, v1=True)
-    result = gateway.chat(claims, _chat_body(req, raw), task, byok, team)
+    result = gateway.chat(claims, _chat_body(req, raw), task, byok, team, kind=MessagesKind(raw))
     receipt = result.receipt
     model = receipt.model or req.model
     if result.stream is not None:

@@ -21,8 +21,9 @@ from webapp.errors import AppError
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
                 "content_filter": "refusal"}
 MAX_TOOLS = 128
-# Prompt-caching hints (`cache_control` on a block or tool) are accepted and not forwarded: the chat body has no
-# place for them, and OpenAI-compatible providers cache automatically (docs/api.md says so).
+# Prompt-caching hints (`cache_control` on a block or tool) are accepted: an Anthropic provider receives the Messages
+# body itself (messages_api.MessagesPassthrough); the chat body has no place for them, and OpenAI-compatible
+# providers cache automatically (docs/api.md says so).
 _CACHE_HINT = "cache_control"
 _IMAGE_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
 

@@ -64,8 +64,8 @@ def paths(chat_headers: list[Schema]) -> dict[str, Schema]:
         "Anthropic's wire format, for the `anthropic` SDKs: the credential in `x-api-key` (or `Authorization: "
         "Bearer`; an access token or a personal `sb_` key), `anthropic-version` tolerated. Routed like a chat "
         "completion (modes, routing, pins, fallbacks, limits, credits, receipts, logs) to any provider: an Anthropic "
-        "provider receives system, images, tools and tool results as sent; an OpenAI-compatible one their chat "
-        "translation. Errors use Anthropic's shape (AnthropicError). A stream is Anthropic's events.",
+        "provider receives the body as sent (its model and output limit Switchboard's); an OpenAI-compatible one its "
+        "chat translation. Errors use Anthropic's shape (AnthropicError). A stream is Anthropic's events.",
         "user",
         {"200": {"description": "The message (JSON), or with `stream: true` a text/event-stream of Messages events.",
                  "headers": RECEIPT_HEADERS,

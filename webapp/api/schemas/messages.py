@@ -69,8 +69,8 @@ class _Common(MessagesBody):
     tool_choice: ToolChoice | None = None
     thinking: dict[str, Any] | None = Field(default=None, description="Only `{\"type\": \"disabled\"}` is "
                                             "accepted: extended thinking is not translated.")
-    cache_control: dict[str, Any] | None = Field(default=None, description="A prompt-caching hint: accepted, not "
-                                                 "forwarded (as on blocks and tools).")
+    cache_control: dict[str, Any] | None = Field(default=None, description="A prompt-caching hint: forwarded to an "
+                                                 "Anthropic provider (as on blocks and tools), left out for others.")
 
 
 class MessagesRequest(_Common):
