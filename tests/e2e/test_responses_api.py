@@ -250,7 +250,11 @@ def test_passthrough_stream_relays_provider_events_with_the_charge(passthrough: 
 
 def test_passthrough_in_member_mode_refuses_provider_state(passthrough: Gateway, member: Any) -> None:
     for extra, param in (({"previous_response_id": "resp_1"}, "previous_response_id"), ({"store": True}, "store"),
-                         ({"background": True}, "background")):
+                         ({"background": True}, "background"),
+                         ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file_1"}]}]},
+                          "input[0].content[0].type"),
+                         ({"input": [{"type": "reasoning", "id": "rs_1", "summary": []},
+                                     {"role": "user", "content": "go on"}]}, "input[0].type")):
         with pytest.raises(openai.BadRequestError) as err:
             create(passthrough, member, model="e2e-oa2/echo-1", **extra)
         assert err.value.body["param"] == param and err.value.body["code"] == "unsupported_parameter"

@@ -15,6 +15,7 @@ from webapp.api.schemas import parse
 from webapp.api.schemas.responses import ResponsesRequest
 from webapp.errors import AppError
 from webapp.services import responses_translate as tr
+from webapp.services.responses_stream import StreamTranslator
 
 TEXT = st.text(min_size=1, max_size=20)
 KNOWN_PART_TYPES = st.sampled_from(["input_file", "input_audio", "computer_screenshot", "x"])
@@ -193,7 +194,7 @@ def chunk_streams(draw: Any) -> list[Any]:
 @settings(max_examples=300, deadline=None)
 @given(chunk_streams())
 def test_stream_events_are_numbered_and_add_up(chunks: list[Any]) -> None:
-    t = tr.StreamTranslator(REQ, "resp_1", 0, "m")
+    t = StreamTranslator(REQ, "resp_1", 0, "m")
     events = t.start()
     for chunk in chunks:
         events += t.chunk(chunk)
@@ -216,7 +217,7 @@ def test_stream_events_are_numbered_and_add_up(chunks: list[Any]) -> None:
 
 
 def test_failure_events_follow_the_stream() -> None:
-    t = tr.StreamTranslator(REQ, "resp_1", 0, "m")
+    t = StreamTranslator(REQ, "resp_1", 0, "m")
     events = [*t.start(), *t.chunk({"choices": [{"index": 0, "delta": {"content": "hi"}}]})]
     events += t.fail({"code": "upstream_stream_interrupted", "message": "broke"}, None)
     assert [e["type"] for e in events][-2:] == ["error", "response.failed"]

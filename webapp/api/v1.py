@@ -13,6 +13,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.routing import PathConverter
 
+from webapp.api.schemas import parse
+from webapp.api.schemas.chat import ChatCompletionRequest
 from webapp.auth.guards import token_required
 from webapp.errors import AppError
 from webapp.services import embeddings as embeddings_service
@@ -78,6 +80,7 @@ def chat_completions() -> Any:
     body = request.get_json(silent=True)
     if body is None:
         raise AppError("The request body must be JSON.", code="invalid_json", status=400)
+    parse(ChatCompletionRequest, body, v1=True)  # the declared shape; the gateway applies the operator's limits
     result = _gateway().chat(g.claims, body, request.headers.get("X-Switchboard-Task"), _byok_headers(),
                              _team_header())
     if result.stream is not None:

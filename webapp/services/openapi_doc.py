@@ -78,9 +78,9 @@ def declared(*models: Any) -> dict[str, Schema]:
 
 
 def _declared_schemas() -> dict[str, Schema]:
-    from webapp.api.schemas import embeddings, responses  # pure declarations (pydantic, no Flask)
+    from webapp.api.schemas import chat, embeddings, responses  # pure declarations (pydantic, no Flask)
 
-    return declared(*responses.DECLARED, *embeddings.DECLARED)
+    return declared(*chat.DECLARED, *responses.DECLARED, *embeddings.DECLARED)
 
 
 BOOL: Schema = {"type": "boolean"}
@@ -185,42 +185,6 @@ COMMON_SCHEMAS: dict[str, Schema] = {
 }
 
 V1_SCHEMAS: dict[str, Schema] = {
-    "ChatMessage": obj({
-        "role": string(enum=["system", "developer", "user", "assistant", "tool", "function"]),
-        "content": {"type": ["string", "array", "null"],
-                    "description": "Text, or an array of content parts (text, image_url, ...)."},
-        "name": passed("A string."),
-        "tool_calls": passed("An array of tool calls (assistant messages)."),
-        "tool_call_id": passed("A string (tool messages)."),
-    }, ["role"], extra=True, description="Switchboard checks `role` and the type of `content`; everything else "
-                                         "goes to the provider as sent."),
-    "ChatCompletionRequest": obj({
-        "model": string("`model` (any provider serving it) or `provider/model`, such as `openai/gpt-4o-mini`. "
-                        "At most 200 characters.", minLength=1, maxLength=200, pattern=NOT_BLANK_NO_NUL),
-        "messages": array(ref("ChatMessage"), minItems=1, maxItems=1000,
-                          description="At most MAX_MESSAGES (1000 by default) messages."),
-        "stream": {"type": "boolean", "default": False,
-                   "description": "true: the answer is a text/event-stream of chat.completion.chunk events."},
-        "stream_options": nullable(obj({"include_usage": passed(
-            "true: the stream ends with a chunk holding `usage` and the `switchboard` receipt (any truthy "
-            "value counts).")}, [], extra=True)),
-        "max_tokens": nullable(integer("1 to MAX_TOKENS_CEILING (262144 by default). Member mode reserves "
-                                       "credits for this many output tokens.", minimum=1, maximum=262144)),
-        "max_completion_tokens": nullable(integer("Takes precedence over max_tokens.", minimum=1, maximum=262144)),
-        "metadata": passed("An object. Its `task` string (1 to 64 characters) selects a task override unless "
-                           "X-Switchboard-Task is sent; `task` is not forwarded, the rest is."),
-        "tools": passed("An array of function tools."),
-        "tool_choice": passed("`auto`, `none`, `required` or a tool."),
-        "temperature": passed("A number."),
-        "top_p": passed("A number."),
-        "n": passed("An integer."),
-        "stop": passed("A string or an array of strings."),
-        "response_format": passed("An object such as {\"type\": \"json_object\"}."),
-        "seed": passed("An integer."),
-        "user": passed("A string."),
-    }, ["model", "messages"], extra=True,
-        description="OpenAI's chat-completions body. Fields Switchboard does not know pass through to the "
-                    "provider untouched."),
     "ChatCompletion": obj({
         "id": string(),
         "object": string(examples=["chat.completion"]),

@@ -31,6 +31,7 @@ from webapp.providers.forced_tool import ForcedToolAdapter
 from webapp.providers.openai_responses import ResponsesPassthrough, stored_response
 from webapp.services import responses_translate as tr
 from webapp.services import router
+from webapp.services.responses_stream import StreamTranslator
 
 RESPONSE_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
@@ -64,6 +65,9 @@ class ResponsesKind:
         return get_adapter(route.provider.api_style)
 
     def _member_passthrough_checks(self) -> None:
+        for param, what in self.translation.refused:
+            if param.startswith("input"):  # a file, a reasoning item, a reference: input the gateway cannot count
+                raise _member_refusal(param, what)
         for name, what in _STATEFUL.items():
             if self.raw.get(name) is not None:
                 raise _member_refusal(name, what)
@@ -74,8 +78,9 @@ class ResponsesKind:
 
 
 def _member_refusal(name: str, what: str) -> AppError:
-    return AppError(f"Member mode cannot use `{name}` ({what}); use your own key (BYOK) with a provider that "
-                    "speaks the Responses API.", code="unsupported_parameter", status=400, field=name)
+    return AppError(f"Member mode cannot use `{name}` ({what}: Switchboard could not count or reach it); use your "
+                    "own key (BYOK) with a provider that speaks the Responses API.", code="unsupported_parameter",
+                    status=400, field=name)
 
 
 def _raw_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +113,7 @@ def create(gateway: Any, claims: Any, body: Any, task_header: str | None, byok: 
     response_id = tr.new_id("resp")
     created = int(time.time())
     if result.stream is not None:
-        events = ResponsesStream(result.stream, tr.StreamTranslator(req, response_id, created, req.model))
+        events = ResponsesStream(result.stream, StreamTranslator(req, response_id, created, req.model))
         return ResponsesResult(result.receipt.headers(final=False), stream=events)
     charged = charged_usage(result.receipt.as_dict())
     answer = result.body or {}
@@ -169,7 +174,7 @@ class ResponsesStream:
     provider's own events for a passthrough (its final event carrying the charged usage and the receipt), the
     translated ones otherwise. close() closes the gateway's stream, which settles or refunds."""
 
-    def __init__(self, inner: Any, translator: tr.StreamTranslator) -> None:
+    def __init__(self, inner: Any, translator: StreamTranslator) -> None:
         self.inner, self.tr = inner, translator
 
     def __iter__(self) -> Iterator[bytes]:
