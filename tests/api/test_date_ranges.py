@@ -142,6 +142,9 @@ def test_settings_usage_preset_redraws_the_section(app: Flask, make_user: Any,
     assert 'href="/settings/usage.csv?range=30d"' in month and 'id="usage-requests-link"' in month
     page = html(me.get("/settings?range=this_month"))  # without htmx: the whole page, the same section
     assert "Usage, this month" in page
+    # Without JavaScript the form still works: a Show button submits the preset as a plain GET to /settings.
+    assert '<noscript><button type="submit" class="secondary" id="usage-show">Show</button></noscript>' in page
+    assert 'method="get" action="/settings#usage"' in page
 
 
 def test_settings_usage_custom_range_error_beside_the_field(app: Flask, make_user: Any) -> None:
