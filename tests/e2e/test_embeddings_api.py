@@ -86,6 +86,9 @@ def test_chat_model_and_anthropic_route_are_refused(embed: Gateway, member: Any,
     with pytest.raises(openai.BadRequestError) as err:
         client.responses.create(model="e2e-oa/embed-1", input="hi")
     assert err.value.body["code"] == "model_not_chat"
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="e2e-oa/embed-1", messages=[{"role": "user", "content": "hi"}])
+    assert err.value.body["code"] == "model_not_chat" and err.value.body["param"] == "model"
     assert balance(db, member.id) == before == ledger_sum(db, member.id)
     assert [r for r in embed.oa1.requests if r.method == "POST"] == []
 

@@ -82,7 +82,7 @@ def chat_completions() -> Any:
         raise AppError("The request body must be JSON.", code="invalid_json", status=400)
     parse(ChatCompletionRequest, body, v1=True)  # the declared shape; the gateway applies the operator's limits
     result = _gateway().chat(g.claims, body, request.headers.get("X-Switchboard-Task"), _byok_headers(),
-                             _team_header())
+                             _team_header(), kind=embeddings_service.CHAT_KIND)
     if result.stream is not None:
         resp = Response(result.stream, mimetype="text/event-stream")
         resp.headers.update(result.receipt.headers(final=False))

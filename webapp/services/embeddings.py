@@ -15,6 +15,7 @@ from typing import Any
 from webapp.api.schemas import parse
 from webapp.api.schemas.embeddings import EmbeddingsRequest
 from webapp.errors import AppError
+from webapp.providers import get_adapter
 from webapp.providers.base import Adapter
 from webapp.providers.openai_embeddings import EmbeddingsAdapter
 
@@ -34,6 +35,19 @@ class EmbeddingsKind:
                            "speaking the OpenAI wire format do).", code="embeddings_not_supported", status=400,
                            field="model")
         return EmbeddingsAdapter(self.raw, self.inputs)
+
+
+class ChatKind:
+    """The chat route's hook: an embedding model is refused there (400 `model_not_chat`), as a chat model is here."""
+
+    def adapter(self, route: Any) -> Adapter:
+        if route.rate is not None and getattr(route.rate, "kind", "chat") != "chat":
+            raise AppError(f"{route.provider.slug}/{route.model} is an embedding model; call /v1/embeddings.",
+                           code="model_not_chat", status=400, field="model")
+        return get_adapter(route.provider.api_style)
+
+
+CHAT_KIND = ChatKind()
 
 
 def _stand_in(value: str | list[Any]) -> tuple[str, int]:
