@@ -80,6 +80,26 @@ def test_chat_completions_anthropic_wire(gw: Gateway, member: Any, db: Any, spli
     _check(gw, member, db, before, request_id, ANTHROPIC_CHARGE, (4, 3, 0))
 
 
+def test_the_admin_log_and_its_csv_show_the_split(gw: Gateway, member: Any, make_user: Any,
+                                                  split_providers: None) -> None:
+    gw.oa1.cache_read_tokens, gw.oa1.reasoning_tokens = 6, 5
+    raw = gw.client(member.token).chat.completions.with_raw_response.create(
+        model="split-oa/echo-1", messages=[{"role": "user", "content": PROMPT}])
+    request_id = raw.headers["x-request-id"]
+    admin = make_user(admin=True)
+    with requests.Session() as s:
+        s.trust_env = False
+        entry = s.get(f"{gw.url}/api/admin/logs/{request_id}", timeout=30,
+                      headers={"Authorization": f"Bearer {admin.token}"}).json()["log"]
+        assert (entry["cached_tokens"], entry["cache_write_tokens"], entry["reasoning_tokens"]) == (6, 0, 5)
+        csv_text = s.get(f"{gw.url}/api/admin/logs", params={"format": "csv", "user": member.id}, timeout=30,
+                         headers={"Authorization": f"Bearer {admin.token}"}).text
+    header, *rows = csv_text.splitlines()
+    cols = header.split(",")
+    row = next(r.split(",") for r in rows if request_id in r)
+    assert [row[cols.index(c)] for c in ("cached_tokens", "cache_write_tokens", "reasoning_tokens")] == ["6", "0", "5"]
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_chat_completions_openai_wire(gw: Gateway, member: Any, db: Any, split_providers: None,
                                       stream: bool) -> None:

@@ -316,13 +316,17 @@ class LogEntry:
     api_key_id: str | None = None  # the personal API key the request came with
     api_key_name: str | None = None
     api_key_prefix: str | None = None
+    cached_tokens: int = 0  # of tokens_in: read from the provider's cache
+    cache_write_tokens: int = 0  # of tokens_in: written to the provider's cache
+    reasoning_tokens: int = 0  # of tokens_out: hidden reasoning
 
 
 _LOG_SELECT = """select l.id::text as id, l.request_id::text as request_id, l.user_id::text as user_id,
        u.email, l.mode, l.provider, l.model, l.task, l.key_source, l.admin_key_id::text as admin_key_id,
        k.last4 as admin_key_last4, k.label as admin_key_label, l.tokens_in, l.tokens_out, l.usage_source,
        l.credits, l.multiplier, l.fallback_path, l.stream, l.status, l.error_code, l.latency_ms, l.created_at,
-       l.api_key_id::text as api_key_id, ak.name as api_key_name, ak.prefix as api_key_prefix
+       l.api_key_id::text as api_key_id, ak.name as api_key_name, ak.prefix as api_key_prefix,
+       l.cached_tokens, l.cache_write_tokens, l.reasoning_tokens
   from public.llm_request_logs l
   left join auth.users u on u.id = l.user_id
   left join public.llm_admin_keys k on k.id = l.admin_key_id

@@ -218,7 +218,9 @@ def log_dict(e: admin_repo.LogEntry) -> dict[str, Any]:
             "fallback_path": list(e.fallback_path), "stream": e.stream, "status": e.status,
             "error_code": e.error_code, "latency_ms": e.latency_ms, "created_at": e.created_at.isoformat(),
             "api_key": ({"id": e.api_key_id, "name": e.api_key_name, "prefix": e.api_key_prefix}
-                        if e.api_key_id else None)}
+                        if e.api_key_id else None),
+            "cached_tokens": e.cached_tokens, "cache_write_tokens": e.cache_write_tokens,
+            "reasoning_tokens": e.reasoning_tokens}
 
 
 def logs_dict(p: LogsPage) -> dict[str, Any]:

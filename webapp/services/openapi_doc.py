@@ -580,6 +580,9 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
         "created_at": DATETIME,
         "api_key": nullable(obj({"id": UUID, "name": nullable(string()), "prefix": nullable(string())},
                                 description="The personal API key the request came with (never the key).")),
+        "cached_tokens": integer("Of tokens_in: read from the provider's cache (cached-input rate)."),
+        "cache_write_tokens": integer("Of tokens_in: written to the provider's cache (cache-write rate)."),
+        "reasoning_tokens": integer("Of tokens_out: hidden reasoning (output rate, counted once)."),
     }, description="One gateway request's receipt: no key and no prompt text."),
     "RequestLogPage": obj({
         "logs": array(ref("RequestLog")), "page": integer(minimum=1), "per_page": integer(minimum=1, maximum=200),

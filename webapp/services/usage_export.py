@@ -21,7 +21,8 @@ ANALYTICS_COLUMNS = ("day", "requests", "tokens", "credits", "credits_micro", "e
 LOG_COLUMNS = ("request_id", "created_at", "user_id", "email", "mode", "provider", "model", "task", "key_source",
                "admin_key_id", "admin_key_last4", "admin_key_label", "tokens_in", "tokens_out", "usage", "credits",
                "credits_micro", "multiplier", "fallback_path", "stream", "status", "error_code", "latency_ms",
-               "api_key_id", "api_key_name", "api_key_prefix")
+               "api_key_id", "api_key_name", "api_key_prefix", "cached_tokens", "cache_write_tokens",
+               "reasoning_tokens")
 
 
 def usage_columns(group_by: list[str]) -> list[str]:
