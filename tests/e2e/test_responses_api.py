@@ -285,3 +285,16 @@ def test_trailing_slash_is_the_same_route(gw: Gateway, member: Any) -> None:
                        headers={"Authorization": f"Bearer {member.token}"}, timeout=10) as resp:
         assert resp.status_code == 200 and resp.json()["output"][0]["content"][0]["text"] == REPLY
 
+
+
+@pytest.mark.parametrize("model", ["e2e-oa/echo-1", "e2e-an/echo-1"])
+def test_sdk_stream_helper_accumulates_our_events(gw: Gateway, member: Any, model: str) -> None:
+    """The SDK's `responses.stream()` rebuilds the response from the events: they must be consistent."""
+    client = gw.client(member.token)
+    with client.responses.stream(model=model, input=PROMPT) as stream:
+        texts = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert "".join(texts) == REPLY == final.output_text
+    with client.responses.stream(model=model, input=PROMPT, tools=[TOOL]) as stream:
+        final = stream.get_final_response()
+    assert final.output[0].type == "function_call" and json.loads(final.output[0].arguments) == {"echo": PROMPT}
