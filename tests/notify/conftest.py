@@ -82,13 +82,28 @@ def notify_settings(settings: Settings, smtp: SmtpRecorder) -> Settings:
                                    worker_stalled_seconds=2.0, worker_concurrency=2)
 
 
-@pytest.fixture()
-def run_jobs(notify_settings: Settings, db: Database) -> Iterator[Any]:
+def _in_thread(coro: Any) -> None:
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coro())
+        except BaseException as exc:  # handed to the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="notify-drain")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def drain_notify_jobs(settings: Settings, db: Database) -> None:
     """Run the real worker (procrastinate, in this process) until no notify job is left to run now."""
-    runtime.use(Runtime(notify_settings, db))
+    runtime.use(Runtime(settings, db))
 
     async def drain() -> None:
-        app = worker.build_app(notify_settings)
+        app = worker.build_app(settings)
         async with app.open_async():
             await app.run_worker_async(queues=["notify"], wait=False, install_signal_handlers=False,
                                        delete_jobs="successful", concurrency=2, listen_notify=False)
@@ -99,15 +114,20 @@ def run_jobs(notify_settings: Settings, db: Database) -> Iterator[Any]:
                                " and status = 'todo' and (scheduled_at is null or scheduled_at <= now())").fetchone()
             return int(row[0]) if row else 0
 
-    def run() -> None:
+    try:
         for _ in range(10):  # a job's own follow-ups (dispatch -> send) may be queued as the worker stops
-            asyncio.run(drain())
+            _in_thread(drain)  # its own event loop: the test's thread may already run one (Playwright's)
             if not due():
                 return
         raise AssertionError("notify jobs keep coming")
+    finally:
+        runtime.use(None)
 
-    yield run
-    runtime.use(None)
+
+@pytest.fixture()
+def run_jobs(notify_settings: Settings, db: Database) -> Any:
+    """Run the real worker until no notify job is left to run now (call it after the action)."""
+    return lambda: drain_notify_jobs(notify_settings, db)
 
 
 def events_of(admin_conn: psycopg.Connection, type_: str, **where: str) -> list[dict[str, Any]]:
