@@ -5,6 +5,7 @@ OpenAI-compatible chat one and an Anthropic one (translated). Credits, receipts 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -298,3 +299,34 @@ def test_sdk_stream_helper_accumulates_our_events(gw: Gateway, member: Any, mode
     with client.responses.stream(model=model, input=PROMPT, tools=[TOOL]) as stream:
         final = stream.get_final_response()
     assert final.output[0].type == "function_call" and json.loads(final.output[0].arguments) == {"echo": PROMPT}
+
+
+def test_client_leaving_a_responses_stream_is_billed_for_what_was_delivered(gw: Gateway, member: Any,
+                                                                            db: Any) -> None:
+    gw.oa1.behaviour = "drip:0.3"
+    before = balance(db, member.id)
+    resp = requests.post(gw.url + "/v1/responses", headers={"Authorization": f"Bearer {member.token}"},
+                         stream=True, timeout=10, json={"model": "e2e-oa/echo-1", "input": PROMPT, "stream": True,
+                                                        "max_output_tokens": 100})
+    lines = resp.iter_lines()
+    got: list[bytes] = []
+    while b"event: response.output_text.delta" not in got and len(got) < 40:
+        got.append(next(lines))
+    assert b"event: response.output_text.delta" in got
+    request_id = resp.headers["x-request-id"]
+    resp.close()
+    deadline = time.time() + 10
+    row: dict[str, Any] = {}
+    while time.time() < deadline:
+        gw.flush_logs()
+        with db.as_service() as conn:
+            found = conn.execute("select row_to_json(l) from public.llm_request_logs l where request_id = %s",
+                                 [request_id]).fetchone()
+        if found and found[0]["status"] == 499:
+            row = dict(found[0])
+            break
+        time.sleep(0.2)
+    assert row and row["usage_source"] == "estimated" and row["tokens_out"] < REPLY_WORDS
+    charged = before - balance(db, member.id)
+    assert 0 < charged == row["credits"] < cost(20, REPLY_WORDS)
+    assert balance(db, member.id) == ledger_sum(db, member.id)
