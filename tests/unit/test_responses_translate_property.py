@@ -250,3 +250,32 @@ def test_a_hostile_passthrough_answer_never_crashes_the_accounting(output: list[
     message = shaped["choices"][0]["message"]
     assert isinstance(message["content"], str)
     assert shaped["usage"] is None or set(shaped["usage"]) >= {"prompt_tokens", "completion_tokens"}
+
+
+EVENT_TYPES = st.sampled_from(["response.created", "response.output_text.delta", "response.function_call_arguments"
+                               ".delta", "response.completed", "response.incomplete", "response.failed", "error",
+                               "response.output_item.added", "x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.builds(lambda t, d, r: json.dumps({"type": t, "delta": d, "response": r}), EVENT_TYPES, JSONISH, JSONISH),
+    st.text(max_size=10), st.just("[DONE]")), max_size=8))
+def test_a_hostile_passthrough_stream_is_relayed_or_refused_never_crashes(datas: list[str]) -> None:
+    from webapp.providers.base import UpstreamFailure
+    from webapp.providers.openai_responses import translate_responses_events
+    from webapp.providers.sse import SSEEvent
+
+    chunks = []
+    try:
+        for chunk in translate_responses_events([SSEEvent("message", d) for d in datas], "http://up/v1", None):
+            chunks.append(chunk)
+    except UpstreamFailure as exc:
+        assert exc.kind == "protocol" and not exc.retryable
+        return
+    assert chunks and chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")  # ended by its final event
+    for chunk in chunks:
+        assert isinstance(chunk["_event"], dict)
+        for choice in chunk["choices"]:
+            content = choice["delta"].get("content")
+            assert content is None or isinstance(content, str)
