@@ -22,7 +22,7 @@ from webapp.repos import credits as credits_repo
 
 
 @pytest.fixture()
-def dev_app(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Settings]]:
+def dev_app(settings: Settings, tmp_path: Path, notify_backlog: None) -> Iterator[tuple[str, Settings]]:
     port = free_port()
     controller = sink.serve(tmp_path, "127.0.0.1", port)
     dev = settings.with_overrides(env="development", mail_sink_dir=str(tmp_path),

@@ -34,7 +34,7 @@ def wait_for(check: Any, seconds: float, what: str) -> None:
 
 
 @pytest.fixture()
-def start_worker(test_env: dict[str, str], smtp: SmtpRecorder, tmp_path: Path) -> Iterator[Any]:
+def start_worker(test_env: dict[str, str], smtp: SmtpRecorder, tmp_path: Path, notify_backlog: None) -> Iterator[Any]:
     procs: list[subprocess.Popen[bytes]] = []
     env = {**os.environ, **test_env, "SMTP_URL": f"smtp://127.0.0.1:{smtp.port}?starttls=false",
            "MAIL_FROM": "Switchboard <notices@switchboard.test>", "PUBLIC_URL": "https://switchboard.test",
