@@ -15,10 +15,11 @@ from typing import Any
 
 from webapp.api.schemas import parse
 from webapp.api.schemas.messages import CountTokensRequest, MessagesRequest
-from webapp.errors import AppError
+from webapp.errors import AppError, RateLimited
 from webapp.providers import get_adapter
 from webapp.providers.anthropic import AnthropicAdapter
 from webapp.providers.base import Adapter, Target, UpstreamStream
+from webapp.repos import context as context_repo
 from webapp.services import budget, messages_translate, tokens
 
 # Anthropic's error types by status (https://docs.anthropic.com/en/api/errors).
@@ -140,9 +141,16 @@ def create(gateway: Any, claims: dict[str, Any], raw: Any, task: str | None, byo
 def count_tokens(gateway: Any, claims: dict[str, Any], raw: Any, team: str | None) -> dict[str, Any]:
     """The prompt's tokens, counted as the reservation counts them (messages, system, tools, tool_choice), with
     tiktoken's encoding for the model: o200k_base for OpenAI's current families, cl100k_base (an approximation)
-    for every other vendor's. The caller is authenticated and still active; nothing is charged or logged."""
+    for every other vendor's. The caller is authenticated and still active, and the call counts against the
+    per-minute limit; nothing is charged or logged."""
     req = parse(CountTokensRequest, raw, v1=True)
-    ctx, _ = gateway.context(claims, None, team, billing=False)
+    s = gateway.settings  # counting costs CPU: it counts against the caller's per-minute limit like a request
+    admission = context_repo.Admission(s.rate_limit_per_minute, s.max_concurrent_streams, s.stream_stale_seconds, None)
+    ctx, _ = gateway.context(claims, admission, team, billing=False)
+    verdict = ctx.admit or {}
+    if not verdict.get("ok"):
+        raise RateLimited(f"Too many requests (at most {s.rate_limit_per_minute} a minute).", code="rate_limited",
+                          headers={"Retry-After": str(verdict.get("retry_after", 1))})
     if ctx.team_refusal:
         raise AppError("You are not a member of the team this request names.", code=ctx.team_refusal, status=403)
     body = messages_translate.to_chat({**raw, "max_tokens": 1})
