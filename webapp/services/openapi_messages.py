@@ -79,10 +79,12 @@ def paths(chat_headers: list[Schema]) -> dict[str, Schema]:
         "countMessageTokens", "OpenAI-compatible", "Count a message's input tokens (estimate)",
         "The prompt (messages, system, tools) counted with tiktoken, offline, as Switchboard's reservation counts "
         "it: o200k_base for OpenAI's current model families, cl100k_base (an approximation) for others, Claude "
-        "included. Nothing is charged or sent to a provider.",
+        "included. Nothing is charged or sent to a provider; the call counts against the per-minute limit.",
         "user",
         {"200": _json(ref("MessageTokensCount"), "The estimate."),
-         **{k: v for k, v in errors.items() if k in ("400", "401", "403", "413", "503")}},
+         **{k: v for k, v in errors.items() if k in ("400", "401", "403", "413", "503")},
+         "429": {**error("Too many requests a minute (`rate_limited`): counting counts against the limit."),
+                 "headers": RETRY_AFTER}},
         parameters=[_param("anthropic-version", "header", string(), "Tolerated; not needed.")],
         body=_body(ref("CountTokensRequest"), "A Messages request without max_tokens."),
     )
