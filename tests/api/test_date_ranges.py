@@ -8,6 +8,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import jsonschema_rs
 import psycopg
 import pytest
 from flask import Flask
@@ -17,7 +18,7 @@ from werkzeug.datastructures import MultiDict
 from tests.api.test_settings_page import html, sign_in
 from tests.support.admin import HX, insert_log, web_sign_in
 from webapp.errors import ValidationError
-from webapp.services import date_ranges, user_requests
+from webapp.services import date_ranges, openapi_doc, user_requests
 
 TODAY = date(2026, 3, 15)
 
@@ -88,6 +89,11 @@ def test_non_text_values_are_treated_as_absent() -> None:
 
 # -- JSON routes --------------------------------------------------------------------------------------------------
 
+def _schema(name: str) -> dict[str, Any]:
+    doc = openapi_doc.document()
+    return {**doc["components"]["schemas"][name], "components": doc["components"]}
+
+
 def _at(d: date, hour: int = 12) -> datetime:
     return datetime(d.year, d.month, d.day, hour, tzinfo=UTC)
 
@@ -99,6 +105,7 @@ def test_user_usage_takes_presets_and_custom_ranges(client: FlaskClient, make_us
     insert_log(admin_conn, user.id, "openai", created_at=_at(today - timedelta(days=3)))
     insert_log(admin_conn, user.id, "openai", created_at=_at(today - timedelta(days=20)))
     week = client.get("/api/user/llm/usage?range=7d&group_by=provider", headers=user.headers).get_json()
+    jsonschema_rs.validate(_schema("UsageSummary"), week)
     assert week["range"] == "7d" and week["from"] == (today - timedelta(days=6)).isoformat()
     assert [b["requests"] for b in week["buckets"]] == [1]
     month = client.get("/api/user/llm/usage?range=30d&group_by=provider", headers=user.headers).get_json()
@@ -121,6 +128,7 @@ def test_user_usage_refuses_bad_ranges_with_a_stable_code(client: FlaskClient, m
 def test_admin_analytics_takes_presets(client: FlaskClient, make_user: Any) -> None:
     admin = make_user(admin=True)
     body = client.get("/api/admin/usage?range=7d", headers=admin.headers).get_json()
+    jsonschema_rs.validate(_schema("Analytics"), body)
     assert body["range"] == "7d" and len(body["days"]) == 7
     body = client.get("/api/admin/usage?range=year", headers=admin.headers).get_json()
     assert len(body["days"]) == 366
@@ -179,8 +187,10 @@ def test_requests_api_pages_newer_and_older_through_every_row(client: FlaskClien
     insert_log(admin_conn, other.id, "openai", created_at=_at(day, 10))
     newest_first = ids[::-1]
     seen, cursor = [], ""
+    page_schema = _schema("UserRequestPage")
     while True:
         body = client.get(f"/api/user/llm/requests?range=7d&limit=3{cursor}", headers=user.headers).get_json()
+        jsonschema_rs.validate(page_schema, body)  # the answer is what the OpenAPI document says
         seen += [r["request_id"] for r in body["requests"]]
         if not body["older"]:
             break
