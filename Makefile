@@ -13,7 +13,10 @@ test: ## set up the same way and run the whole test suite
 lint: ## ruff over the code
 	.venv/bin/ruff check webapp tests scripts bench
 
-bench: ## proxy overhead and throughput, Switchboard vs a bare pass-through
+bench: ## proxy overhead and throughput, Switchboard vs a bare pass-through (installs wrk, its load generator, when absent)
+	bash scripts/setup.sh
+	command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }
 	.venv/bin/python bench/proxy_bench.py
 
 db-reset: ## stop and delete the private local Postgres cluster (all local data)
