@@ -1,5 +1,5 @@
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench db-reset
+.PHONY: help run test lint bench bench-scale db-reset
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -18,6 +18,10 @@ bench: ## proxy overhead and throughput, Switchboard vs a bare pass-through (ins
 	command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1 || \
 	  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }
 	.venv/bin/python bench/proxy_bench.py
+
+bench-scale: ## usage, logs and analytics routes timed at 20 million request-log rows (ROWS=200000 for a quick run)
+	bash scripts/setup.sh
+	.venv/bin/python bench/scale_bench.py $${ROWS:+--rows $$ROWS}
 
 db-reset: ## stop and delete the private local Postgres cluster (all local data)
 	-runuser -u postgres -- $$(ls -d /usr/lib/postgresql/*/bin | tail -1)/pg_ctl -D "$$(cat .local/pgdata.path)" stop -m fast
