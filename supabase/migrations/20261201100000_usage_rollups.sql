@@ -128,11 +128,25 @@ grant select on public.usage_daily, public.usage_daily_platform, public.usage_da
   public.usage_daily_byok_models, public.usage_monthly_users, public.usage_daily_teams, public.usage_admin_keys
   to authenticated, service_role;
 
+-- The teams the caller owns or administers, computed once per query: a policy calling team_role(team_id) runs it
+-- for every row it filters (thousands on a busy team's usage).
+create or replace function public.usage_admin_team_ids() returns uuid[]
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select coalesce(array_agg(team_id), '{}') from public.team_members
+  where user_id = (select auth.uid()) and role in ('owner', 'admin')
+$$;
+revoke execute on function public.usage_admin_team_ids() from public, anon;
+grant execute on function public.usage_admin_team_ids() to authenticated, service_role;
+
 -- A user reads their own rows, a team's owners and admins the team's, site admins all (as llm_request_logs).
 create policy usage_daily_select on public.usage_daily for select to authenticated
   using (user_id = (select auth.uid()) or (select public.is_admin()));
 create policy usage_daily_team_select on public.usage_daily for select to authenticated
-  using (team_id is not null and (select public.team_role(team_id)) in ('owner', 'admin'));
+  using (team_id = any ((select public.usage_admin_team_ids())::uuid[]));
 create policy usage_monthly_users_select on public.usage_monthly_users for select to authenticated
   using (user_id = (select auth.uid()) or (select public.is_admin()));
 -- Platform-wide sums name no user but describe everyone's traffic: site admins only.
@@ -144,9 +158,8 @@ create policy usage_daily_byok_models_select on public.usage_daily_byok_models f
   using ((select public.is_admin()));
 create policy usage_admin_keys_select on public.usage_admin_keys for select to authenticated
   using ((select public.is_admin()));
--- is_admin() first: it runs once per query, the team role once per row only when it is false.
 create policy usage_daily_teams_select on public.usage_daily_teams for select to authenticated
-  using ((select public.is_admin()) or (select public.team_role(team_id)) in ('owner', 'admin'));
+  using ((select public.is_admin()) or team_id = any ((select public.usage_admin_team_ids())::uuid[]));
 
 -- -- the trigger: one statement per receipt row --------------------------------------------------------------------
 -- Adds one receipt row (p_sign 1) to every rollup, or takes it back out (-1: the old version of an updated row).
@@ -314,6 +327,9 @@ drop index if exists public.llm_request_logs_created_idx;
 create index llm_request_logs_user_keyset_idx on public.llm_request_logs (user_id, created_at desc, id desc);
 drop index if exists public.llm_request_logs_user_idx;
 create index llm_request_logs_provider_idx on public.llm_request_logs (provider, created_at desc, id desc);
-create index llm_request_logs_errors_idx on public.llm_request_logs (created_at desc, id desc) where status >= 400;
+-- Failures only (a few percent of rows, never updated): the filter columns ride along so a filtered count of
+-- failures is an index-only scan.
+create index llm_request_logs_errors_idx on public.llm_request_logs (created_at desc, id desc)
+  include (status, mode, provider, user_id, api_key_id) where status >= 400;
 -- The environment-key count and the key-count indexes served the raw counts the rollups replace.
 drop index if exists public.llm_request_logs_env_key_idx;
