@@ -52,7 +52,7 @@ CORS_EXPOSE_HEADERS = [
     "X-Switchboard-Key-Source", "X-Switchboard-Credits", "X-Switchboard-Credits-Reserved",
     "X-Switchboard-Multiplier", "X-Switchboard-Usage", "X-Switchboard-Fallback", "X-Switchboard-Output-Limit",
     "X-Switchboard-Output-Limit-Reason", "X-Switchboard-Max-Tokens-Fit", "X-Switchboard-Task",
-    "X-Switchboard-Team",
+    "X-Switchboard-Team", "X-Switchboard-Token-Count",
 ]
 # How long a browser may reuse a preflight answer (ten minutes: a changed list reaches browsers soon).
 CORS_MAX_AGE = 600
