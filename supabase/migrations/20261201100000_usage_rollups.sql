@@ -38,6 +38,7 @@ create table public.usage_daily (
   constraint usage_daily_key unique nulls not distinct
     (user_id, day, team_id, api_key_id, provider, model, mode, status_class)
 );
+alter table public.usage_daily set (fillfactor = 70);  -- room for HOT updates: today's rows change on every receipt
 alter table public.usage_daily enable row level security;
 create index usage_daily_api_key_idx on public.usage_daily (api_key_id, day) where api_key_id is not null;
 create index usage_daily_team_idx on public.usage_daily (team_id, day) where team_id is not null;
@@ -61,6 +62,7 @@ create table public.usage_daily_platform (
   reasoning_tokens bigint not null default 0,
   primary key (day, provider, mode, status_class, shard)
 );
+alter table public.usage_daily_platform set (fillfactor = 70);
 alter table public.usage_daily_platform enable row level security;
 create index usage_daily_platform_provider_idx on public.usage_daily_platform (provider);
 
@@ -70,6 +72,7 @@ create table public.usage_daily_errors (
   requests bigint not null default 0,
   primary key (day, code)
 );
+alter table public.usage_daily_errors set (fillfactor = 70);
 alter table public.usage_daily_errors enable row level security;
 
 create table public.usage_daily_byok_models (
@@ -81,6 +84,7 @@ create table public.usage_daily_byok_models (
   tokens_out bigint not null default 0,
   primary key (day, provider, model)
 );
+alter table public.usage_daily_byok_models set (fillfactor = 70);
 alter table public.usage_daily_byok_models enable row level security;
 
 create table public.usage_monthly_users (
@@ -106,6 +110,7 @@ create table public.usage_daily_teams (
   errors bigint not null default 0,
   primary key (day, team_id)
 );
+alter table public.usage_daily_teams set (fillfactor = 70);
 alter table public.usage_daily_teams enable row level security;
 
 create table public.usage_admin_keys (
@@ -117,6 +122,7 @@ create table public.usage_admin_keys (
   last_at timestamptz,
   constraint usage_admin_keys_key unique nulls not distinct (key_source, provider, admin_key_id, shard)
 );
+alter table public.usage_admin_keys set (fillfactor = 70);
 alter table public.usage_admin_keys enable row level security;
 create index usage_admin_keys_key_idx on public.usage_admin_keys (admin_key_id) where admin_key_id is not null;
 
