@@ -69,7 +69,7 @@ class Offered:
 
 
 def offered(mode: str, ctx: UserContext, catalog: Catalog, settings: Settings) -> Offered:
-    """Member: enabled providers ready for members, with their enabled priced models. BYOK: enabled providers
+    """Member: enabled providers ready for members, with their enabled priced chat models. BYOK: enabled providers
     allowing BYOK that the user has a stored (enabled) key for; any model name."""
     if mode == "byok":
         key_slugs = {catalog.by_id[k.provider_id].slug for k in ctx.keys if k.provider_id in catalog.by_id}
@@ -79,10 +79,16 @@ def offered(mode: str, ctx: UserContext, catalog: Catalog, settings: Settings) -
     for slug, p in sorted(catalog.providers.items(), key=lambda item: (item[1].sort_order, item[0])):
         if not router.pin_usable(p) or not router.member_ready(p, catalog, settings):
             continue
-        models = tuple(m for m in catalog.models_of(slug) if router.offered_rate(catalog, slug, m) is not None)
+        models = tuple(m for m in catalog.models_of(slug) if _chat_rate(catalog, slug, m))
         if models:
             providers[slug] = models
     return Offered("member", providers)
+
+
+def _chat_rate(catalog: Catalog, slug: str, model: str) -> bool:
+    """An enabled, priced chat model: overrides and the default route chat requests, never to an embedding model."""
+    rate = router.offered_rate(catalog, slug, model)
+    return rate is not None and rate.kind == "chat"
 
 
 def warnings(prefs: prefs_repo.Preferences, ctx: UserContext, catalog: Catalog,
