@@ -350,17 +350,34 @@ def test_a_name_rebound_to_loopback_after_saving_is_refused_at_connect(
 # -- through the real worker ------------------------------------------------------------------------------------------
 
 @pytest.fixture()
-def work(hook_settings: Settings, db: Database, admin_conn: psycopg.Connection) -> Iterator[Callable[..., None]]:
-    """Run the real worker (in this process) over the notify and webhooks queues until `done()` holds."""
+def work(hook_settings: Settings, db: Database, admin_conn: psycopg.Connection,
+         notify_backlog: None) -> Iterator[Callable[..., None]]:
+    """Run the real worker (in this process) over the notify and webhooks queues until `done()` holds. Each pass
+    runs in its own thread with its own event loop: in a full suite the test's thread already runs Playwright's."""
     runtime.use(Runtime(hook_settings, db))
     app = worker.build_app(hook_settings)
+
+    def one_pass() -> None:
+        app.run_worker(queues=["notify", "webhooks"], wait=False, install_signal_handlers=False,
+                       delete_jobs="successful", concurrency=2)
 
     def run(done: Callable[[], bool], timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while not done():
             assert time.monotonic() < deadline, "the worker did not finish in time"
-            app.run_worker(queues=["notify", "webhooks"], wait=False, install_signal_handlers=False,
-                           delete_jobs="successful", concurrency=2)
+            errors: list[BaseException] = []
+
+            def target() -> None:
+                try:
+                    one_pass()
+                except BaseException as exc:  # handed to the test's thread
+                    errors.append(exc)
+
+            thread = threading.Thread(target=target, name="webhooks-work")
+            thread.start()
+            thread.join()
+            if errors:
+                raise errors[0]
             time.sleep(0.05)
 
     yield run
