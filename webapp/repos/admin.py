@@ -493,9 +493,11 @@ def audit_entries(conn: psycopg.Connection, limit: int, offset: int, action: str
 
 @dataclass(frozen=True)
 class StoredSecret:
-    table: str  # "llm_admin_keys" or "user_provider_keys"
+    # "llm_admin_keys", "user_provider_keys", "webhook_endpoints" (a signing secret) or "webhook_endpoints.previous"
+    # (the secret a rotation replaced, still signing for a day)
+    table: str
     id: str
-    provider_id: str
+    provider_id: str | None
     user_id: str | None
     ciphertext: str
 
@@ -509,10 +511,24 @@ def stored_secrets(conn: psycopg.Connection) -> list[StoredSecret]:
     for r in conn.execute("select id::text, provider_id::text, user_id::text, ciphertext from"
                           " public.user_provider_keys order by created_at, id for update").fetchall():
         out.append(StoredSecret("user_provider_keys", r[0], r[1], r[2], r[3]))
+    for r in conn.execute("select id::text, secret_ciphertext, case when previous_secret_expires_at > now()"
+                          " then previous_secret_ciphertext end from public.webhook_endpoints"
+                          " order by created_at, id for update").fetchall():
+        out.append(StoredSecret("webhook_endpoints", r[0], None, None, r[1]))
+        if r[2]:
+            out.append(StoredSecret("webhook_endpoints.previous", r[0], None, None, r[2]))
     return out
 
 
 def replace_ciphertext(conn: psycopg.Connection, secret: StoredSecret, ciphertext: str, kid: str) -> None:
+    if secret.table == "webhook_endpoints":
+        conn.execute("update public.webhook_endpoints set secret_ciphertext = %s, secret_key_id = %s where id = %s",
+                     [ciphertext, kid, secret.id])
+        return
+    if secret.table == "webhook_endpoints.previous":
+        conn.execute("update public.webhook_endpoints set previous_secret_ciphertext = %s where id = %s",
+                     [ciphertext, secret.id])
+        return
     table = {"llm_admin_keys": "public.llm_admin_keys", "user_provider_keys": "public.user_provider_keys"}
     conn.execute(f"update {table[secret.table]} set ciphertext = %s, key_id = %s where id = %s",
                  [ciphertext, kid, secret.id])

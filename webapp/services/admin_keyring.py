@@ -1,5 +1,6 @@
-"""Encryption-key rotation for stored API keys: re-encrypt every admin and BYOK key with the active encryption
-key (the first of ENCRYPTION_KEYS), so a retired key can then be removed from the configuration."""
+"""Encryption-key rotation for stored secrets: re-encrypt every admin and BYOK key and every webhook signing
+secret with the active encryption key (the first of ENCRYPTION_KEYS), so a retired key can then be removed from the
+configuration."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 
 from webapp.crypto import DecryptError, KeyRing, admin_aad, byok_aad
 from webapp.db import Database
+from webapp.notify.webhooks import secret_aad as webhook_secret_aad
 from webapp.repos import admin as admin_repo
 
 
@@ -25,6 +27,15 @@ class RotationReport:
     failed: list[Unreadable] = field(default_factory=list)
 
 
+def _aad(secret: admin_repo.StoredSecret) -> str:
+    """The associated data each kind of secret was sealed with (its row's identity)."""
+    if secret.table.startswith("webhook_endpoints"):
+        return webhook_secret_aad(secret.id)
+    if secret.table == "llm_admin_keys":
+        return admin_aad(str(secret.provider_id))
+    return byok_aad(str(secret.user_id), str(secret.provider_id))
+
+
 def reencrypt_all(db: Database, keyring: KeyRing, *, dry_run: bool = False) -> RotationReport:
     """One transaction over every stored key (rows locked): keys already under the active key id are left alone,
     the rest are decrypted and sealed again with it. A key that cannot be decrypted is left untouched and reported.
@@ -35,8 +46,7 @@ def reencrypt_all(db: Database, keyring: KeyRing, *, dry_run: bool = False) -> R
             if not keyring.needs_rotation(secret.ciphertext):
                 report.current += 1
                 continue
-            aad = (admin_aad(secret.provider_id) if secret.table == "llm_admin_keys"
-                   else byok_aad(str(secret.user_id), secret.provider_id))
+            aad = _aad(secret)
             try:
                 plaintext = keyring.decrypt(secret.ciphertext, aad)
             except DecryptError as exc:
