@@ -200,8 +200,8 @@ def test_parallel_reserves_never_pass_a_cap(db: Database, admin_conn: psycopg.Co
             credits.reserve_flex(conn, user, str(uuid.uuid4()), quarter, quarter, None, key, 2 * CREDIT,
                                  team=team if t % 2 else None)
 
-    results = race(6, 4, with_key)
-    assert results.count("ok") == 8 and results.count(credits.KEY_CAP_REACHED) == 16
+    results = race(8, 5, with_key)  # (without the tally row's lock this overspent about one run in three)
+    assert results.count("ok") == 8 and results.count(credits.KEY_CAP_REACHED) == 32
     # Settling the key's holds at half frees the other half: exactly four more quarters fit.
     with db.as_service() as conn:
         rids = conn.execute("select request_id::text from public.credit_reservations where api_key_id = %s",
