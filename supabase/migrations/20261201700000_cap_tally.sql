@@ -255,6 +255,48 @@ begin
 end
 $$;
 
+-- The fixed-amount reservation (before credits_reserve_flex; services.credits.reserve): the same personal cap from
+-- the same tally (it summed the user's team spending too before; the flex reservation never did).
+create or replace function public.credits_reserve(
+  p_user uuid, p_request uuid, p_amount bigint, p_monthly_cap bigint default null
+) returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_balance bigint;
+  v_existing public.credit_reservations;
+  v_spent bigint;
+begin
+  if p_amount < 0 then
+    raise exception 'amount must not be negative' using errcode = '22023';
+  end if;
+  v_balance := public.credits_lock_account(p_user);
+  select * into v_existing from public.credit_reservations where request_id = p_request;
+  if found then
+    if v_existing.user_id <> p_user then
+      raise exception 'request id belongs to another user' using errcode = '22023';
+    end if;
+    return v_balance;
+  end if;
+  if v_balance < p_amount then
+    raise exception 'insufficient credits' using errcode = 'P0402';
+  end if;
+  if p_monthly_cap is not null then
+    v_spent := public.credits_cap_used('user', p_user::text, date_trunc('month', now(), 'UTC'));
+    if v_spent + p_amount > p_monthly_cap then
+      raise exception 'monthly credit cap reached' using errcode = 'P0403';
+    end if;
+  end if;
+  insert into public.credit_reservations (request_id, user_id, amount) values (p_request, p_user, p_amount);
+  update public.credit_accounts set balance = balance - p_amount, updated_at = now()
+    where user_id = p_user returning balance into v_balance;
+  insert into public.credit_ledger (user_id, kind, delta, balance_after, request_id)
+    values (p_user, 'reserve', -p_amount, v_balance, p_request);
+  return v_balance;
+end
+$$;
+
 -- -- the notifications read the same tally ----------------------------------------------------------------------------
 
 -- As 20261201500100, but the tally is already up to date (credit_reservations_cap_count fired first): read the
