@@ -16,6 +16,7 @@ import pytest
 from flask import Flask
 
 from tests.support.live import serve
+from tests.support.llama_server import MODEL_ALIAS, llama_server, require_llama
 from tests.support.upstreams import FakeUpstream, start_anthropic_upstream, start_openai_upstream
 from webapp import create_app
 from webapp.config import Settings
@@ -144,3 +145,36 @@ def log_row(db: Any, request_id: str) -> dict[str, Any]:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+@pytest.fixture()
+def llama_ollama(database_urls: tuple[str, str]) -> Iterator[str]:
+    """The real local model (llama-cpp-python's server with SmolLM2-135M) as the Ollama preset, priced; its model
+    id. The preset's base URL is put back afterwards."""
+    require_llama()
+    with llama_server() as base_url, psycopg.connect(database_urls[0], autocommit=True) as conn:
+        old = conn.execute("select base_url from public.llm_providers where slug = 'ollama'").fetchone()
+        assert old is not None
+        conn.execute("update public.llm_providers set base_url = %s, enabled = true where slug = 'ollama'",
+                     [base_url + "/v1"])
+        conn.execute("""insert into public.llm_model_rates (provider_id, model, input_rate, output_rate,
+                               context_window)
+                        select id, %s, 1000, 1000, 2048 from public.llm_providers where slug = 'ollama'
+                        on conflict (provider_id, model) do nothing""", [MODEL_ALIAS])
+        try:
+            yield f"ollama/{MODEL_ALIAS}"
+        finally:
+            conn.execute("update public.llm_providers set base_url = %s where slug = 'ollama'", [old[0]])
+
+
+@pytest.fixture()
+def patient(settings: Settings, gateway: Gateway) -> Iterator[Gateway]:
+    """Switchboard with a read timeout a CPU-bound model on a busy machine can meet (the shared one waits 2 s)."""
+    app = create_app(settings.with_overrides(upstream_read_timeout=90.0))
+    try:
+        with serve(app) as url:
+            yield Gateway(url, app, gateway.oa1, gateway.oa2, gateway.an, gateway.byok, gateway.log_text,
+                          gateway.bodies)
+            app.extensions["switchboard"].logs.flush()
+    finally:
+        app.extensions["switchboard"].db.close()
