@@ -4,14 +4,20 @@ and the real procrastinate worker run in-process until the queue is empty."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -83,11 +89,17 @@ def notify_settings(settings: Settings, smtp: SmtpRecorder) -> Settings:
 
 
 def _in_thread(coro: Any) -> None:
+    run_in_thread(lambda: asyncio.run(coro()))
+
+
+def run_in_thread(fn: Callable[[], Any]) -> None:
+    """Run `fn` in a thread of its own (its own event loop: the test's thread may already run Playwright's) and
+    raise what it raised."""
     errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            asyncio.run(coro())
+            fn()
         except BaseException as exc:  # handed to the caller's thread
             errors.append(exc)
 
@@ -164,3 +176,31 @@ def upstream_provider(conn: psycopg.Connection, keyring: KeyRing, base_url: str,
     conn.execute("""insert into public.llm_admin_keys (provider_id, ciphertext, key_id, last4, label)
                     values (%s, %s, %s, %s, 'notify')""", [row[0], ciphertext, kid, secret[-4:]])
     return slug
+
+
+@contextlib.contextmanager
+def worker_processes(env: dict[str, str], logs: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """`start()` launches one real worker process (`python -m webapp.notify.worker`) with `env`, its output in
+    `logs`; every one still running is stopped with SIGTERM (then killed) at the end."""
+    procs: list[subprocess.Popen[bytes]] = []
+    root = Path(__file__).resolve().parents[2]
+
+    def start() -> subprocess.Popen[bytes]:
+        log = (logs / f"worker-{len(procs)}.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "webapp.notify.worker"], cwd=root, env={**os.environ, **env},
+                                stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        procs.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()

@@ -20,6 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from standardwebhooks import Webhook
 
+from tests.notify.conftest import run_in_thread
 from webapp import create_app
 from webapp.config import Settings
 from webapp.crypto import KeyRing
@@ -365,19 +366,7 @@ def work(hook_settings: Settings, db: Database, admin_conn: psycopg.Connection,
         deadline = time.monotonic() + timeout
         while not done():
             assert time.monotonic() < deadline, "the worker did not finish in time"
-            errors: list[BaseException] = []
-
-            def target() -> None:
-                try:
-                    one_pass()
-                except BaseException as exc:  # handed to the test's thread
-                    errors.append(exc)
-
-            thread = threading.Thread(target=target, name="webhooks-work")
-            thread.start()
-            thread.join()
-            if errors:
-                raise errors[0]
+            run_in_thread(one_pass)
             time.sleep(0.05)
 
     yield run

@@ -4,10 +4,7 @@ end and sends it again with the same webhook-id (the idempotency key a receiver 
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +15,7 @@ import psycopg
 import pytest
 from flask.testing import FlaskClient
 
+from tests.notify.conftest import worker_processes
 from tests.notify.test_webhooks_delivery import Received, verify
 from tests.notify.test_worker_kill import wait_for
 from webapp import create_app
@@ -78,29 +76,12 @@ def holding() -> Iterator[HoldingReceiver]:
 
 
 @pytest.fixture()
-def start_worker(test_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
-    procs: list[subprocess.Popen[bytes]] = []
-    env = {**os.environ, **test_env, "WEBHOOK_ALLOW_PRIVATE_URLS": "true", "WEBHOOK_TIMEOUT_SECONDS": TIMEOUT,
+def start_worker(test_env: dict[str, str], tmp_path: Path, notify_backlog: None) -> Iterator[Any]:
+    env = {**test_env, "WEBHOOK_ALLOW_PRIVATE_URLS": "true", "WEBHOOK_TIMEOUT_SECONDS": TIMEOUT,
            "WEBHOOK_RETRY_SCALE": "0.01", "WORKER_HEARTBEAT_SECONDS": "0.5", "WORKER_STALLED_SECONDS": "2",
            "WORKER_CONCURRENCY": "2"}
-
-    def start() -> subprocess.Popen[bytes]:
-        log = (tmp_path / f"worker-{len(procs)}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "webapp.notify.worker"], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with worker_processes(env, tmp_path) as start:
+        yield start
 
 
 @pytest.fixture()

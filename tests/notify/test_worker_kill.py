@@ -4,10 +4,7 @@ job, and the delivery row — still pending, its transaction rolled back with th
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.notify.conftest import SmtpRecorder, events_of
+from tests.notify.conftest import SmtpRecorder, events_of, worker_processes
 from webapp.db import Database
 from webapp.repos import credits as credits_repo
 
@@ -35,28 +32,11 @@ def wait_for(check: Any, seconds: float, what: str) -> None:
 
 @pytest.fixture()
 def start_worker(test_env: dict[str, str], smtp: SmtpRecorder, tmp_path: Path, notify_backlog: None) -> Iterator[Any]:
-    procs: list[subprocess.Popen[bytes]] = []
-    env = {**os.environ, **test_env, "SMTP_URL": f"smtp://127.0.0.1:{smtp.port}?starttls=false",
+    env = {**test_env, "SMTP_URL": f"smtp://127.0.0.1:{smtp.port}?starttls=false",
            "MAIL_FROM": "Switchboard <notices@switchboard.test>", "PUBLIC_URL": "https://switchboard.test",
            "WORKER_HEARTBEAT_SECONDS": "0.5", "WORKER_STALLED_SECONDS": "2", "WORKER_CONCURRENCY": "2"}
-
-    def start() -> subprocess.Popen[bytes]:
-        log = (tmp_path / f"worker-{len(procs)}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "webapp.notify.worker"], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with worker_processes(env, tmp_path) as start:
+        yield start
 
 
 def test_kill_9_mid_delivery_then_restart_delivers_exactly_once(make_user: Any, db: Database, smtp: SmtpRecorder,
