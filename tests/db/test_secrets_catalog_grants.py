@@ -203,4 +203,7 @@ def test_api_roles_execute_only_the_functions_they_call(admin_conn: psycopg.Conn
     # Webhooks (issue 16): the endpoint policies' "may the caller manage this owner's endpoints" (tests/notify/
     # test_webhooks_rls.py).
     allowed |= {("authenticated", "webhook_manages(uuid,uuid)")}
+    # "Spent this month" on the pages from the cap tally, only what the caller may read (tests/db/
+    # test_month_spent_reads.py).
+    allowed |= {("authenticated", "credits_month_spent(uuid)"), ("authenticated", "team_month_spent(uuid)")}
     assert {(role, fn) for role, fn in rows} <= allowed

@@ -150,11 +150,10 @@ def open_reservations(conn: psycopg.Connection, user_id: str, limit: int = 20) -
 
 
 def month_spent(conn: psycopg.Connection, user_id: str) -> int:
-    """This calendar month's spending as the monthly cap counts it (credits_reserve_flex): what was charged, and
-    what is still held by requests in flight; refunds count nothing."""
-    row = conn.execute("""select coalesce(sum(coalesce(charged, amount)), 0) from public.credit_reservations
-                          where user_id = %s and team_id is null and status <> 'refunded'
-                            and created_at >= date_trunc('month', now())""", [user_id]).fetchone()
+    """This calendar month's (UTC) personal spending as the monthly cap counts it (credits_reserve_flex): what was
+    charged, and what is still held by requests in flight; refunds count nothing. Read from the cap tally (one row,
+    however many requests the month holds); 0 unless the caller is the user (or a site admin)."""
+    row = conn.execute("select public.credits_month_spent(%s)", [user_id]).fetchone()
     return int(row[0]) if row else 0
 
 

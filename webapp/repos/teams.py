@@ -122,17 +122,17 @@ def all_teams(conn: psycopg.Connection, query: str | None, limit: int, offset: i
 
 
 def members(conn: psycopg.Connection, team_id: str) -> list[Member]:
-    """Members with this month's team spending; the spending sums the reservations the caller may read (RLS:
-    owners and admins all, a member their own)."""
+    """Members with this month's (UTC) team spending (charged + held, as the member cap counts it) from the cap
+    tally, where the caller may read it (owners, admins and site admins every member's, a member their own; None
+    otherwise)."""
     with conn.cursor(row_factory=class_row(Member)) as cur:
         cur.execute("""select m.user_id::text as user_id, null::text as email, m.role, m.monthly_credit_cap,
-                              m.joined_at,
-                              (select sum(coalesce(r.charged, r.amount)) from public.credit_reservations r
-                               where r.team_id = m.team_id and r.user_id = m.user_id and r.status <> 'refunded'
-                                 and r.created_at >= date_trunc('month', now()))::bigint as month_spent
-                       from public.team_members m where m.team_id = %s
+                              m.joined_at, s.month_spent
+                       from public.team_members m
+                       left join public.team_month_spent(%s) s on s.user_id = m.user_id
+                       where m.team_id = %s
                        order by case m.role when 'owner' then 0 when 'admin' then 1 else 2 end, m.joined_at""",
-                    [team_id])
+                    [team_id, team_id])
         return cur.fetchall()
 
 
