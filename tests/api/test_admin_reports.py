@@ -153,7 +153,8 @@ def test_api_usage_per_day_provider_top_users_errors_and_modes(client: FlaskClie
     resp = client.get("/api/admin/usage", query_string=_q(day), headers=admin.headers)
     assert resp.status_code == 200
     u = resp.get_json()
-    assert u["totals"] == {"requests": 5, "errors": 1, "error_rate": 0.2}
+    assert u["totals"] == {"requests": 5, "errors": 1, "error_rate": 0.2, "cached_tokens": 0,
+                           "cache_write_tokens": 0, "reasoning_tokens": 0}
     assert [(d["day"], d["requests"], d["credits"], d["errors"]) for d in u["days"]] == [
         (day.isoformat(), 4, "3.000000", 1), ((day + timedelta(days=1)).isoformat(), 1, "0.500000", 0)]
     providers = {p["provider"]: p for p in u["providers"]}

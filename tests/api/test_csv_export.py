@@ -139,7 +139,8 @@ def test_user_usage_csv_equals_the_json_buckets(client: FlaskClient, make_user: 
     q = {"range": "30d", "group_by": "day,model"}
     body = client.get("/api/user/llm/usage", query_string=q, headers=user.headers).get_json()
     got = rows_of(client.get("/api/user/llm/usage", query_string={**q, "format": "csv"}, headers=user.headers))
-    assert got[0] == ["day", "model", "requests", "tokens_in", "tokens_out", "credits", "credits_micro", "errors"]
+    assert got[0] == ["day", "model", "requests", "tokens_in", "tokens_out", "credits", "credits_micro", "errors",
+                      "cached_tokens", "cache_write_tokens", "reasoning_tokens"]
     assert got[1:] == [[("'" + text(b[k]) if k == "model" and str(b[k]).startswith("=") else text(b[k]))
                         for k in got[0]] for b in body["buckets"]]
     assert [r[1] for r in got[1:] if r[1].startswith("'")] == ["'=1+1"]

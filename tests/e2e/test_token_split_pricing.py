@@ -5,6 +5,7 @@ multiplier included, and matches the balance, the ledger, the receipt and the lo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,9 @@ import anthropic
 import psycopg
 import pytest
 import requests
+from flask import Flask
 
+from tests.api.test_settings_page import sign_in
 from tests.e2e.conftest import CANARY, Gateway, _provider, balance, ledger_sum, log_row
 from tests.support.upstreams import REPLY_WORDS
 from webapp.config import Settings
@@ -150,6 +153,44 @@ def test_messages_api_shows_and_charges_the_split(gw: Gateway, member: Any, db: 
         assert (usage.input_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens,
                 usage.output_tokens) == (4, 6, 0, REPLY_WORDS + 5)
         _check(gw, member, db, before, request_id, OPENAI_CHARGE, (6, 0, 5))
+
+
+def _platform_split(s: requests.Session, gw: Gateway, admin: Any) -> list[int]:
+    totals = s.get(f"{gw.url}/api/admin/usage", timeout=30,
+                   headers={"Authorization": f"Bearer {admin.token}"}).json()["totals"]
+    return [totals[k] for k in ("cached_tokens", "cache_write_tokens", "reasoning_tokens")]
+
+
+def test_usage_totals_and_the_settings_usage_section_show_the_split(gw: Gateway, member: Any, make_user: Any,
+                                                                    app: Flask, split_providers: None) -> None:
+    gw.an.cache_read_tokens, gw.an.cache_creation_tokens = 4, 3
+    gw.oa1.cache_read_tokens, gw.oa1.reasoning_tokens = 6, 5
+    admin = make_user(admin=True)
+    client = gw.client(member.token)
+    with requests.Session() as s:
+        s.trust_env = False
+        platform_before = _platform_split(s, gw, admin)
+        for model in ("split-an/echo-1", "split-oa/echo-1"):
+            client.chat.completions.create(model=model, messages=[{"role": "user", "content": PROMPT}])
+        platform_after = _platform_split(s, gw, admin)
+        body = s.get(f"{gw.url}/api/user/llm/usage", params={"group_by": "provider"}, timeout=30,
+                     headers={"Authorization": f"Bearer {member.token}"}).json()
+        csv_text = s.get(f"{gw.url}/api/user/llm/usage", params={"group_by": "provider", "format": "csv"},
+                         timeout=30, headers={"Authorization": f"Bearer {member.token}"}).text
+    split = ("cached_tokens", "cache_write_tokens", "reasoning_tokens")
+    assert [after - before for before, after in zip(platform_before, platform_after, strict=True)] == [10, 3, 5]
+    # Anthropic wire: 17 in (4 cached, 3 written), 9 out; OpenAI wire: 10 in (6 cached), 14 out (5 reasoning).
+    totals = body["totals"]
+    assert [totals[k] for k in ("requests", "tokens_in", "tokens_out", *split)] == [2, 27, 23, 10, 3, 5]
+    assert totals["credits_micro"] == ANTHROPIC_CHARGE + OPENAI_CHARGE
+    by_provider = {b["provider"]: [b[k] for k in split] for b in body["buckets"]}
+    assert by_provider == {"split-an": [4, 3, 0], "split-oa": [6, 0, 5]}
+    header, *rows = [line.split(",") for line in csv_text.splitlines()]
+    assert sorted([r[header.index(k)] for k in split] for r in rows) == [["4", "3", "0"], ["6", "0", "5"]]
+    page = sign_in(app, member).get("/settings/usage?range=7d", hx=True).get_data(as_text=True)
+    line = " ".join(re.search(r'<p class="muted" id="usage-split">(.*?)</p>', page, re.S)[1].split())
+    assert line == ("Of 27 tokens in, 10 cached (read from the provider's prompt cache) and 3 cache write; "
+                    "of 23 tokens out, 5 reasoning.")
 
 
 def test_the_quote_shows_each_rate_and_prices_the_prompt_at_the_dearest(gw: Gateway, member: Any,

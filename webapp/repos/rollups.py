@@ -18,13 +18,15 @@ from webapp.repos.admin import DayTotals, GroupTotals, Shortfalls, UserTotals
 USER_GROUPS = {"day": "day", "provider": "nullif(provider, '')", "model": "nullif(model, '')", "mode": "mode",
                "api_key": "api_key_id::text", "team": "team_id::text"}
 _SUMS = ("sum(requests)::bigint, sum(tokens_in)::bigint, sum(tokens_out)::bigint, sum(credits)::bigint,"
-         " (coalesce(sum(requests) filter (where status_class >= 4), 0))::bigint")
+         " (coalesce(sum(requests) filter (where status_class >= 4), 0))::bigint,"
+         " sum(cached_tokens)::bigint, sum(cache_write_tokens)::bigint, sum(reasoning_tokens)::bigint")
 
 
 def user_buckets(conn: psycopg.Connection, user_id: str, start: date, end: date, groups: list[str],
                  api_key_id: str | None = None) -> list[tuple[Any, ...]]:
-    """(group values..., requests, tokens_in, tokens_out, credits, errors) of one user's requests, grouped by any of
-    USER_GROUPS (the caller checks the names), optionally of one personal API key."""
+    """(group values..., requests, tokens_in, tokens_out, credits, errors, cached_tokens, cache_write_tokens,
+    reasoning_tokens) of one user's requests, grouped by any of USER_GROUPS (the caller checks the names), optionally
+    of one personal API key."""
     cols = ", ".join(f"{USER_GROUPS[g]} as {g}" for g in groups)
     order = ", ".join(str(i + 1) for i in range(len(groups)))
     key_filter = " and api_key_id = %s" if api_key_id else ""
@@ -43,15 +45,18 @@ class PlatformReport:
     error_codes: list[GroupTotals]
     shortfalls: Shortfalls
     byok_member_equivalent: int
+    split: tuple[int, int, int] = (0, 0, 0)  # cached, cache-write and reasoning tokens of the whole range
 
 
 _PLATFORM = """
 select grouping(day, provider, mode) as g, day, provider, mode,
        sum(requests)::bigint, sum(tokens_in)::bigint, sum(tokens_out)::bigint, sum(credits)::bigint,
        (coalesce(sum(requests) filter (where status_class >= 4), 0))::bigint,
-       sum(shortfall_requests)::bigint, sum(shortfall)::bigint, sum(corrected_requests)::bigint
+       sum(shortfall_requests)::bigint, sum(shortfall)::bigint, sum(corrected_requests)::bigint,
+       sum(cached_tokens)::bigint, sum(cache_write_tokens)::bigint, sum(reasoning_tokens)::bigint
   from (select day, coalesce(nullif(provider, ''), '(none)') as provider, mode, status_class, requests, tokens_in,
-               tokens_out, credits, shortfall_requests, shortfall, corrected_requests
+               tokens_out, credits, shortfall_requests, shortfall, corrected_requests, cached_tokens,
+               cache_write_tokens, reasoning_tokens
           from public.usage_daily_platform where day >= %s and day < %s) p
  group by grouping sets ((day), (provider), (mode), ())"""
 # grouping() bitmask over (day, provider, mode): a 1 bit = that column is rolled up in the row's set.
@@ -72,8 +77,8 @@ def platform_report(conn: psycopg.Connection, start: date, end: date) -> Platfor
     days: list[DayTotals] = []
     providers: list[GroupTotals] = []
     modes: list[GroupTotals] = []
-    shortfalls = Shortfalls(0, 0, 0)
-    for g, day, provider, mode, req, tin, tout, cred, errs, s_req, s_sum, corr in conn.execute(
+    shortfalls, split = Shortfalls(0, 0, 0), (0, 0, 0)
+    for g, day, provider, mode, req, tin, tout, cred, errs, s_req, s_sum, corr, *parts in conn.execute(
             _PLATFORM, [start, end]).fetchall():
         totals = (int(req or 0), int(tin or 0), int(tout or 0), int(cred or 0), int(errs or 0))  # () of no rows
         if g == _SET_DAY:
@@ -84,6 +89,7 @@ def platform_report(conn: psycopg.Connection, start: date, end: date) -> Platfor
             modes.append(GroupTotals(mode, *totals))
         elif g == _SET_ALL:
             shortfalls = Shortfalls(int(s_req or 0), int(s_sum or 0), int(corr or 0))
+            split = (int(parts[0] or 0), int(parts[1] or 0), int(parts[2] or 0))
     days.sort(key=lambda d: d.day)
     for group in (providers, modes):
         group.sort(key=lambda t: (-t.requests, t.key))
@@ -99,7 +105,7 @@ def platform_report(conn: psycopg.Connection, start: date, end: date) -> Platfor
         rate = rates.get((str(provider), str(model)))
         if rate:
             equivalent += math.ceil((int(b_in) * rate[0] + int(b_out) * rate[1]) * rate[2] / 1000)
-    return PlatformReport(days, providers, modes, codes, shortfalls, equivalent)
+    return PlatformReport(days, providers, modes, codes, shortfalls, equivalent, split)
 
 
 def _exact_user_totals(conn: psycopg.Connection, user_ids: list[str], start: date, end: date

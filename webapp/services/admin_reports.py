@@ -246,6 +246,7 @@ class Analytics:
     error_codes: list[admin_repo.GroupTotals]
     shortfalls: admin_repo.Shortfalls
     errors: dict[str, str] = field(default_factory=dict)
+    split: tuple[int, int, int] = (0, 0, 0)  # of all tokens: cached, cache-write (in) and reasoning (out)
 
     @property
     def requests(self) -> int:
@@ -304,7 +305,7 @@ def analytics(db: Database, claims: Mapping[str, Any], args: Mapping[str, Any], 
     ]
     return Analytics(start, end, full, charts, providers, admin_charts.shares([p.requests for p in providers]),
                      {m: modes.get(m) or _empty_mode(m) for m in ("member", "byok")}, equivalent, top, codes,
-                     short, errors)
+                     short, errors, report.split)
 
 
 def _totals_dict(t: admin_repo.GroupTotals) -> dict[str, Any]:
@@ -316,7 +317,8 @@ def _totals_dict(t: admin_repo.GroupTotals) -> dict[str, Any]:
 def analytics_dict(a: Analytics) -> dict[str, Any]:
     return {
         "from": a.start.isoformat(), "to": a.end.isoformat(),
-        "totals": {"requests": a.requests, "errors": a.failed, "error_rate": round(a.error_rate, 4)},
+        "totals": {"requests": a.requests, "errors": a.failed, "error_rate": round(a.error_rate, 4),
+                   **dict(zip(("cached_tokens", "cache_write_tokens", "reasoning_tokens"), a.split, strict=True))},
         "days": [{"day": d.day.isoformat(), "requests": d.requests, "tokens": d.tokens,
                   "credits": format_credits(d.credits), "credits_micro": d.credits, "errors": d.errors}
                  for d in a.days],

@@ -91,6 +91,11 @@ CREDITS = ref("Credits")
 MICRO = integer("The same amount in micro-credits (1 credit = 1,000,000 micro-credits).")
 MULTIPLIER = ref("Multiplier")
 SLUG = string("A provider slug, such as `openai`.")
+SPLIT_TOKENS: dict[str, Schema] = {  # parts of tokens_in / tokens_out, as the provider reported them
+    "cached_tokens": integer("Of tokens_in: read from the provider's prompt cache."),
+    "cache_write_tokens": integer("Of tokens_in: written to the provider's prompt cache."),
+    "reasoning_tokens": integer("Of tokens_out: the model's hidden reasoning."),
+}
 PROVIDER_SLUG_PATTERN = "^[a-z0-9][a-z0-9_-]{0,39}$"
 # Postgres text cannot hold NUL: every text field that is stored (or searched for) refuses it.
 NO_NUL = r"^[^\x00]*$"
@@ -323,8 +328,13 @@ USER_SCHEMAS: dict[str, Schema] = {
         "credits_micro": MICRO, "errors": integer("Requests answered with a status of 400 or more."),
         "api_key": nullable(UUID), "api_key_name": nullable(string("The key's name (revoked keys keep theirs).")),
         "team": nullable(string("The id of the team the requests were billed to (null: personal).")),
-    }, ["requests", "tokens_in", "tokens_out", "credits", "credits_micro", "errors"],
+        **SPLIT_TOKENS,
+    }, ["requests", "tokens_in", "tokens_out", "credits", "credits_micro", "errors", *SPLIT_TOKENS],
         description="Totals of one group; only the keys named in group_by are present."),
+    "UsageTotals": obj({
+        "requests": integer(), "tokens_in": integer(), "tokens_out": integer(), "credits": CREDITS,
+        "credits_micro": MICRO, "errors": integer("Requests answered with a status of 400 or more."), **SPLIT_TOKENS,
+    }, description="All the buckets added up."),
     "RecentRequest": obj({
         "request_id": UUID, "mode": string(enum=["member", "byok"]), "provider": nullable(string()),
         "model": nullable(string()), "tokens_in": integer(), "tokens_out": integer(),
@@ -336,6 +346,7 @@ USER_SCHEMAS: dict[str, Schema] = {
     "UsageSummary": obj({
         "from": DATE, "to": DATE,
         "group_by": array(string(enum=["day", "provider", "model", "mode", "api_key", "team"]), minItems=1),
+        "totals": ref("UsageTotals"),
         "buckets": array(ref("UsageBucket")),
         "recent": array(ref("RecentRequest"), "The 50 most recent requests, newest first.", maxItems=50),
     }),
@@ -597,7 +608,7 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
     "Analytics": obj({
         "from": DATE, "to": DATE,
         "totals": obj({"requests": integer(), "errors": integer(),
-                       "error_rate": {"type": "number", "minimum": 0, "maximum": 1}}),
+                       "error_rate": {"type": "number", "minimum": 0, "maximum": 1}, **SPLIT_TOKENS}),
         "days": array(obj({"day": DATE, "requests": integer(), "tokens": integer(), "credits": CREDITS,
                            "credits_micro": MICRO, "errors": integer()}), "Every day of the range, oldest first."),
         "providers": array(obj({"provider": string("The provider slug, or `(none)`."), **_totals()})),

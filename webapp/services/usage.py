@@ -39,6 +39,17 @@ def parse_api_key(value: str | None) -> str | None:
         raise ValidationError({"api_key": "An API key id."}) from None
 
 
+TOTALS = ("requests", "tokens_in", "tokens_out", "credits_micro", "errors", "cached_tokens", "cache_write_tokens",
+          "reasoning_tokens")
+
+
+def totals(buckets: list[dict[str, Any]]) -> dict[str, Any]:
+    """The buckets added up: of the tokens in, cached_tokens were read from and cache_write_tokens written to the
+    provider's prompt cache; of the tokens out, reasoning_tokens were the model's hidden reasoning."""
+    out = {k: sum(int(b[k]) for b in buckets) for k in TOTALS}
+    return {**out, "credits": format_credits(out["credits_micro"])}
+
+
 def summary(db: Database, claims: dict[str, Any], start: date, end: date, group_by: list[str],
             api_key: str | None = None) -> dict[str, Any]:
     """Totals grouped by day, provider, model, mode or api_key (each key bucket names its key), optionally of
@@ -61,9 +72,12 @@ def summary(db: Database, claims: dict[str, Any], start: date, end: date, group_
                 item["api_key_name"] = names.get(row[i]) if row[i] else None
         n = len(groups)
         item.update(requests=int(row[n]), tokens_in=int(row[n + 1]), tokens_out=int(row[n + 2]),
-                    credits=format_credits(int(row[n + 3])), credits_micro=int(row[n + 3]), errors=int(row[n + 4]))
+                    credits=format_credits(int(row[n + 3])), credits_micro=int(row[n + 3]), errors=int(row[n + 4]),
+                    cached_tokens=int(row[n + 5]), cache_write_tokens=int(row[n + 6]),
+                    reasoning_tokens=int(row[n + 7]))
         buckets.append(item)
-    return {"from": start.isoformat(), "to": end.isoformat(), "group_by": groups, "buckets": buckets,
+    return {"from": start.isoformat(), "to": end.isoformat(), "group_by": groups, "totals": totals(buckets),
+            "buckets": buckets,
             "recent": [{"request_id": r.request_id, "mode": r.mode, "provider": r.provider, "model": r.model,
                         "tokens_in": r.tokens_in, "tokens_out": r.tokens_out, "usage": r.usage_source,
                         "credits": format_credits(r.credits), "status": r.status, "error_code": r.error_code,

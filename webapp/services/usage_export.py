@@ -16,7 +16,8 @@ from webapp.services import admin_reports
 from webapp.services.admin import admin_tx
 from webapp.services.csv_export import table
 
-METRICS = ("requests", "tokens_in", "tokens_out", "credits", "credits_micro", "errors")
+METRICS = ("requests", "tokens_in", "tokens_out", "credits", "credits_micro", "errors", "cached_tokens",
+           "cache_write_tokens", "reasoning_tokens")
 ANALYTICS_COLUMNS = ("day", "requests", "tokens", "credits", "credits_micro", "errors")
 LOG_COLUMNS = ("request_id", "created_at", "user_id", "email", "mode", "provider", "model", "task", "key_source",
                "admin_key_id", "admin_key_last4", "admin_key_label", "tokens_in", "tokens_out", "usage", "credits",

@@ -110,6 +110,7 @@ def _usage() -> dict[str, Any]:
         api_key = None
     data = usage.summary(_svc().db, current_user.claims, start, end, ["day", "provider"], api_key)
     return {"charts": charts.usage_charts(data["buckets"], start, end), "recent": data["recent"],
+            "totals": data["totals"],
             "api_key": api_key, "api_keys": api_keys.listing(_svc().db, current_user.claims),
             "range": period, "range_values": date_ranges.form_values(request.args, period),
             "presets": date_ranges.PRESETS}
