@@ -102,17 +102,21 @@ def rates(conn: psycopg.Connection, provider_id: str | None = None) -> list[Rate
 
 def upsert_rate(conn: psycopg.Connection, provider_id: str, model: str, input_rate: int, output_rate: int,
                 context_window: int, max_output_tokens: int, cached_input_rate: int | None = None,
-                enabled: bool = True, kind: str = "chat") -> None:
+                enabled: bool = True, kind: str = "chat", cache_write_rate: int | None = None,
+                set_cache_write: bool = False) -> None:
+    """Add or change a model's rates. cache_write_rate is written only when set_cache_write (a model added without
+    it costs the input rate for cache writes; a changed one keeps the rate it had)."""
     conn.execute(
-        """insert into public.llm_model_rates (provider_id, model, input_rate, output_rate, context_window,
-               max_output_tokens, cached_input_rate, enabled, kind)
-           values (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+        """insert into public.llm_model_rates as r (provider_id, model, input_rate, output_rate, context_window,
+               max_output_tokens, cached_input_rate, enabled, kind, cache_write_rate)
+           values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
            on conflict (provider_id, model) do update set input_rate = excluded.input_rate,
                output_rate = excluded.output_rate, context_window = excluded.context_window,
                max_output_tokens = excluded.max_output_tokens, cached_input_rate = excluded.cached_input_rate,
-               enabled = excluded.enabled, kind = excluded.kind""",
+               enabled = excluded.enabled, kind = excluded.kind,
+               cache_write_rate = case when %s then excluded.cache_write_rate else r.cache_write_rate end""",
         [provider_id, model, input_rate, output_rate, context_window, max_output_tokens, cached_input_rate,
-         enabled, kind])
+         enabled, kind, cache_write_rate if set_cache_write else None, set_cache_write])
 
 
 def delete_rate(conn: psycopg.Connection, provider_id: str, rate_id: str) -> bool:

@@ -183,8 +183,9 @@ def _text(value: Any, low: int, high: int) -> str | None:
 
 
 # model, input rate, output rate, context window, max output tokens, cached-input rate (None: input), enabled,
-# kind ("chat" or "embedding")
-RateValues = tuple[str, int, int, int, int, int | None, bool, str]
+# kind ("chat" or "embedding"), cache-write rate (None: input), whether the cache-write rate was given (absent from
+# a JSON model: a changed model keeps its rate)
+RateValues = tuple[str, int, int, int, int, int | None, bool, str, int | None, bool]
 RATE_KINDS = ("chat", "embedding")
 
 
@@ -218,6 +219,13 @@ def validate_rate(payload: Any) -> RateValues:
     if cached is None and cached_value not in (None, ""):
         errors["cached_input_rate"] = ("Micro-credits per 1,000 cached input tokens: a whole number, 0 or more "
                                        "(empty: the input rate).")
+    # Tokens written to the provider's prompt cache: empty or null = the input rate; absent = unchanged.
+    write_given = "cache_write_rate" in payload
+    write_value = payload.get("cache_write_rate")
+    cache_write = None if write_value in (None, "") else _int(write_value, 0, MAX_RATE)
+    if cache_write is None and write_value not in (None, ""):
+        errors["cache_write_rate"] = ("Micro-credits per 1,000 tokens written to the prompt cache: a whole number, "
+                                      "0 or more (empty: the input rate).")
     enabled = parse_bool(payload.get("enabled", True))
     if enabled is None:
         errors["enabled"] = "Must be true or false."
@@ -227,7 +235,7 @@ def validate_rate(payload: Any) -> RateValues:
     if errors:
         raise ValidationError(errors)
     assert in_rate is not None and out_rate is not None and window is not None and max_out is not None
-    return model, in_rate, out_rate, window, max_out, cached, bool(enabled), str(kind)
+    return model, in_rate, out_rate, window, max_out, cached, bool(enabled), str(kind), cache_write, write_given
 
 
 def validate_update(payload: Any, settings: Settings, *, form: bool = False
@@ -331,7 +339,8 @@ def _provider_state(p: Provider) -> dict[str, Any]:
 def _rate_state(rates: list[admin_repo.Rate]) -> list[dict[str, Any]]:
     return [{"model": r.model, "input_rate": r.input_rate, "output_rate": r.output_rate,
              "cached_input_rate": r.cached_input_rate, "context_window": r.context_window,
-             "max_output_tokens": r.max_output_tokens, "enabled": r.enabled, "kind": r.kind} for r in rates]
+             "max_output_tokens": r.max_output_tokens, "enabled": r.enabled, "kind": r.kind,
+             "cache_write_rate": r.cache_write_rate} for r in rates]
 
 
 def refuse_archived(p: Provider) -> None:
@@ -394,14 +403,16 @@ def set_multiplier(db: Database, settings: Settings, claims: Mapping[str, Any], 
 def put_rate(db: Database, settings: Settings, claims: Mapping[str, Any], provider_id: str,
              payload: Any) -> ProviderView:
     """Add a model to a preset, or change its rates when the model is already offered."""
-    model, in_rate, out_rate, window, max_out, cached, enabled, kind = validate_rate(payload)
+    model, in_rate, out_rate, window, max_out, cached, enabled, kind, cache_write, write_given = validate_rate(payload)
     with admin_tx(db, claims) as conn:
         view = _views(conn, settings, provider_id)[0]
         refuse_archived(view.provider)
         old = next((r for r in view.rates if r.model == model), None)
-        admin_repo.upsert_rate(conn, provider_id, model, in_rate, out_rate, window, max_out, cached, enabled, kind)
+        admin_repo.upsert_rate(conn, provider_id, model, in_rate, out_rate, window, max_out, cached, enabled, kind,
+                               cache_write, write_given)
         after = {"model": model, "input_rate": in_rate, "output_rate": out_rate, "cached_input_rate": cached,
-                 "context_window": window, "max_output_tokens": max_out, "enabled": enabled, "kind": kind}
+                 "context_window": window, "max_output_tokens": max_out, "enabled": enabled, "kind": kind,
+                 "cache_write_rate": cache_write if write_given else (old.cache_write_rate if old else None)}
         admin_repo.insert_audit(conn, str(claims["sub"]), "provider.rate", f"provider:{view.provider.slug}",
                                 _rate_state([old])[0] if old else None, after)
         return _views(conn, settings, provider_id)[0]

@@ -472,6 +472,9 @@ ADMIN_SCHEMAS: dict[str, Schema] = {
         "max_output_tokens": {"description": "Tokens, 1 to 10,000,000: the most one answer may hold; absent or "
                                              "empty means 4096."},
         "kind": {"description": "`chat` or `embedding`; absent or empty: chat."},
+        "cache_write_rate": {"description": "Micro-credits per 1K tokens written to the provider's prompt cache, 0 "
+                                            "to 10^12; null or empty: the input rate; absent: a model already "
+                                            "offered keeps its rate (a new one: the input rate)."},
     }, ["model", "input_rate", "output_rate"], extra=True),
     "ProviderUpdate": obj({
         "name": string("1 to 80 characters.", minLength=1, maxLength=80, pattern=NOT_BLANK_NO_NUL),
