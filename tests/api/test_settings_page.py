@@ -109,6 +109,16 @@ def test_settings_page_renders_every_section(me: Session) -> None:
     assert "HX-Request" in resp.headers["Vary"]
 
 
+def test_the_table_of_contents_links_every_section_in_page_order(me: Session) -> None:
+    text = html(me.get("/settings"))
+    toc = re.search(r'<nav class="toc" aria-label="Settings sections">(.*?)</nav>', text, re.S)
+    assert toc
+    targets = re.findall(r'<a href="#([a-z-]+)">', toc[1])
+    assert "webhooks" in targets and targets.index("webhooks") == targets.index("api-keys") + 1
+    positions = [text.find(f'id="{t}"', toc.end()) for t in targets]
+    assert -1 not in positions and positions == sorted(positions), dict(zip(targets, positions, strict=True))
+
+
 def test_page_without_session_redirects_to_sign_in(client: FlaskClient) -> None:
     resp = client.get("/settings")
     assert resp.status_code == 302 and "/auth/sign-in?next=%2Fsettings" in resp.headers["Location"]
