@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import psycopg
 import pytest
 import requests
 
@@ -301,3 +302,34 @@ def test_an_anthropic_provider_receives_the_body_as_sent_but_the_model_and_limit
     chat = gw.oa1.chat_requests()[-1].body
     assert chat["messages"][0] == {"role": "system", "content": "You are terse."}
     assert chat["messages"][-1] == {"role": "tool", "tool_call_id": "toolu_1", "content": "[tool error] no such city"}
+
+
+@pytest.fixture()
+def embedding_model(gw: Gateway, database_urls: tuple[str, str]) -> Iterator[None]:
+    """`embed-msg-1`: an embedding model of the OpenAI-style and the Anthropic-style fake."""
+    with psycopg.connect(database_urls[0], autocommit=True) as conn:
+        conn.execute("""insert into public.llm_model_rates (provider_id, model, input_rate, output_rate, context_window,
+                               max_output_tokens, kind)
+                        select id, 'embed-msg-1', 500000, 0, 100000, 1, 'embedding' from public.llm_providers
+                        where slug in ('e2e-oa', 'e2e-an') on conflict (provider_id, model) do nothing""")
+        try:
+            yield
+        finally:
+            conn.execute("delete from public.llm_model_rates where model = 'embed-msg-1'")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("model", ["e2e-oa/embed-msg-1", "e2e-an/embed-msg-1"])
+def test_an_embedding_model_is_refused_in_anthropics_shape(gw: Gateway, client: anthropic.Anthropic, member: Any,
+                                                          db: Any, embedding_model: None, model: str,
+                                                          stream: bool) -> None:
+    before = balance(db, member.id)
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        client.messages.create(model=model, max_tokens=10, messages=[{"role": "user", "content": "hi"}],
+                               stream=stream)
+    assert bad.value.status_code == 400
+    assert bad.value.body == {"type": "error", "error": {
+        "type": "invalid_request_error", "code": "model_not_chat",
+        "message": f"{model} is an embedding model; call /v1/embeddings."}}
+    assert balance(db, member.id) == before == ledger_sum(db, member.id)
+    assert gw.an.chat_requests() == [] and gw.oa1.chat_requests() == []  # nothing went upstream
