@@ -126,7 +126,7 @@ def test_make_run_from_a_clean_clone_serves_sign_in_and_the_printed_admin_signs_
             try:
                 if requests.get(f"http://127.0.0.1:{port}/auth/sign-in", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # gunicorn listens before its workers have booted
                 pass
             time.sleep(1)
         timings["pages served"] = time.time() - started
