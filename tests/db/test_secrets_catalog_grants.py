@@ -195,7 +195,8 @@ def test_api_roles_execute_only_the_functions_they_call(admin_conn: psycopg.Conn
     # Teams (issue 12): the RLS policies' role lookup, and the management functions, which check the caller's role
     # in the team themselves (SECURITY DEFINER; tests/db/test_teams_rls.py).
     allowed |= {("authenticated", fn) for fn in (
-        "team_role(uuid)", "usage_admin_team_ids()", "team_create(text,text)", "team_invite(uuid,text,text,timestamp with time zone)",
+        "team_role(uuid)", "usage_admin_team_ids()", "team_create(text,text)",
+        "team_invite(uuid,text,text,timestamp with time zone)",
         "team_revoke_invitation(uuid,uuid)", "team_join(text)", "team_set_role(uuid,uuid,text)",
         "team_remove(uuid,uuid)", "team_transfer(uuid,uuid)", "team_set_cap(uuid,uuid,bigint)",
         "team_update(uuid,text,jsonb)", "team_put_key(uuid,uuid,text,text,text,text)", "team_delete_key(uuid,uuid)",
