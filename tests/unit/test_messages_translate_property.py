@@ -142,8 +142,9 @@ chunk = st.fixed_dictionaries({}, optional={
     "error": st.one_of(JSONS, st.fixed_dictionaries({"message": TEXT}, optional={
         "code": st.just("upstream_stream_interrupted")}))})
 RID = "00000000-0000-0000-0000-000000000001"
-receipt = st.fixed_dictionaries({"request_id": st.just(RID), "prompt_tokens": st.integers(0, 100), "completion_tokens": st.integers(0, 100),
-                                 "cached_tokens": st.integers(0, 10), "cache_write_tokens": st.integers(0, 10)})
+receipt = st.fixed_dictionaries({"request_id": st.just(RID), "prompt_tokens": st.integers(0, 100),
+                                 "completion_tokens": st.integers(0, 100), "cached_tokens": st.integers(0, 10),
+                                 "cache_write_tokens": st.integers(0, 10)})
 
 
 @settings(max_examples=300, deadline=None)
