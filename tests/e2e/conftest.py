@@ -7,7 +7,7 @@ import io
 import logging
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
@@ -42,13 +42,22 @@ class Gateway:
     byok: FakeUpstream
     log_text: io.StringIO
     bodies: list[str]
+    clients: list[openai.OpenAI] = field(default_factory=list)
 
     def flush_logs(self) -> None:
         self.app.extensions["switchboard"].logs.flush()
 
     def client(self, token: str, **kwargs: Any) -> openai.OpenAI:
         kwargs.setdefault("timeout", 30)
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=token, max_retries=0, **kwargs)
+        made = openai.OpenAI(base_url=self.url + "/v1", api_key=token, max_retries=0, **kwargs)
+        self.clients.append(made)
+        return made
+
+    def close_clients(self) -> None:
+        """Close every SDK client the tests made: a pooled socket left to the garbage collector is a ResourceWarning
+        (an error in this suite) in whatever test happens to run when it is collected."""
+        while self.clients:
+            self.clients.pop().close()
 
     def reset(self) -> None:
         for up in (self.oa1, self.oa2, self.an, self.byok):
@@ -96,7 +105,9 @@ def gateway(settings: Settings, database_urls: tuple[str, str]) -> Iterator[Gate
         logging.getLogger(name).addHandler(handler)
     bodies: list[str] = []
     with serve(app) as url:
-        yield Gateway(url, app, oa1, oa2, an, byok, log_text, bodies)
+        made = Gateway(url, app, oa1, oa2, an, byok, log_text, bodies)
+        yield made
+        made.close_clients()
     for name in ("switchboard", "werkzeug"):
         logging.getLogger(name).removeHandler(handler)
     app.extensions["switchboard"].db.close()
@@ -108,6 +119,7 @@ def gateway(settings: Settings, database_urls: tuple[str, str]) -> Iterator[Gate
 def gw(gateway: Gateway) -> Iterator[Gateway]:
     gateway.reset()
     yield gateway
+    gateway.close_clients()
     gateway.reset()
 
 
@@ -173,8 +185,10 @@ def patient(settings: Settings, gateway: Gateway) -> Iterator[Gateway]:
     app = create_app(settings.with_overrides(upstream_read_timeout=90.0))
     try:
         with serve(app) as url:
-            yield Gateway(url, app, gateway.oa1, gateway.oa2, gateway.an, gateway.byok, gateway.log_text,
-                          gateway.bodies)
+            made = Gateway(url, app, gateway.oa1, gateway.oa2, gateway.an, gateway.byok, gateway.log_text,
+                           gateway.bodies)
+            yield made
+            made.close_clients()
             app.extensions["switchboard"].logs.flush()
     finally:
         app.extensions["switchboard"].db.close()
