@@ -54,13 +54,28 @@ def auth_server(gateway: Gateway, settings: Settings, monkeypatch: pytest.Monkey
         app.extensions["switchboard"].db.close()
 
 
+_MADE: list[Any] = []  # the supabase clients a test made, closed when it ends
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Close the HTTP clients of every supabase client the test made: a pooled socket left to the garbage collector
+    is a ResourceWarning (an error in this suite) in whatever test runs when it is collected."""
+    yield
+    while _MADE:
+        _MADE.pop().auth.close()
+
+
 def client(url: str, key: str) -> Any:
-    return create_client(url, key, options=ClientOptions(auto_refresh_token=False, persist_session=False))
+    made = create_client(url, key, options=ClientOptions(auto_refresh_token=False, persist_session=False))
+    _MADE.append(made)
+    return made
 
 
 def chat(url: str, access_token: str) -> str:
-    ai = openai.OpenAI(base_url=url + "/v1", api_key=access_token, max_retries=0, timeout=30)
-    completion = ai.chat.completions.create(model="echo-1", messages=[{"role": "user", "content": "hello there"}])
+    with openai.OpenAI(base_url=url + "/v1", api_key=access_token, max_retries=0, timeout=30) as ai:
+        completion = ai.chat.completions.create(model="echo-1",
+                                                messages=[{"role": "user", "content": "hello there"}])
     return completion.choices[0].message.content or ""
 
 
