@@ -35,6 +35,14 @@ class ValidationError(AppError):
         self.errors = errors
 
 
+def unknown_field(payload: dict[str, Any], fields: tuple[str, ...] | list[str]) -> str | None:
+    """The message for a JSON object naming a field outside `fields` (the first such), or None."""
+    unknown = [k for k in payload if k not in fields]
+    if not unknown:
+        return None
+    return f"Unknown field {str(unknown[0])[:60]!r}; fields: {', '.join(fields)}."
+
+
 class Unauthorized(AppError):
     status = 401
     code = "unauthorized"

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request
 
 from webapp.auth.guards import admin_token_required, session_token_required, token_required
-from webapp.errors import ValidationError
+from webapp.errors import ValidationError, unknown_field
 from webapp.services import teams
 from webapp.services import usage as usage_service
 from webapp.services.user_account import parse_page
@@ -29,10 +29,8 @@ def _svc() -> Any:
 def _body(*fields: str) -> Any:
     """The JSON body; an object naming a field the route does not take is a 422, as on the other JSON routes."""
     body = request.get_json(silent=True)
-    if isinstance(body, dict):
-        unknown = [k for k in body if k not in fields]
-        if unknown:
-            raise ValidationError({"body": f"Unknown field {str(unknown[0])[:60]!r}; fields: {', '.join(fields)}."})
+    if isinstance(body, dict) and (unknown := unknown_field(body, fields)):
+        raise ValidationError({"body": unknown})
     return body
 
 

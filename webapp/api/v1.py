@@ -74,6 +74,20 @@ def _request_id(resp: Response) -> Response:
     return resp
 
 
+def _answer(body: Any, stream: Any, headers: dict[str, str]) -> Response:
+    """A gateway result as the client gets it: an SSE stream (never buffered by a proxy) or a JSON body, with the
+    receipt's headers."""
+    if stream is not None:
+        resp = Response(stream, mimetype="text/event-stream")
+        resp.headers.update(headers)
+        resp.headers["Cache-Control"] = "no-cache"
+        resp.headers["X-Accel-Buffering"] = "no"
+        return resp
+    resp = jsonify(body)
+    resp.headers.update(headers)
+    return resp
+
+
 @bp.post("/chat/completions", **_EXACT)
 @token_required
 def chat_completions() -> Any:
@@ -83,15 +97,7 @@ def chat_completions() -> Any:
     parse(ChatCompletionRequest, body, v1=True)  # the declared shape; the gateway applies the operator's limits
     result = _gateway().chat(g.claims, body, request.headers.get("X-Switchboard-Task"), _byok_headers(),
                              _team_header(), kind=embeddings_service.CHAT_KIND)
-    if result.stream is not None:
-        resp = Response(result.stream, mimetype="text/event-stream")
-        resp.headers.update(result.receipt.headers(final=False))
-        resp.headers["Cache-Control"] = "no-cache"
-        resp.headers["X-Accel-Buffering"] = "no"
-        return resp
-    resp = jsonify(result.body)
-    resp.headers.update(result.receipt.headers())
-    return resp
+    return _answer(result.body, result.stream, result.receipt.headers(final=result.stream is None))
 
 
 @bp.post("/messages", **_EXACT)
@@ -100,15 +106,7 @@ def messages() -> Any:
     """Anthropic's Messages API (JSON or SSE), run through the chat pipeline (services/messages_api.py)."""
     result = messages_api.create(_gateway(), g.claims, request.get_json(silent=True), request.headers.get(
         "X-Switchboard-Task"), _byok_headers(), _team_header())
-    if result.stream is not None:
-        resp = Response(result.stream, mimetype="text/event-stream")
-        resp.headers.update(result.headers)
-        resp.headers["Cache-Control"] = "no-cache"
-        resp.headers["X-Accel-Buffering"] = "no"
-        return resp
-    resp = jsonify(result.body)
-    resp.headers.update(result.headers)
-    return resp
+    return _answer(result.body, result.stream, result.headers)
 
 
 @bp.post("/messages/count_tokens", **_EXACT)
@@ -127,15 +125,7 @@ def responses() -> Any:
     """OpenAI's Responses API: passed through or translated (services/responses_api.py)."""
     result = responses_api.create(_gateway(), g.claims, request.get_json(silent=True),
                                   request.headers.get("X-Switchboard-Task"), _byok_headers(), _team_header())
-    if result.stream is not None:
-        resp = Response(result.stream, mimetype="text/event-stream")
-        resp.headers.update(result.headers)
-        resp.headers["Cache-Control"] = "no-cache"
-        resp.headers["X-Accel-Buffering"] = "no"
-        return resp
-    resp = jsonify(result.body)
-    resp.headers.update(result.headers)
-    return resp
+    return _answer(result.body, result.stream, result.headers)
 
 
 @bp.route("/responses/<response_id>", methods=["GET", "DELETE"], **_EXACT)

@@ -22,7 +22,7 @@ from typing import Any
 
 from webapp.config import Settings
 from webapp.db import ApiKeyClaims, Database
-from webapp.errors import Forbidden, NotFound, Unauthorized, ValidationError
+from webapp.errors import Forbidden, NotFound, Unauthorized, ValidationError, unknown_field
 from webapp.repos import admin as admin_repo
 from webapp.repos import api_keys as repo
 from webapp.repos import preferences as prefs_repo
@@ -193,9 +193,8 @@ def validate(payload: Any, catalog: Catalog, owner_cap: int | None, *, partial: 
     if not isinstance(payload, dict):
         raise ValidationError({"body": "Send a JSON object."})
     errors: dict[str, str] = {}
-    unknown = [k for k in payload if k not in FIELDS]
-    if unknown:
-        errors["body"] = f"Unknown field {str(unknown[0])[:60]!r}; fields: {', '.join(FIELDS)}."
+    if unknown := unknown_field(payload, FIELDS):
+        errors["body"] = unknown
     out: dict[str, Any] = {}
     if "name" in payload or not partial:
         _name(payload.get("name"), errors, out)

@@ -21,7 +21,7 @@ import psycopg
 from webapp.config import Settings
 from webapp.crypto import KeyRing
 from webapp.db import Database
-from webapp.errors import Conflict, Forbidden, NotFound, ValidationError
+from webapp.errors import Conflict, Forbidden, NotFound, ValidationError, unknown_field
 from webapp.notify import webhook_delivery as wire
 from webapp.notify import webhooks as notify
 from webapp.notify.events import EVENT_TYPES
@@ -168,9 +168,8 @@ def validate(payload: Any, settings: Settings, *, partial: bool) -> dict[str, An
     if not isinstance(payload, dict):
         raise ValidationError({"body": "Send a JSON object."})
     errors: dict[str, str] = {}
-    unknown = [k for k in payload if k not in FIELDS]
-    if unknown:
-        errors["body"] = f"Unknown field {str(unknown[0])[:60]!r}; fields: {', '.join(FIELDS)}."
+    if unknown := unknown_field(payload, FIELDS):
+        errors["body"] = unknown
     out: dict[str, Any] = {}
     if "url" in payload or not partial:
         _url(payload.get("url"), settings, errors, out)
