@@ -91,10 +91,12 @@ def test_byok_mode_key_uses_the_users_own_key_and_never_credits(settings: Any, g
             assert raw.headers["x-switchboard-mode"] == "byok" and raw.headers["x-switchboard-credits"] == "0.000000"
             assert gw.byok.chat_requests()[-1].headers["authorization"] == f"Bearer {CANARY['byok']}"
             assert balance(db, member.id) == before
+            client.close()
             # A member-only key cannot carry a BYOK key.
-            with pytest.raises(openai.PermissionDeniedError) as err:
-                openai.OpenAI(base_url=url + "/v1", api_key=member_secret, max_retries=0,
-                              default_headers=headers).chat.completions.create(model="echo-1", messages=MSG)
+            with openai.OpenAI(base_url=url + "/v1", api_key=member_secret, max_retries=0,
+                               default_headers=headers) as member_only, \
+                    pytest.raises(openai.PermissionDeniedError) as err:
+                member_only.chat.completions.create(model="echo-1", messages=MSG)
             assert err.value.body["code"] == "mode_not_allowed"
             app.extensions["switchboard"].logs.flush()
     finally:

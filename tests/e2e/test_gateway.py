@@ -287,6 +287,7 @@ def test_byok_header_key_never_spends_credits_or_uses_admin_key(settings: Any, m
                 client.chat.completions.create(model="echo-1", messages=MSG)
             assert gw.oa1.chat_requests() == [] and gw.oa2.chat_requests() == []
             assert balance(db, member.id) == before
+            client.close()
             app.extensions["switchboard"].logs.flush()
     finally:
         app.extensions["switchboard"].db.close()

@@ -27,9 +27,10 @@ def byok_client(settings: Any, gw: Gateway, member: Any, database_urls: tuple[st
         conn.execute("update public.llm_providers set responses_api = true where slug = 'e2e-oa2'")
         try:
             with serve(app) as url:
-                yield openai.OpenAI(base_url=url + "/v1", api_key=member.token, max_retries=0, timeout=30,
-                                    default_headers={"X-BYOK-API-Key": CANARY["byok"], "X-BYOK-Provider": "e2e-oa2",
-                                                     "X-BYOK-Base-URL": gw.byok.base_url})
+                with openai.OpenAI(base_url=url + "/v1", api_key=member.token, max_retries=0, timeout=30,
+                                   default_headers={"X-BYOK-API-Key": CANARY["byok"], "X-BYOK-Provider": "e2e-oa2",
+                                                    "X-BYOK-Base-URL": gw.byok.base_url}) as client:
+                    yield client
                 app.extensions["switchboard"].logs.flush()
         finally:
             app.extensions["switchboard"].db.close()
