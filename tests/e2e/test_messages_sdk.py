@@ -333,3 +333,16 @@ def test_an_embedding_model_is_refused_in_anthropics_shape(gw: Gateway, client: 
         "message": f"{model} is an embedding model; call /v1/embeddings."}}
     assert balance(db, member.id) == before == ledger_sum(db, member.id)
     assert gw.an.chat_requests() == [] and gw.oa1.chat_requests() == []  # nothing went upstream
+
+
+@pytest.mark.parametrize("model", ["e2e-oa/embed-msg-1", "e2e-an/embed-msg-1", "embed-msg-1"])
+def test_count_tokens_refuses_an_embedding_model(gw: Gateway, client: anthropic.Anthropic, embedding_model: None,
+                                                 model: str) -> None:
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        client.messages.count_tokens(model=model, messages=[{"role": "user", "content": "hi"}])
+    assert bad.value.status_code == 400
+    assert bad.value.body == {"type": "error", "error": {
+        "type": "invalid_request_error", "code": "model_not_chat",
+        "message": f"{model} is an embedding model; call /v1/embeddings."}}
+    counted = client.messages.count_tokens(model=MODELS[0], messages=[{"role": "user", "content": "hi"}])
+    assert counted.input_tokens > 0  # a chat model next to it is still counted

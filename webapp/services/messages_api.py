@@ -20,7 +20,7 @@ from webapp.providers import get_adapter
 from webapp.providers.anthropic import AnthropicAdapter
 from webapp.providers.base import Adapter, Target, UpstreamStream
 from webapp.repos import context as context_repo
-from webapp.services import budget, messages_translate, tokens
+from webapp.services import budget, messages_translate, router, tokens
 
 # Anthropic's error types by status (https://docs.anthropic.com/en/api/errors).
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
@@ -138,6 +138,15 @@ def create(gateway: Any, claims: dict[str, Any], raw: Any, task: str | None, byo
     return MessagesResult(receipt.headers(), body=body)
 
 
+def embedding_only(model: str, catalog: Any) -> bool:
+    """True when every offered model the name resolves to (`provider/model`, or a bare model on each provider
+    offering it) is an embedding model: a request for it is refused on every chat-shaped route."""
+    explicit, bare = router.split_model(model, catalog)
+    slugs = [explicit] if explicit else catalog.providers_offering(bare)
+    rates = [rate for slug in slugs if (rate := router.offered_rate(catalog, slug, bare)) is not None]
+    return bool(rates) and all(getattr(rate, "kind", "chat") != "chat" for rate in rates)
+
+
 def count_tokens(gateway: Any, claims: dict[str, Any], raw: Any, team: str | None) -> dict[str, Any]:
     """The prompt's tokens, counted as the reservation counts them (messages, system, tools, tool_choice), with
     tiktoken's encoding for the model: o200k_base for OpenAI's current families, cl100k_base (an approximation)
@@ -146,15 +155,18 @@ def count_tokens(gateway: Any, claims: dict[str, Any], raw: Any, team: str | Non
     req = parse(CountTokensRequest, raw, v1=True)
     s = gateway.settings  # counting costs CPU: it counts against the caller's per-minute limit like a request
     admission = context_repo.Admission(s.rate_limit_per_minute, s.max_concurrent_streams, s.stream_stale_seconds, None)
-    ctx, _ = gateway.context(claims, admission, team, billing=False)
+    ctx, catalog = gateway.context(claims, admission, team, billing=False)
     verdict = ctx.admit or {}
     if not verdict.get("ok"):
         raise RateLimited(f"Too many requests (at most {s.rate_limit_per_minute} a minute).", code="rate_limited",
                           headers={"Retry-After": str(verdict.get("retry_after", 1))})
     if ctx.team_refusal:
         raise AppError("You are not a member of the team this request names.", code=ctx.team_refusal, status=403)
-    body = messages_translate.to_chat({**raw, "max_tokens": 1})
     model = req.model.strip()
+    if embedding_only(model, catalog):  # as /v1/messages refuses it (MessagesKind), before counting anything
+        raise AppError(f"{model} is an embedding model; call /v1/embeddings.", code="model_not_chat", status=400,
+                       field="model")
+    body = messages_translate.to_chat({**raw, "max_tokens": 1})
     counted = budget.prompt_tokens(body, body["messages"], model)
     return {"input_tokens": counted, "switchboard_estimated": True,
             "encoding": tokens.encoding_name_for_model(model)}
