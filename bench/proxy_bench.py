@@ -14,7 +14,9 @@ One run (about 110 s; --quick about 50 s):
      WSGI mode with --server granian; the per-user rate and stream limits raised out of reach but still
      evaluated): every request does the full accounting (principal + context + admission + reserve, settle +
      receipt row),
-  3. serves bench/bare_proxy.py under the same server with the same settings,
+  3. serves bench/bare_proxy.py under the same server with the same settings, and bench/floor_proxy.py (the
+     floor: the bare pass-through plus one durable hold statement before forwarding and one settle-and-receipt
+     statement after, in the benchmark database; what no exact per-request accounting can beat),
   4. measures from separate processes: (a) latency at 1 connection, N sequential requests per target, json and
      streaming (time to the end of the stream), the targets taking turns (Switchboard twice: with the user's JWT
      and, as `sb-apikey`, with their personal API key); (b) throughput at 20 connections
@@ -609,10 +611,15 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
     sb_port = free_port()
     extra = ["--pythonpath", args.switchboard_pythonpath] if args.switchboard_pythonpath else []
     sb = stack.start("switchboard", gunicorn_argv(sb_port, args.switchboard_app, *extra), env)
+    # The floor: the bare pass-through plus the two durable statements any exact per-request charge needs.
+    floor_port = free_port()
+    floor = stack.start("floor", gunicorn_argv(floor_port, "floor_proxy:app", "--pythonpath", str(BENCH)),
+                        {**bare_env, "FLOOR_DATABASE_URL": fx.admin_url})
 
     targets = {
         "direct": Target("direct", upstream + "/v1/chat/completions", UPSTREAM_KEY, "echo-1"),
         "bare": Target("bare", f"http://127.0.0.1:{bare_port}/v1/chat/completions", UPSTREAM_KEY, "echo-1"),
+        "floor": Target("floor", f"http://127.0.0.1:{floor_port}/v1/chat/completions", UPSTREAM_KEY, "echo-1"),
         "switchboard": Target("switchboard", f"http://127.0.0.1:{sb_port}/v1/chat/completions", fx.tokens[0],
                               "bench/echo-1", tuple(fx.tokens[1:])),
         # The same member requests, authenticated by a personal API key instead of a JWT.
@@ -622,9 +629,11 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
     wait_until(lambda: requests.get(f"http://127.0.0.1:{sb_port}/healthz", timeout=2).ok, sb)
     wait_until(lambda: requests.post(targets["bare"].url, data=targets["bare"].body(False),
                                      headers=targets["bare"].headers(), timeout=2).ok, bare)
+    wait_until(lambda: requests.post(targets["floor"].url, data=targets["floor"].body(False),
+                                     headers=targets["floor"].headers(), timeout=2).ok, floor)
 
     if args.serve:
-        info = {"upstream": targets["direct"].url, "bare": targets["bare"].url,
+        info = {"upstream": targets["direct"].url, "bare": targets["bare"].url, "floor": targets["floor"].url,
                 "switchboard": targets["switchboard"].url, "upstream_key": UPSTREAM_KEY, "tokens": fx.tokens,
                 "api_keys": fx.api_keys,
                 "switchboard_master_pid": sb.popen.pid,
@@ -650,9 +659,9 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
                 or float(r.headers.get("X-Switchboard-Credits", "0")) <= 0:
             raise RuntimeError(f"Switchboard ({name}) did not serve in member mode with credits: {dict(r.headers)}")
     for stream in (False, True):
-        for name in ("bare", "switchboard", "sb-apikey"):
+        for name in ("bare", "floor", "switchboard", "sb-apikey"):
             n = warm(targets[name], stream, args.connections, 3 if args.quick else 10)
-            served += n if name != "bare" else 0
+            served += n if name in ("switchboard", "sb-apikey") else 0
     print(f"  servers ready and warmed ({time.monotonic() - t_start:.1f} s); load generator: latency = Python "
           f"requests.Session, throughput = {args.loadgen}", flush=True)
 
@@ -676,8 +685,8 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
     print(f"  latency done ({time.monotonic() - t_start:.1f} s)", flush=True)
 
     tput: dict[tuple[str, str], Any] = {}
-    masters = {"direct": stack.procs[0].popen.pid, "bare": bare.popen.pid, "switchboard": sb.popen.pid,
-               "sb-apikey": sb.popen.pid}
+    masters = {"direct": stack.procs[0].popen.pid, "bare": bare.popen.pid, "floor": floor.popen.pid,
+               "switchboard": sb.popen.pid, "sb-apikey": sb.popen.pid}
     rounds = 2 if args.duration >= 6 and args.duration % 2 == 0 else 1
     per_round = argparse.Namespace(**{**vars(args), "duration": args.duration // rounds})
     for stream in (False, True):
@@ -691,7 +700,7 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path, t_start: float) -
                 time.sleep(0.2)
         for name in targets:
             parts = tput[(mode, name)]
-            if name in ("switchboard", "sb-apikey"):
+            if name in ("floor", "switchboard", "sb-apikey"):
                 for p in parts:  # Postgres CPU of the benchmark database's own backends only
                     p["cpu"]["pg_bench"] = p["pg_bench"]
             tput[(mode, name)] = {  # type: ignore[assignment]
