@@ -291,12 +291,14 @@ def two_workers(settings: Settings) -> Iterator[tuple[Flask, str]]:
 
 def test_admin_change_reaches_another_worker_on_next_request(two_workers: tuple[Flask, str], admin: Any,
                                                              make_user: Any, prov: tuple[str, str], db: Database,
-                                                             upstream: FakeUpstream) -> None:
+                                                             upstream: FakeUpstream,
+                                                             request: pytest.FixtureRequest) -> None:
     worker_a, url_b = two_workers
     member = make_user()
     with db.as_service() as conn:
         credits_repo.adjust(conn, member.id, 50_000_000, "test grant", None)
     sdk = openai.OpenAI(base_url=url_b + "/v1", api_key=member.token, max_retries=0, timeout=10)
+    request.addfinalizer(sdk.close)  # its pooled socket is closed when the test ends, not by the collector
     model = f"{prov[0]}/adm-model"
 
     def models() -> set[str]:

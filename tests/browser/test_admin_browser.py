@@ -48,12 +48,13 @@ def admin_page(page: Any, live_app: Any, make_user: Any) -> Any:
 
 
 @pytest.fixture()
-def member(make_user: Any, db: Database, live_app: Any) -> Any:
+def member(make_user: Any, db: Database, live_app: Any) -> Iterator[Any]:
     user = make_user()
     with db.as_service() as conn:
         credits_repo.adjust(conn, user.id, 20_000_000, "browser test grant", None)
-    user.sdk = openai.OpenAI(base_url=live_app[0] + "/v1", api_key=user.token, max_retries=0, timeout=10)
-    return user
+    with openai.OpenAI(base_url=live_app[0] + "/v1", api_key=user.token, max_retries=0, timeout=10) as sdk:
+        user.sdk = sdk
+        yield user
 
 
 def model_ids(member: Any) -> set[str]:
