@@ -1,11 +1,14 @@
 """Operator commands: flask db upgrade|seed, flask users create-admin|reset-password, flask credits grant,
-flask keys rotate, flask logs prune, flask worker."""
+flask keys rotate, flask logs prune, flask notify prune, flask worker."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+from collections.abc import Iterator
 from datetime import UTC
+from typing import Any
 from urllib.parse import urlencode
 
 import click
@@ -21,6 +24,7 @@ users_cli = AppGroup("users", help="User accounts.")
 credits_cli = AppGroup("credits", help="Credit balances.")
 keys_cli = AppGroup("keys", help="Stored API key encryption.")
 logs_cli = AppGroup("logs", help="Request log retention.")
+notify_cli = AppGroup("notify", help="Notification retention.")
 
 
 def _svc():  # type: ignore[no-untyped-def]
@@ -174,7 +178,32 @@ def logs_prune(months: int | None, batch: int) -> None:
     click.echo(f"deleted {total} request log row(s) older than {keep} month(s) before this one")
 
 
+@notify_cli.command("prune")
+@click.option("--days", type=click.IntRange(0), default=None,
+              help="Keep this many days (default: NOTIFY_RETENTION_DAYS; 0 keeps all).")
+@click.option("--batch", type=click.IntRange(1, 1_000_000), default=5_000, show_default=True,
+              help="Rows of each kind deleted per transaction.")
+def notify_prune(days: int | None, batch: int) -> None:
+    """Delete finished notification events (with their email delivery rows), finished webhook deliveries (with
+    their attempts) and finished queue jobs older than the retention. Nothing pending or retrying is touched."""
+    from webapp.notify import retention
+
+    keep = _svc().settings.notify_retention_days if days is None else days
+    if keep == 0:
+        click.echo("NOTIFY_RETENTION_DAYS is 0: keeping every notification row")
+        return
+    with migrate.connect_admin(_svc().settings.database_admin_url) as conn:
+
+        @contextlib.contextmanager
+        def transaction() -> Iterator[Any]:
+            with conn.transaction():
+                yield conn
+
+        pruned = retention.prune(transaction, keep, batch)
+    click.echo(f"deleted {pruned} older than {keep} day(s)")
+
+
 def init_app(app: Flask) -> None:
-    for group in (db_cli, users_cli, credits_cli, keys_cli, logs_cli):
+    for group in (db_cli, users_cli, credits_cli, keys_cli, logs_cli, notify_cli):
         app.cli.add_command(group)
     app.cli.add_command(worker)

@@ -197,6 +197,9 @@ class Settings:
     worker_stalled_seconds: float = 30.0
     # Request-log retention in whole months before the current one (0: keep everything); `flask logs prune`.
     log_retention_months: int = 0
+    # Days finished notification events, webhook deliveries and queue jobs are kept (0: keep everything);
+    # `flask notify prune` and the worker's hourly notify.prune.
+    notify_retention_days: int = 30
 
     @property
     def jwt_issuer(self) -> str:
@@ -333,6 +336,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         worker_heartbeat_seconds=_float("WORKER_HEARTBEAT_SECONDS", get("WORKER_HEARTBEAT_SECONDS", "10")),
         worker_stalled_seconds=_float("WORKER_STALLED_SECONDS", get("WORKER_STALLED_SECONDS", "30")),
         log_retention_months=_int("LOG_RETENTION_MONTHS", get("LOG_RETENTION_MONTHS", "0")),
+        notify_retention_days=_int("NOTIFY_RETENTION_DAYS", get("NOTIFY_RETENTION_DAYS", "30")),
     )
 
 

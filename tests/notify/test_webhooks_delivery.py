@@ -25,7 +25,7 @@ from webapp import create_app
 from webapp.config import Settings
 from webapp.crypto import KeyRing
 from webapp.db import Database
-from webapp.notify import runtime, worker
+from webapp.notify import retention, runtime, worker
 from webapp.notify import webhooks as notify
 from webapp.notify.runtime import Runtime
 
@@ -272,7 +272,7 @@ def test_finished_deliveries_are_forgotten_after_thirty_days(hook_client: FlaskC
     admin_conn.execute("update public.webhook_deliveries set status = 'succeeded', created_at = now() - interval"
                        " '31 days' where id = (select id from public.webhook_deliveries where endpoint_id = %s"
                        " limit 1)", [endpoint["id"]])
-    notify.sweep(hook_app.extensions["switchboard"].db)
+    retention.prune(hook_app.extensions["switchboard"].db.as_service, 30)  # the worker's hourly notify.prune
     left = admin_conn.execute("select status from public.webhook_deliveries where endpoint_id = %s",
                               [endpoint["id"]]).fetchall()
     assert left == [("pending",)]

@@ -31,7 +31,6 @@ QUEUE = "webhooks"
 # Seconds after each failed attempt (before WEBHOOK_RETRY_SCALE): 11 attempts over ~23.7 hours, then failed.
 RETRY_DELAYS = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800)
 SWEEP_LIMIT = 500
-KEEP_DAYS = 30  # the delivery log keeps finished deliveries this long
 DISABLED_REASON = "Disabled after failing for a day: no delivery succeeded. Fix the receiver, then enable it again."
 
 
@@ -156,13 +155,12 @@ def _requeue_if_waiting(conn: psycopg.Connection, delivery_id: str) -> None:
 
 def sweep(db: Database) -> int:
     """Queue an attempt for every due delivery without a waiting job (a safety net: jobs are queued with every
-    state change, so this finds only what a crash left behind), and forget finished deliveries older than
-    KEEP_DAYS (their attempts go with them)."""
+    state change, so this finds only what a crash left behind). Finished deliveries are forgotten after
+    NOTIFY_RETENTION_DAYS by the hourly `notify.prune` (webapp/notify/retention.py)."""
     with db.as_service() as conn:
         due = repo.due_deliveries(conn, SWEEP_LIMIT)
         for delivery_id, _ in due:
             _defer(conn, delivery_id)
-        repo.prune(conn, KEEP_DAYS, SWEEP_LIMIT * 10)
     return len(due)
 
 

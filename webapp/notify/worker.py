@@ -1,6 +1,7 @@
 """The notification worker: a procrastinate App on the project's Postgres (jobs in public.procrastinate_*, the
-schema applied by migration 20261201500000), running `notify.dispatch` and `notify.send_email` plus whatever
-webapp.notify.webhooks registers. Start it with `flask worker` or `python -m webapp.notify.worker`.
+schema applied by migration 20261201500000), running `notify.dispatch` and `notify.send_email`, hourly
+`notify.prune` (retention, webapp/notify/retention.py) plus whatever webapp.notify.webhooks registers. Start it
+with `flask worker` or `python -m webapp.notify.worker`.
 
 It connects with DATABASE_URL and switches to service_role (the jobs tables are the service role's alone). A worker
 killed with kill -9 stops its heartbeat; any running worker re-queues that worker's jobs once the heartbeat is
@@ -21,7 +22,7 @@ import psycopg
 
 from webapp import logging_setup
 from webapp.config import Settings, load_settings
-from webapp.notify import dispatcher, runtime
+from webapp.notify import dispatcher, retention, runtime
 from webapp.notify.queue import QUEUE
 
 log = logging.getLogger("switchboard.notify")
@@ -50,6 +51,14 @@ def build_app(settings: Settings) -> procrastinate.App:
     @app.task(name=dispatcher.SEND_EMAIL, queue=QUEUE, retry=retry)
     def send_email(delivery_id: str) -> str:
         return dispatcher.send_email(runtime.current(), delivery_id)
+
+    @app.periodic(cron="23 * * * *", periodic_id="notify-prune")
+    @app.task(name=retention.PRUNE_TASK, queue=QUEUE)
+    def prune(timestamp: int) -> int:
+        rt = runtime.current()  # at most 20 batches an hour; `flask notify prune` catches up a larger backlog
+        pruned = retention.prune(rt.db.as_service, rt.settings.notify_retention_days, max_rounds=20)
+        log.info("notification retention: deleted %s", pruned)
+        return pruned.events + pruned.webhook_deliveries + pruned.jobs
 
     hooks = dispatcher.webhooks_module()
     if hooks is not None:

@@ -294,14 +294,6 @@ def endpoint_failed(conn: psycopg.Connection, endpoint_id: str, disable_after: f
     return disabled
 
 
-def prune(conn: psycopg.Connection, keep_days: int, limit: int) -> int:
-    """Delete up to `limit` finished deliveries older than `keep_days` (attempts cascade)."""
-    return conn.execute(
-        "delete from public.webhook_deliveries where id in (select id from public.webhook_deliveries"
-        " where status <> 'pending' and created_at < now() - make_interval(days => %s) limit %s)",
-        [keep_days, limit]).rowcount
-
-
 def pending_tests(conn: psycopg.Connection, endpoint_id: str) -> int:
     row = conn.execute("select count(*) from public.webhook_deliveries where endpoint_id = %s and test"
                        " and status = 'pending'", [endpoint_id]).fetchone()
