@@ -200,6 +200,12 @@ class Settings:
     # Days finished notification events, webhook deliveries and queue jobs are kept (0: keep everything);
     # `flask notify prune` and the worker's hourly notify.prune.
     notify_retention_days: int = 30
+    # The local Supabase Auth API's request limits per client address (0: no limit), as Supabase Auth's defaults:
+    # sign-ups 30 per 5 minutes, token refreshes 150 per 5 minutes.
+    auth_signup_rate_limit: int = 30
+    auth_signup_rate_window_seconds: int = 300
+    auth_refresh_rate_limit: int = 150
+    auth_refresh_rate_window_seconds: int = 300
 
     @property
     def jwt_issuer(self) -> str:
@@ -337,6 +343,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         worker_stalled_seconds=_float("WORKER_STALLED_SECONDS", get("WORKER_STALLED_SECONDS", "30")),
         log_retention_months=_int("LOG_RETENTION_MONTHS", get("LOG_RETENTION_MONTHS", "0")),
         notify_retention_days=_int("NOTIFY_RETENTION_DAYS", get("NOTIFY_RETENTION_DAYS", "30")),
+        auth_signup_rate_limit=_int("AUTH_SIGNUP_RATE_LIMIT", get("AUTH_SIGNUP_RATE_LIMIT", "30")),
+        auth_signup_rate_window_seconds=_int("AUTH_SIGNUP_RATE_WINDOW_SECONDS",
+                                             get("AUTH_SIGNUP_RATE_WINDOW_SECONDS", "300"), 1),
+        auth_refresh_rate_limit=_int("AUTH_REFRESH_RATE_LIMIT", get("AUTH_REFRESH_RATE_LIMIT", "150")),
+        auth_refresh_rate_window_seconds=_int("AUTH_REFRESH_RATE_WINDOW_SECONDS",
+                                              get("AUTH_REFRESH_RATE_WINDOW_SECONDS", "300"), 1),
     )
 
 

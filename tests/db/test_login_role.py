@@ -20,7 +20,8 @@ LOGIN = ""
 PUBLIC_TABLES = (
     "llm_providers", "llm_model_rates", "llm_admin_keys", "user_preferences", "user_provider_keys",
     "credit_accounts", "credit_ledger", "credit_reservations", "llm_request_logs", "admin_audit_log",
-    "catalog_version", "rate_limit_windows", "active_streams", "sign_in_attempts", "request_log_rejects",
+    "catalog_version", "rate_limit_windows", "active_streams", "sign_in_attempts", "auth_rate_hits",
+    "request_log_rejects",
     "password_reset_links", "password_change_required",
     "api_keys",
     "user_notices",

@@ -161,6 +161,14 @@ SPECS: dict[str, Spec] = {
         update="update public.sign_in_attempts set failures = failures + 1 where key = %(key)s",
         delete="delete from public.sign_in_attempts where key = %(key)s",
     ),
+    # Request counts of the local Supabase Auth API (sign-ups, refreshes per address): only the service role.
+    "auth_rate_hits": Spec(
+        targets=("row",),
+        select="select 1 from public.auth_rate_hits where key = %(key)s",
+        insert="insert into public.auth_rate_hits (key, window_end, hits) values (%(fresh)s, now(), 1)",
+        update="update public.auth_rate_hits set hits = hits + 1 where key = %(key)s",
+        delete="delete from public.auth_rate_hits where key = %(key)s",
+    ),
     # One-time password reset links (a keyed hash of the token, never the token): only the service role; a user
     # cannot even see that a link for their own account exists.
     "password_reset_links": Spec(
@@ -314,6 +322,13 @@ EXPECTED: dict[str, dict[str, str]] = {
         "service": "++ ++ ++ ++",
     },
     "sign_in_attempts": {           # service role only
+        "anon":    "X X X X",
+        "userA":   "X X X X",
+        "userB":   "X X X X",
+        "admin":   "X X X X",
+        "service": "+ + + +",
+    },
+    "auth_rate_hits": {             # service role only
         "anon":    "X X X X",
         "userA":   "X X X X",
         "userB":   "X X X X",
@@ -497,7 +512,8 @@ def world(db: Database, database_urls: tuple[str, str]) -> Iterator[World]:
     a, b, adm = new_user(db), new_user(db), new_user(db, admin=True)
     ids = {"A": a.id, "B": b.id, "admin": adm.id}
     keys: dict[tuple[str, str], Any] = {("catalog_version", "singleton"): True, ("site_settings", "singleton"): True,
-                                        ("sign_in_attempts", "row"): f"account:rls-{uuid.uuid4().hex[:8]}@x.test"}
+                                        ("sign_in_attempts", "row"): f"account:rls-{uuid.uuid4().hex[:8]}@x.test",
+                                        ("auth_rate_hits", "row"): f"signup:address:rls-{uuid.uuid4().hex[:8]}"}
     audit_ids: list[int] = []
     admin_key_ids: list[str] = []
     with psycopg.connect(database_urls[0], autocommit=True) as su:
@@ -506,6 +522,8 @@ def world(db: Database, database_urls: tuple[str, str]) -> Iterator[World]:
         su.execute("update public.llm_providers set enabled = false where slug = 'ollama'")
         su.execute("insert into public.sign_in_attempts (key, window_start, failures) values (%s, now(), 1)",
                    [keys[("sign_in_attempts", "row")]])
+        su.execute("insert into public.auth_rate_hits (key, window_end, hits) values (%s, now(), 1)",
+                   [keys[("auth_rate_hits", "row")]])
         keys[("request_log_rejects", "row")] = su.execute(
             "insert into public.request_log_rejects (request_id, row_data, reason)"
             " values (gen_random_uuid(), '{}'::jsonb, 'rls') returning id").fetchone()[0]
@@ -584,7 +602,7 @@ def test_rls_cell(world: World, table: str, actor: str, op: str, target: str, ex
 def test_matrix_size() -> None:
     """The matrix is table x actor x operation x target; keep the count visible when tables are added."""
     assert len(CELLS) == sum(len(s.targets) for s in SPECS.values()) * len(ACTORS) * len(OPERATIONS)
-    assert len(CELLS) == 720
+    assert len(CELLS) == 740
 
 
 # --- Columns no `authenticated` caller may ever read: the encrypted keys -------------------------------------------

@@ -40,7 +40,7 @@ from webapp.auth.gotrue_shapes import (
     user_json,
     valid_email,
 )
-from webapp.auth.throttle import SignInThrottle
+from webapp.auth.throttle import RequestLimit, SignInThrottle
 from webapp.auth.tokens import mint_access_token
 from webapp.db import principal_ids
 from webapp.errors import AppError, RateLimited, Unauthorized, ValidationError
@@ -64,6 +64,14 @@ def _session_json(user: users_repo.UserRecord, session_id: str, refresh_token: s
                               user_metadata=user.user_metadata, session_id=session_id, now=now)
     return {"access_token": token, "token_type": "bearer", "expires_in": settings.access_token_ttl,
             "expires_at": now + settings.access_token_ttl, "refresh_token": refresh_token, "user": user_json(user)}
+
+
+def _limit(kind: str) -> RequestLimit:
+    """The request limit per client address of sign-ups or token refreshes (settings AUTH_*_RATE_*)."""
+    s = _svc().settings
+    if kind == "signup":
+        return RequestLimit("signup", s.auth_signup_rate_limit, s.auth_signup_rate_window_seconds)
+    return RequestLimit("refresh", s.auth_refresh_rate_limit, s.auth_refresh_rate_window_seconds)
 
 
 def _client_address() -> str | None:
@@ -172,6 +180,7 @@ def signup() -> Any:
         raise bad_request("Sign up only available with email provider")
     email = valid_email(email_raw)
     check_metadata_size(data)
+    _limit("signup").hit(_svc().db, _client_address())  # before the hash: a valid sign-up's cost is what's limited
     password_hash = passwords.hash_password(password)
     with _svc().db.as_service() as conn:
         created = users_repo.create_if_absent(conn, email, password_hash)
@@ -243,6 +252,7 @@ def _refresh_grant(body: dict[str, Any]) -> dict[str, Any]:
         raise OAuthError("invalid_request", "refresh_token required")
     if not isinstance(presented, str):
         raise bad_request("Could not parse request body as JSON: refresh_token must be a string", "bad_json")
+    _limit("refresh").hit(_svc().db, _client_address())
     answer = None
     # The transaction commits whatever the outcome: a detected reuse must end the session for good.
     with _svc().db.as_service() as conn:

@@ -1,7 +1,10 @@
 """Sign-in throttling per account and per client address, counted in Postgres so every worker and instance
 shares one count. Failures only: a correct password is never slowed down by someone else's guesses beyond the
 address limit, and a success clears the account's count (not the address's, which an attacker could otherwise
-reset with an account of their own)."""
+reset with an account of their own).
+
+RequestLimit: the local Supabase Auth API's request limits per client address (sign-ups, token refreshes), every
+request counted in a fixed window (AUTH_SIGNUP_RATE_LIMIT / AUTH_REFRESH_RATE_LIMIT and their windows)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from dataclasses import dataclass
 
 from webapp.db import Database
 from webapp.errors import RateLimited
-from webapp.repos import sign_in_attempts
+from webapp.repos import auth_rate_hits, sign_in_attempts
 
 
 @dataclass(frozen=True)
@@ -50,3 +53,23 @@ class SignInThrottle:
     def succeeded(self, email: str) -> None:
         with self.db.as_service() as conn:
             sign_in_attempts.clear(conn, _keys(email, None)[0])
+
+
+@dataclass(frozen=True)
+class RequestLimit:
+    """At most `limit` requests of one kind (`name`) per client address per `window_seconds`; limit 0: no limit."""
+
+    name: str
+    limit: int
+    window_seconds: int
+
+    def hit(self, db: Database, address: str | None) -> None:
+        """Count this request; RateLimited (429 with Retry-After) past the limit, in every worker alike."""
+        if self.limit <= 0:
+            return
+        key = f"{self.name}:address:{address or '-'}"[:300]
+        with db.as_service() as conn:
+            wait = auth_rate_hits.hit(conn, key, self.limit, self.window_seconds)
+        if wait > 0:
+            raise RateLimited("Request rate limit reached", code="over_request_rate_limit",
+                              headers={"Retry-After": str(wait)})
