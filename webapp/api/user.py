@@ -6,11 +6,13 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 
+from webapp.api.v1 import _team_header as team_header  # the /v1 routes' rule for X-Switchboard-Team
 from webapp.auth.guards import session_token_required, token_required
 from webapp.services import api_keys, csv_export, date_ranges, usage_export, user_account, user_requests, user_settings
 from webapp.services import keys as keys_service
 from webapp.services import quote as quote_service
 from webapp.services import usage as usage_service
+from webapp.services.gateway_parts import team_refused
 
 bp = Blueprint("user_api", __name__, url_prefix="/api/user")
 
@@ -113,7 +115,10 @@ def receipt(request_id: str) -> Any:
 @token_required
 def quote() -> Any:
     gateway = _svc().gateway
-    ctx, catalog = gateway.context(g.claims)
+    team = team_header()  # named: plan as the gateway would bill it (the team's routing and keys), else your own
+    ctx, catalog = gateway.context(g.claims, None, team, billing=team is not None)
+    if ctx.team_refusal:
+        raise team_refused(ctx.team_refusal)
     return jsonify(quote_service.quote(request.get_json(silent=True), ctx, catalog,
                                        lambda p: gateway.member_ready(p, catalog), gateway.planner(ctx, catalog)))
 

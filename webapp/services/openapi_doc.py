@@ -774,6 +774,14 @@ TAGS = [
 ]
 
 
+# X-Switchboard-Team (webapp/api/v1.py _team_header): surrounding whitespace is ignored and empty means absent.
+TEAM_HEADER = _param(
+    "X-Switchboard-Team", "header", string(pattern=r"^\s*([a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?)?\s*$"),
+    "The slug of a team to bill (its wallet, keys and routing; you must be a member). Without it: the API key's "
+    "team, else your default team, else you. Not a slug: 400 `invalid_team`; not a member: 403 "
+    "`not_a_team_member`; another team than a team-bound API key's: 403 `team_not_allowed`.")
+
+
 def _v1_paths() -> dict[str, Schema]:
     chat_headers = [
         _param("X-Switchboard-Task", "header", string(minLength=1, maxLength=64, pattern=r"\S"),
@@ -786,6 +794,7 @@ def _v1_paths() -> dict[str, Schema]:
         _param("X-BYOK-Base-URL", "header", string(pattern=r"^(\s*https?://.*)?$"),
                "An http(s) base URL for X-BYOK-API-Key, for providers that allow a custom one. Private, loopback "
                "and link-local addresses are refused. Needs X-BYOK-API-Key."),
+        TEAM_HEADER,
     ]
     v1_error = functools.partial(_json, ref("OpenAIError"))
     chat = _op(
@@ -828,18 +837,22 @@ def _v1_paths() -> dict[str, Schema]:
         parameters=chat_headers,
         body=_body(ref("ChatCompletionRequest"), "An OpenAI chat-completions request."),
     )
+    team_errors = {"400": v1_error("X-Switchboard-Team is not a team slug (`invalid_team`)."),
+                   "403": v1_error("Not a member of the team billed (`not_a_team_member`), or a team-bound API key "
+                                   "names another (`team_not_allowed`).")}
     models = _op("listModels", "OpenAI-compatible", "List the models you can call",
                  "In member mode: models of enabled providers that have an admin key (or are local engines). In "
-                 "BYOK mode: models of providers you stored a key for.", "user",
-                 {"200": _json(ref("ModelList"), "The models."), **_errors("401", "503", v1=True)})
+                 "BYOK mode: models of providers you stored a key for. Billed to a team: with the team's keys.",
+                 "user", {"200": _json(ref("ModelList"), "The models."), **team_errors,
+                          **_errors("401", "503", v1=True)}, parameters=[TEAM_HEADER])
     model = _op("retrieveModel", "OpenAI-compatible", "Retrieve one model you can call",
                 "A `provider/model` id as listed by /v1/models (the id contains a slash), or a bare model id that "
                 "a listed provider offers. Extra or doubled slashes are read as the canonical path.", "user",
                 {"200": _json(ref("Model"), "The model."),
-                 "404": v1_error("You cannot call this model now (`model_not_found`)."),
+                 "404": v1_error("You cannot call this model now (`model_not_found`)."), **team_errors,
                  **_errors("401", "503", v1=True)},
                 parameters=[_param("model_id", "path", string(minLength=1, maxLength=400),
-                                   "`provider/model` or a bare model id.")])
+                                   "`provider/model` or a bare model id."), TEAM_HEADER])
     return {"/v1/chat/completions": {"post": chat}, "/v1/models": {"get": models},
             "/v1/models/{model_id}": {"get": model}, **_v1_declared_paths(chat, chat_headers),
             **_messages_paths(chat_headers)}
@@ -975,13 +988,17 @@ def _user_paths() -> dict[str, Schema]:
         "/api/user/llm/quote": {
             "post": _op("quotePrompt", tag, "Price a prompt on every route open to you",
                         "Counts the prompt's tokens per model and prices prompt + max_tokens on each member route; "
-                        "BYOK routes cost no credits.", "user",
+                        "BYOK routes cost no credits. With X-Switchboard-Team: as a request billed to that team "
+                        "(its routing and keys; not a member: 403 `not_a_team_member`); without it: your own "
+                        "settings and keys.", "user",
                         {"200": _json(ref("Quote"), "One entry per route."),
                          "402": _json(ref("ApiError"), "With `model`: your settings forbid spending credits "
                                                        "(`credits_disabled`), as the gateway would answer."),
                          **_errors(*auth_errors, "403", "404", "413", "422"),
                          "400": _json(ref("ApiError"), "With `model`: the gateway would refuse it "
-                                                       "(`byok_key_missing`), or the body is not JSON it accepts.")},
+                                                       "(`byok_key_missing`), the body is not JSON it accepts, or "
+                                                       "X-Switchboard-Team is not a slug (`invalid_team`).")},
+                        parameters=[TEAM_HEADER],
                         body=_body(ref("QuoteRequest"), "The prompt to price.")),
         },
     }

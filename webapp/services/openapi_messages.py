@@ -9,6 +9,7 @@ from typing import Any
 from webapp.services.openapi_doc import (
     RECEIPT_HEADERS,
     RETRY_AFTER,
+    TEAM_HEADER,
     _body,
     _json,
     _op,
@@ -85,7 +86,7 @@ def paths(chat_headers: list[Schema]) -> dict[str, Schema]:
          **{k: v for k, v in errors.items() if k in ("400", "401", "403", "413", "503")},
          "429": {**error("Too many requests a minute (`rate_limited`): counting counts against the limit."),
                  "headers": RETRY_AFTER}},
-        parameters=[_param("anthropic-version", "header", string(), "Tolerated; not needed.")],
+        parameters=[_param("anthropic-version", "header", string(), "Tolerated; not needed."), TEAM_HEADER],
         body=_body(ref("CountTokensRequest"), "A Messages request without max_tokens."),
     )
     return {"/v1/messages": {"post": create}, "/v1/messages/count_tokens": {"post": count}}
