@@ -116,3 +116,16 @@ def test_no_function_on_the_member_path_is_planned_per_call(admin_conn: psycopg.
            where n.nspname in ('public', 'private') and p.proname = any(%s)""", [list(HOT_PATH)]).fetchall()
     assert {name for name, _ in rows} == set(HOT_PATH)
     assert [name for name, lang in rows if lang != "plpgsql"] == []
+
+
+def test_the_stream_count_reads_the_index_not_every_dead_row(admin_conn: psycopg.Connection) -> None:
+    """gateway_admit keeps `enable_bitmapscan = off` (migration 20261202100200): a `create or replace` that drops the
+    setting would bring back a bitmap scan that visits every dead stream row of the user on every request."""
+    row = admin_conn.execute("select proconfig from pg_proc where oid = 'public.gateway_admit(uuid, integer, uuid,"
+                             " integer, integer)'::regprocedure").fetchone()
+    assert row is not None and "enable_bitmapscan=off" in row[0]
+    with admin_conn.transaction():
+        admin_conn.execute("set local enable_bitmapscan = off")
+        plan = "\n".join(r[0] for r in admin_conn.execute(
+            "explain select count(*) from public.active_streams where user_id = %s", [str(uuid.uuid4())]))
+    assert "Index" in plan and "Bitmap" not in plan
