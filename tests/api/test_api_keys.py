@@ -200,12 +200,19 @@ def test_key_cap_cannot_exceed_the_users_own_cap(client: FlaskClient, user: Any)
     ({"name": "k", "allow": [{"a": 1}]}, "allow"),
     ({"name": "k", "allow": {"openai": True}}, "allow"),
     ({"name": "k", "allow": ["x" * 1000]}, "allow"),
+    ({"name": "k", "allow": ""}, "allow"),  # a list or null on the JSON route; only the page's field is text
+    ({"name": "k", "allow": "openai"}, "allow"),
     ({"name": "k", "mode": None}, "mode"),
 ])
 def test_hostile_inputs_are_422_never_500(client: FlaskClient, user: Any, body: dict[str, Any], field: str) -> None:
     r = client.post("/api/user/api-keys", json=body, headers=user.headers)
     assert r.status_code == 422, (body, r.status_code)
     assert field in r.get_json()["error"]["fields"]
+
+
+def test_allow_null_means_everything(client: FlaskClient, user: Any) -> None:
+    r = client.post("/api/user/api-keys", json={"name": "k", "allow": None}, headers=user.headers)
+    assert r.status_code == 201 and r.get_json()["api_key"]["allow"] == []
 
 
 def test_non_json_and_non_uuid_ids(client: FlaskClient, user: Any) -> None:

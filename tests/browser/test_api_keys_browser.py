@@ -80,8 +80,8 @@ def test_create_copy_use_filter_and_revoke_a_key(keys_page: tuple[Any, Any, str]
     page.locator("#api-keys").screenshot(path=str(ARTIFACTS / f"settings-api-keys-section-{size}.png"))
 
     # The key works with the openai SDK, as this user.
-    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=secret, max_retries=0, timeout=30) as client:
-        reply = client.chat.completions.create(model="echo-1", messages=[{"role": "user", "content": "hi"}])
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=secret, max_retries=0, timeout=30)
+    reply = client.chat.completions.create(model="echo-1", messages=[{"role": "user", "content": "hi"}])
     assert reply.choices[0].message.content
     gateway.flush_logs()
 

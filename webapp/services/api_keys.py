@@ -158,12 +158,15 @@ def _cap(value: Any, errors: dict[str, str], out: dict[str, Any], owner_cap: int
     out["monthly_credit_cap"] = micro
 
 
+def split_allow(text: str) -> list[str]:
+    """The settings page's allow-list field: one entry a line, or comma-separated."""
+    return [v for v in re.split(r"[\s,]+", text) if v]
+
+
 def _allow(value: Any, errors: dict[str, str], out: dict[str, Any], catalog: Catalog) -> None:
-    if value in (None, ""):
+    if value is None:
         out["allow"] = []
         return
-    if isinstance(value, str):  # the page sends one entry a line or comma-separated
-        value = [v for v in re.split(r"[\s,]+", value) if v]
     if not isinstance(value, list):
         errors["allow"] = "A list of providers or provider/model names."
         return

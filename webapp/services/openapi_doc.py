@@ -1274,9 +1274,9 @@ _KEY_FIELDS: dict[str, Schema] = {
     "monthly_credit_cap": nullable(string("Credits this key may spend per calendar month (UTC), 0 to "
                                           "1,000,000,000 and at most your own monthly cap. Null or empty: none.",
                                           pattern=r"^[0-9]{0,10}(\.[0-9]{0,6})?$", maxLength=17)),
-    "allow": array(string("A provider slug (`openai`) or `provider/model` from the catalog.", minLength=1,
-                          maxLength=300), "The only providers/models the key may call (fallbacks included); "
-                   "empty: everything you may call.", maxItems=100),
+    "allow": nullable(array(string("A provider slug (`openai`) or `provider/model` from the catalog.", minLength=1,
+                                   maxLength=300), "The only providers/models the key may call (fallbacks "
+                            "included); empty or null: everything you may call.", maxItems=100)),
     "mode": string("`user`: your mode at the time of the request; `member` or `byok`: only that mode.",
                    enum=["user", "member", "byok"]),
 }

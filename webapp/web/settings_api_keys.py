@@ -36,6 +36,7 @@ def create_api_key() -> Response:
     form = {name: request.form.get(name, "") for name in FORM_FIELDS}
     payload: dict[str, Any] = {k: v.strip() for k, v in form.items() if k != "mode"}
     payload["mode"] = form["mode"] or "user"
+    payload["allow"] = api_keys.split_allow(payload.get("allow", ""))
     svc = _svc()
     try:
         key, secret = api_keys.create(svc.db, svc.settings, _catalog(), current_user.claims, payload)
