@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.api.test_auth_pages import csrf_token
 from tests.api.test_gotrue_local import _address, assert_error, new_email, post, refresh, sign_in
 from webapp import create_app
 from webapp.config import Settings
@@ -120,3 +121,28 @@ def test_a_limit_of_zero_turns_it_off(settings: Settings, admin_conn: Any) -> No
         app.extensions["switchboard"].db.close()
     assert admin_conn.execute("select count(*) from public.auth_rate_hits where key = %s",
                               [f"signup:address:{address}"]).fetchone() == (0,)  # not even counted
+
+
+def test_the_sign_up_page_shares_the_count_and_a_refused_form_keeps_its_email(apps: list[Flask]) -> None:
+    address = _address()
+    api, page = _client(apps[0], address), _client(apps[1], address)
+
+    def form(client: FlaskClient, email: str) -> Any:
+        return client.post("/auth/sign-up", data={"email": email, "password": PASSWORD,
+                                                  "csrf_token": csrf_token(client, "/auth/sign-up")})
+
+    # A form with a typo costs nothing ...
+    bad = form(page, "not an email")
+    assert bad.status_code == 422
+    # ... valid sign-ups count, through the API and the page alike.
+    assert _sign_up(api).status_code == 200
+    assert _sign_up(api).status_code == 200
+    assert form(page, new_email()).status_code in (200, 302)
+    email = new_email()
+    refused = form(page, email)
+    assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= WINDOW
+    html = refused.get_data(as_text=True)
+    assert "Request rate limit reached" in html and f'value="{email}"' in html
+    assert _sign_up(api).status_code == 429
+    # Another address is not affected.
+    assert form(_client(apps[1], _address()), new_email()).status_code in (200, 302)

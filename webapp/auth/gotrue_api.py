@@ -40,7 +40,7 @@ from webapp.auth.gotrue_shapes import (
     user_json,
     valid_email,
 )
-from webapp.auth.throttle import RequestLimit, SignInThrottle
+from webapp.auth.throttle import RequestLimit, SignInThrottle, request_limit
 from webapp.auth.tokens import mint_access_token
 from webapp.db import principal_ids
 from webapp.errors import AppError, RateLimited, Unauthorized, ValidationError
@@ -68,10 +68,7 @@ def _session_json(user: users_repo.UserRecord, session_id: str, refresh_token: s
 
 def _limit(kind: str) -> RequestLimit:
     """The request limit per client address of sign-ups or token refreshes (settings AUTH_*_RATE_*)."""
-    s = _svc().settings
-    if kind == "signup":
-        return RequestLimit("signup", s.auth_signup_rate_limit, s.auth_signup_rate_window_seconds)
-    return RequestLimit("refresh", s.auth_refresh_rate_limit, s.auth_refresh_rate_window_seconds)
+    return request_limit(_svc().settings, kind)
 
 
 def _client_address() -> str | None:

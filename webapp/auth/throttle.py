@@ -9,6 +9,7 @@ request counted in a fixed window (AUTH_SIGNUP_RATE_LIMIT / AUTH_REFRESH_RATE_LI
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from webapp.db import Database
 from webapp.errors import RateLimited
@@ -73,3 +74,11 @@ class RequestLimit:
         if wait > 0:
             raise RateLimited("Request rate limit reached", code="over_request_rate_limit",
                               headers={"Retry-After": str(wait)})
+
+
+def request_limit(settings: Any, kind: str) -> RequestLimit:
+    """The per-address limit of sign-ups (`signup`: the sign-up page and /auth/v1/signup share one count) or of
+    token refreshes (`refresh`), from the settings AUTH_*_RATE_LIMIT / AUTH_*_RATE_WINDOW_SECONDS."""
+    if kind == "signup":
+        return RequestLimit("signup", settings.auth_signup_rate_limit, settings.auth_signup_rate_window_seconds)
+    return RequestLimit("refresh", settings.auth_refresh_rate_limit, settings.auth_refresh_rate_window_seconds)

@@ -11,9 +11,9 @@ from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
-from webapp.auth.backends import SIGN_UP_NOTICE
+from webapp.auth.backends import SIGN_UP_NOTICE, validate_credentials
 from webapp.auth.session import WebUser, end_session, start_session
-from webapp.auth.throttle import SignInThrottle
+from webapp.auth.throttle import SignInThrottle, request_limit
 from webapp.errors import AppError, RateLimited, ValidationError
 from webapp.services import account_security
 
@@ -69,6 +69,9 @@ def _form(template: str) -> Any:
     throttle = SignInThrottle(svc.db)
     try:
         if not signing_in:
+            # Counted once the form is valid (a typo costs nothing), in the same count as /auth/v1/signup.
+            validate_credentials(email, password, new=True)
+            request_limit(svc.settings, "signup").hit(svc.db, _client_address())
             auth = svc.auth_backend.sign_up(email, password)
             if auth is None:
                 notice = getattr(svc.auth_backend, "sign_up_notice", SIGN_UP_NOTICE)
