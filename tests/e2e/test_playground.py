@@ -4,10 +4,12 @@ real local model (llama-cpp-python with SmolLM2, registered the way `make run` r
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
@@ -107,8 +109,12 @@ def test_playground_refuses_in_place(gw: Gateway, member: Any, make_user: Any, d
     # without the CSRF token: refused, nothing asked
     resp = s.post(gw.url + "/settings/playground", data={"model": "e2e-oa/echo-1", "prompt": "hi"}, timeout=10)
     assert resp.status_code in (400, 403)
-    # a stream URL is bound to its user and signed
-    url = stream_url(ask(s, gw.url, "e2e-oa/echo-1", "hi"))
+    # a stream URL is bound to its user, authenticated, and carries the prompt encrypted, never readable
+    url = stream_url(ask(s, gw.url, "e2e-oa/echo-1", "hi zebra-canary-42"))
+    token = parse_qs(urlsplit(url).query)["t"][0]
+    decoded = [base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)) for p in (token, *token.split("."))
+               if re.fullmatch(r"[A-Za-z0-9_-]+={0,2}", p)]
+    assert all(b"zebra-canary" not in d for d in decoded) and "zebra-canary" not in url
     other = make_user()
     evs = events(sign_in(gw.url, other), gw.url + url)
     assert [n for n, _ in evs] == ["failure", "done"] and "not yours" in evs[0][1]

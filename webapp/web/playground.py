@@ -1,7 +1,8 @@
 """The playground on the settings page: pick a model the user may call now, type a prompt, watch the answer stream.
 
 POST /settings/playground (CSRF-protected form) checks the fields and answers the section with a stream box whose
-`sse-connect` URL carries the request, signed for this user and valid for a short while. GET
+`sse-connect` URL carries the request, encrypted and authenticated for this user (Fernet, a key derived from
+SECRET_KEY) and valid for a short while: the prompt never appears readable in a URL, a history or a proxy's log. GET
 /settings/playground/stream runs it through `Gateway.chat` -- the very path /v1/chat/completions takes, with the
 signed-in user's claims: the same limits, credits, logs and receipt -- and relays the answer as server-sent events
 (htmx's sse extension): `token` fragments, then the `receipt`, or a `failure` (an EventSource reserves `error`),
@@ -10,13 +11,16 @@ for errors: an EventSource retries any other status forever."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
 
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Blueprint, Response, current_app, render_template, request, stream_with_context, url_for
 from flask_login import current_user
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from markupsafe import escape
 
 from webapp.errors import AppError
@@ -26,7 +30,7 @@ bp = Blueprint("playground", __name__)
 TEMPLATE = "settings/_playground.html"
 MAX_PROMPT = 4000
 MAX_TOKENS = 256
-TOKEN_SECONDS = 120  # how long the signed stream URL is valid after the form was sent
+TOKEN_SECONDS = 120  # how long the stream URL is valid after the form was sent
 EVENT_ID = "playground"
 
 
@@ -34,8 +38,24 @@ def _svc() -> Any:
     return current_app.extensions["switchboard"]
 
 
-def _signer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="switchboard-playground")
+def _sealer() -> Fernet:
+    """Encrypts and authenticates the question a stream URL carries; its key is derived from SECRET_KEY, so every
+    worker and instance shares it and nothing is stored."""
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"switchboard-playground-url").derive(
+        current_app.config["SECRET_KEY"].encode())
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def _seal(question: dict[str, str]) -> str:
+    return _sealer().encrypt(json.dumps(question).encode()).decode()
+
+
+def _open(token: str) -> Any:
+    """The question of a stream URL, or None when it was tampered with, is not ours or is older than TOKEN_SECONDS."""
+    try:
+        return json.loads(_sealer().decrypt(token.encode(), ttl=TOKEN_SECONDS))
+    except (InvalidToken, ValueError):
+        return None
 
 
 def _models() -> list[str]:
@@ -80,7 +100,7 @@ def ask() -> Response:
     values = {"model": model, "prompt": prompt[:MAX_PROMPT]}
     if errors:
         return _section(422, errors=errors, values=values)
-    token = _signer().dumps({"u": str(current_user.claims["sub"]), "m": model, "p": prompt})
+    token = _seal({"u": str(current_user.claims["sub"]), "m": model, "p": prompt})
     return _section(values=values, stream_url=url_for("playground.stream", t=token))
 
 
@@ -141,9 +161,8 @@ def stream() -> Response:
         return answer(_error("Your session ended: sign in again."))
     if request.headers.get("Last-Event-ID"):  # the browser reconnecting: never ask (and charge) twice
         return answer(_error("The connection was interrupted: what arrived is above. Ask again for a full answer."))
-    try:
-        asked = _signer().loads(request.args.get("t", ""), max_age=TOKEN_SECONDS)
-    except BadSignature:
+    asked = _open(request.args.get("t", "")[:20_000])
+    if asked is None:
         return answer(_error("This question expired: send it again."))
     if not isinstance(asked, dict) or asked.get("u") != str(current_user.claims["sub"]):
         return answer(_error("This question is not yours: send it again."))
