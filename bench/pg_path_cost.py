@@ -217,6 +217,8 @@ def main() -> int:
                     help="an SQL file applied to both databases of --ab (before --sql)")
     ap.add_argument("--ab", action="store_true",
                     help="A/B: a second database without the --sql files, rounds alternating between the two")
+    ap.add_argument("--ab-labels", default="A (without --sql),B (with --sql)",
+                    help="the two databases' names in the report, e.g. 'after,before' with --sql reverting a change")
     ap.add_argument("--top", type=int, default=14, help="functions listed in the breakdown")
     args = ap.parse_args()
     modes = [m for m in args.modes.split(",") if m]
@@ -229,7 +231,8 @@ def main() -> int:
         base = proxy_bench.DB_NAME
         variants: dict[str, tuple[str, Any]] = {}
         pre = args.base_sql
-        for label, db, sql in ((["A (without --sql)", base + "_a", pre], ["B (with --sql)", base, pre + args.sql])
+        label_a, label_b = args.ab_labels.split(",", 1)
+        for label, db, sql in (([label_a, base + "_a", pre], [label_b, base, pre + args.sql])
                                if args.ab else [["", base, pre + args.sql]]):
             proxy_bench.DB_NAME = db
             fx = proxy_bench.prepare_database(upstream, 1)
