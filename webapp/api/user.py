@@ -115,8 +115,9 @@ def receipt(request_id: str) -> Any:
 @token_required
 def quote() -> Any:
     gateway = _svc().gateway
-    team = team_header()  # named: plan as the gateway would bill it (the team's routing and keys), else your own
-    ctx, catalog = gateway.context(g.claims, None, team, billing=team is not None)
+    # Planned as the gateway would bill this very request: the named team, else the key's team or the default
+    # team (while still a member), else your own wallet -- with that team's routing and keys.
+    ctx, catalog = gateway.context(g.claims, None, team_header(), billing=True)
     if ctx.team_refusal:
         raise team_refused(ctx.team_refusal)
     return jsonify(quote_service.quote(request.get_json(silent=True), ctx, catalog,
