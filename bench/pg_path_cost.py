@@ -2,7 +2,7 @@
 where it goes (each function and trigger function they run), measured on an otherwise idle connection.
 
     .venv/bin/python bench/pg_path_cost.py [-n 2000] [--rounds 5] [--modes json-jwt,json-key,stream-jwt,stream-key]
-                                           [--explain] [--sql FILE ... [--ab]]
+                                           [--clients K] [--explain] [--sql FILE ... [--ab]]
 
 1. Recreates the database `switchboard_bench_pgcost` (BENCH_DATABASE_NAME picks another) seeded exactly as
    bench/proxy_bench.py seeds it (provider `bench` on bench/fast_upstream.py, rates, an admin key, a member-mode
@@ -15,6 +15,8 @@ where it goes (each function and trigger function they run), measured on an othe
    - timing rounds (track_functions off): client wall time of each statement;
    - breakdown rounds (track_functions = 'all' for the database): pg_stat_user_functions deltas, i.e. the server
      time of gateway_begin / gateway_close and self/total time of every function and trigger function below them.
+   With --clients K the pairs run on K connections at once (one user: the contention of proxy_bench's 20
+   connections on the user's rate window and wallet); CPU is then summed over the K backends.
    Medians over the rounds are printed. --sql FILE applies a candidate change after the set-up; with --ab a second
    database without it is measured in alternating rounds (same machine noise for both). With --explain, one more
    pair runs under auto_explain (nested statements, ANALYZE, BUFFERS) and its plans are printed.
@@ -158,28 +160,40 @@ def backend_cpu_ms(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
-def one_round(fx: Any, begin: Captured, close: Captured, n: int, tracked: bool) -> dict[str, Any]:
+def one_round(fx: Any, begin: Captured, close: Captured, n: int, tracked: bool, clients: int = 1) -> dict[str, Any]:
+    """n pairs on `clients` connections at once (each its own thread, the same user: the gateway's contention on the
+    user's rows), after a warm-up; CPU is the sum of those backends' CPU per pair."""
+    from concurrent.futures import ThreadPoolExecutor
+
     old = request_id_of(close)
     app_url = fx.env["DATABASE_URL"]
-    with psycopg.connect(app_url, autocommit=True, prepare_threshold=None) as conn:
-        for _ in range(50):  # plans cached, pages warm
-            run_pair(conn, begin, close, old)
-        conn.execute("select pg_stat_force_next_flush()")
-        conn.execute("select 1")
-        pid = conn.info.backend_pid
-        with psycopg.connect(fx.admin_url, autocommit=True) as admin:
-            before = function_stats(admin) if tracked else {}
-            cpu0 = backend_cpu_ms(pid)
-            walls = [run_pair(conn, begin, close, old) for _ in range(n)]
-            cpu = (backend_cpu_ms(pid) - cpu0) / n
+    conns = [psycopg.connect(app_url, autocommit=True, prepare_threshold=None) for _ in range(clients)]
+    try:
+        for conn in conns:
+            for _ in range(50):  # plans cached, pages warm
+                run_pair(conn, begin, close, old)
             conn.execute("select pg_stat_force_next_flush()")
             conn.execute("select 1")
+        pids = [conn.info.backend_pid for conn in conns]
+        with psycopg.connect(fx.admin_url, autocommit=True) as admin, ThreadPoolExecutor(clients) as pool:
+            before = function_stats(admin) if tracked else {}
+            cpu0 = sum(backend_cpu_ms(pid) for pid in pids)
+            per = n // clients
+            parts = pool.map(lambda c: [run_pair(c, begin, close, old) for _ in range(per)], conns)
+            walls = [w for part in parts for w in part]
+            cpu = (sum(backend_cpu_ms(pid) for pid in pids) - cpu0) / len(walls)
+            for conn in conns:
+                conn.execute("select pg_stat_force_next_flush()")
+                conn.execute("select 1")
             after = function_stats(admin) if tracked else {}
+    finally:
+        for conn in conns:
+            conn.close()
     funcs = {}
     for name, (c, t, s) in after.items():
         c0, t0, s0 = before.get(name, (0, 0.0, 0.0))
         if c - c0:
-            funcs[name] = ((c - c0) / n, (t - t0) / n, (s - s0) / n)
+            funcs[name] = ((c - c0) / len(walls), (t - t0) / len(walls), (s - s0) / len(walls))
     return {"begin": statistics.mean(w[0] for w in walls), "close": statistics.mean(w[1] for w in walls),
             "begin_p50": statistics.median(w[0] for w in walls), "close_p50": statistics.median(w[1] for w in walls),
             "cpu": cpu, "funcs": funcs}
@@ -219,6 +233,8 @@ def main() -> int:
                     help="A/B: a second database without the --sql files, rounds alternating between the two")
     ap.add_argument("--ab-labels", default="A (without --sql),B (with --sql)",
                     help="the two databases' names in the report, e.g. 'after,before' with --sql reverting a change")
+    ap.add_argument("--clients", type=int, default=1,
+                    help="connections replaying at once (one user, as proxy_bench's 20 connections contend)")
     ap.add_argument("--top", type=int, default=14, help="functions listed in the breakdown")
     args = ap.parse_args()
     modes = [m for m in args.modes.split(",") if m]
@@ -252,9 +268,9 @@ def main() -> int:
                 for label, (db, fx) in variants.items():
                     begin, close = captured[(label, mode)]
                     set_tracking(fx.admin_url, db, False)
-                    results[label][0].append(one_round(fx, begin, close, args.n, tracked=False))
+                    results[label][0].append(one_round(fx, begin, close, args.n, False, args.clients))
                     set_tracking(fx.admin_url, db, True)
-                    results[label][1].append(one_round(fx, begin, close, args.n, tracked=True))
+                    results[label][1].append(one_round(fx, begin, close, args.n, True, args.clients))
                     set_tracking(fx.admin_url, db, False)
             for label, (timing, breakdown) in results.items():
                 report(f"{mode} {label}".strip(), timing, breakdown, args.top)
