@@ -70,7 +70,8 @@ def _team_header() -> str | None:
 @bp.after_request
 def _request_id(resp: Response) -> Response:
     # Answers that never reached the gateway (401, 404, 413) get an id as well.
-    resp.headers.setdefault("X-Request-Id", str(uuid.uuid4()))
+    if "X-Request-Id" not in resp.headers:
+        resp.headers.add("X-Request-Id", str(uuid.uuid4()))
     return resp
 
 
@@ -78,14 +79,17 @@ def _answer(body: Any, stream: Any, headers: dict[str, str]) -> Response:
     """A gateway result as the client gets it: an SSE stream (never buffered by a proxy) or a JSON body, with the
     receipt's headers."""
     if stream is not None:
-        resp = Response(stream, mimetype="text/event-stream")
-        resp.headers.update(headers)
-        resp.headers["Cache-Control"] = "no-cache"
-        resp.headers["X-Accel-Buffering"] = "no"
-        return resp
+        return Response(stream, mimetype="text/event-stream",
+                        headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     resp = jsonify(body)
-    resp.headers.update(headers)
+    if _BODY_HEADERS.isdisjoint(name.lower() for name in headers):
+        resp.headers.extend(headers)  # appended: none of them is already set (update scans for each)
+    else:
+        resp.headers.update(headers)
     return resp
+
+
+_BODY_HEADERS = frozenset({"content-type", "content-length"})  # what jsonify set
 
 
 @bp.post("/chat/completions", **_EXACT)

@@ -19,6 +19,7 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+_SECURITY_HEADERS = tuple((name.lower(), name, value) for name, value in SECURITY_HEADERS.items())
 
 
 def register_web(app: Flask) -> None:
@@ -44,12 +45,21 @@ def register_web(app: Flask) -> None:
 
     @app.after_request
     def _headers(resp):  # type: ignore[no-untyped-def]
-        if not resp.headers.get("Vary", "").count("HX-Request"):
-            resp.vary.add("HX-Request")
-        if request.path.startswith(("/api/", "/v1/")):
-            resp.vary.add("Origin")  # CORS answers differ by origin: never let a shared cache mix them
-        for name, value in SECURITY_HEADERS.items():
-            resp.headers.setdefault(name, value)
-        if app.config["SESSION_COOKIE_SECURE"]:
-            resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        # Every answer passes here: the names present are read once (each werkzeug lookup scans every header),
+        # and the missing ones are appended.
+        headers = resp.headers
+        present = {name.lower() for name, _ in headers.items()}
+        api = request.path.startswith(("/api/", "/v1/"))  # CORS answers differ by origin: Vary on it
+        if "vary" not in present:
+            headers.add("Vary", "HX-Request, Origin" if api else "HX-Request")
+        else:
+            if not headers.get("Vary", "").count("HX-Request"):
+                resp.vary.add("HX-Request")
+            if api:
+                resp.vary.add("Origin")
+        for lowered, name, value in _SECURITY_HEADERS:
+            if lowered not in present:
+                headers.add(name, value)
+        if app.config["SESSION_COOKIE_SECURE"] and "strict-transport-security" not in present:
+            headers.add("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         return resp
