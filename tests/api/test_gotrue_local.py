@@ -208,6 +208,25 @@ def test_wrong_password_and_unknown_email_answer_alike(api: FlaskClient, make_us
     assert wrong.get_json()["message"] == "Invalid login credentials"
 
 
+def test_a_nul_in_the_password_is_a_wrong_password_or_signs_in_not_a_500(api: FlaskClient, make_user: Any) -> None:
+    # Postgres text cannot hold NUL: the password once went to the bcrypt comparison's parameter and made a 500.
+    user = make_user()
+    for password in ("\x00", "a\x00", PASSWORD + "\x00"):
+        resp = post(api, "/token?grant_type=password", {"email": user.email, "password": password})
+        assert_error(resp, 400, "invalid_credentials")
+    # A password holding a NUL can be chosen at sign-up (argon2 hashes the bytes): it signs in.
+    email, odd = new_email(), "a brand\x00new passphrase"
+    assert post(api, "/signup", {"email": email, "password": odd}).status_code == 200
+    assert sign_in(api, email, odd)["user"]["email"] == email
+    web = api.application.test_client()
+    web.environ_base["REMOTE_ADDR"] = _address()
+    page = web.get("/auth/sign-in").get_data(as_text=True)
+    csrf = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    form = web.post("/auth/sign-in", data={"email": user.email, "password": "a\x00", "csrf_token": csrf})
+    assert form.status_code in (200, 400, 401, 422), form.status_code
+    assert "Wrong email or password" in form.get_data(as_text=True)
+
+
 def test_banned_user_cannot_sign_in(api: FlaskClient, make_user: Any, admin_conn: psycopg.Connection) -> None:
     user = make_user()
     admin_conn.execute("update auth.users set banned_until = now() + interval '1 day' where id = %s", [user.id])

@@ -82,7 +82,8 @@ def check_password(conn: psycopg.Connection, email: str, password: str) -> AuthU
                    case when encrypted_password like '$2%%'
                         then encrypted_password = extensions.crypt(%s, encrypted_password) end as bcrypt_ok
             from auth.users where email = lower(%s) and deleted_at is null""",
-        [password, email],
+        # Postgres text cannot hold NUL, so no bcrypt hash there can match such a password (an argon2 one can).
+        [None if "\x00" in password else password, email],
     ).fetchone()
     if row is None:
         passwords.burn(password)
