@@ -173,6 +173,20 @@ def test_team_endpoints_are_for_owners_and_admins(client: FlaskClient, make_user
     assert client.get(f"/api/user/webhooks/{hook_id}", headers=admin.headers).status_code == 404
 
 
+@pytest.mark.parametrize("slug", ["%00", "a%00b", "UPPER", "x" * 41, "-a", "%ED%A0%80"])
+def test_a_team_slug_that_cannot_be_a_team_is_404_not_a_500(client: FlaskClient, make_user: Any, slug: str) -> None:
+    # A NUL in the slug once reached Postgres (DataError, a 500) on every team webhook route.
+    user, hook = make_user(), "00000000-0000-4000-8000-000000000000"
+    base = f"/api/teams/{slug}/webhooks"
+    for method, path in [("GET", ""), ("POST", ""), ("GET", f"/{hook}"), ("PATCH", f"/{hook}"),
+                         ("DELETE", f"/{hook}"), ("POST", f"/{hook}/rotate-secret"), ("POST", f"/{hook}/test"),
+                         ("GET", f"/{hook}/deliveries")]:
+        resp = client.open(base + path, method=method, json=GOOD if method != "GET" else None,
+                           headers=user.headers)
+        assert resp.status_code == 404, (method, path, resp.get_data(as_text=True))
+        assert resp.get_json()["error"]["code"] == "team_not_found"
+
+
 def test_site_endpoints_are_for_site_admins(client: FlaskClient, make_user: Any) -> None:
     admin, user = make_user(admin=True), make_user()
     assert _create(client, user, "/api/admin/webhooks").status_code == 403

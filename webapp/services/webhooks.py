@@ -31,6 +31,7 @@ from webapp.repos import teams as teams_repo
 from webapp.repos import webhooks as repo
 from webapp.services.admin import admin_tx
 from webapp.services.api_keys import refuse_key
+from webapp.services.teams import SLUG_RE
 
 SCOPES = ("user", "team", "site")
 FIELDS = ("url", "description", "event_types", "enabled")
@@ -64,7 +65,7 @@ def managing(db: Database, claims: Mapping[str, Any], scope: Scope) -> Iterator[
     with db.as_user(claims) as conn:
         if scope.kind == "team":
             slug = scope.team_slug or ""
-            team = teams_repo.by_slug(conn, slug) if 0 < len(slug) <= 40 else None
+            team = teams_repo.by_slug(conn, slug) if SLUG_RE.fullmatch(slug) else None  # never a NUL to Postgres
             if team is None or team.role is None:
                 raise NotFound("No such team that you belong to.", code="team_not_found")
             if team.role not in ("owner", "admin"):
