@@ -21,6 +21,7 @@ REDACTED = "[redacted]"
 MIN_FRAGMENT = 8  # a run of this many characters of a key is treated as the key
 MIN_SECRET = 6  # shorter "secrets" would shred ordinary words
 HELD_MIN = 16  # keys remembered for log lines (see HeldSecrets.add)
+_MEMO_CHARS, _MEMO_SIZE = 48, 256  # KeyRedactor.redact_json remembers strings up to this long, this many
 _BLOCK = MIN_FRAGMENT // 2  # every window of MIN_FRAGMENT characters holds one whole key-aligned block of this size
 
 _PATTERNS = [
@@ -52,7 +53,7 @@ class KeyRedactor:
     _BLOCK, so each block is looked up with str.find (C speed) and a hit is extended both ways against the key.
     Text without any block costs len(key)/_BLOCK substring searches and nothing else."""
 
-    __slots__ = ("_blocks", "_key", "_short")
+    __slots__ = ("_blocks", "_key", "_memo", "_short")
 
     def __init__(self, secret: str) -> None:
         self._key = _fold(secret)
@@ -67,6 +68,7 @@ class KeyRedactor:
                 offsets.append(at)
                 at = self._key.find(block, at + 1)
         self._blocks = tuple(blocks.items())
+        self._memo: dict[str, str] = {}  # redact_json: short strings answers repeat (keys, roles, ids, models)
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Sorted, merged (start, end) ranges of `text` that are fragments of the key."""
@@ -92,6 +94,45 @@ class KeyRedactor:
 
     def redact(self, text: str) -> str:
         return _replace(text, self.spans(text))
+
+    def redact_json(self, value: Any) -> Any:
+        """`value` (parsed JSON) with `redact` applied to every string, object keys included; unchanged parts are
+        returned as they are (no copy). What `redact_json(value, self.redact)` returns, without its paths, without
+        a call per string too short to hold a fragment, and with the answer for a short string remembered."""
+        shortest, memo = min(MIN_FRAGMENT, len(self._key)), self._memo
+
+        def text(s: str) -> str:
+            if len(s) < shortest:
+                return s
+            if len(s) > _MEMO_CHARS:
+                return self.redact(s)
+            done = memo.get(s)
+            if done is None:
+                done = self.redact(s)
+                if len(memo) >= _MEMO_SIZE:
+                    memo.clear()
+                memo[s] = done
+            return s if done == s else done  # unchanged: this very string, as redact() returns it
+
+        def walk(v: Any) -> Any:
+            if isinstance(v, str):
+                return text(v)
+            if isinstance(v, dict):
+                out: dict[Any, Any] | None = None
+                for i, (k, x) in enumerate(v.items()):
+                    nk = text(k) if isinstance(k, str) else k
+                    nx = walk(x)
+                    if out is None and (nk is not k or nx is not x):
+                        out = dict(list(v.items())[:i])
+                    if out is not None:
+                        out[nk] = nx
+                return v if out is None else out
+            if isinstance(v, list):
+                items = [walk(x) for x in v]
+                return v if all(a is b for a, b in zip(items, v, strict=True)) else items
+            return v
+
+        return walk(value)
 
     def blocks(self) -> list[str]:
         return [block for block, _ in self._blocks]

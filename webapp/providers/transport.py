@@ -23,7 +23,7 @@ from urllib3.util import connection as urllib3_connection
 
 from webapp.providers.base import Target, UpstreamFailure, UpstreamStream
 from webapp.providers.sse import SSEError, SSEEvent, iter_sse
-from webapp.redact import MIN_SECRET, StreamRedactor, held_secrets, redact, redact_json, redactor_for
+from webapp.redact import MIN_SECRET, StreamRedactor, held_secrets, redact, redactor_for
 
 USER_AGENT = "switchboard-gateway/1"
 POOL_HOSTS = 64  # distinct upstream hosts kept in the pool manager
@@ -459,7 +459,7 @@ def scrub_body(data: Any, target: Target) -> Any:
     arguments, id, model, object keys ...): an upstream that echoes the key must not hand it to the client."""
     if target.api_key is None or len(target.api_key) < MIN_SECRET:
         return data
-    return redact_json(data, redactor_for(target.api_key).redact)
+    return redactor_for(target.api_key).redact_json(data)
 
 
 def ensure_event_stream(resp: requests.Response, url: str) -> None:
