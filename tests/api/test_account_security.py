@@ -102,13 +102,14 @@ def test_change_password_keeps_this_session_and_ends_every_other(app: Flask, mak
     assert stored.startswith("$argon2id$")
 
 
+@pytest.mark.parametrize("current", ["not my password at all", "a\x00", "\x00"])  # a NUL once made a 500
 def test_wrong_current_password_changes_nothing(app: Flask, make_user: Any, db: Any,
-                                                admin_conn: psycopg.Connection) -> None:
+                                                admin_conn: psycopg.Connection, current: str) -> None:
     user = make_user()
     client = app.test_client()
     sign_in(client, user.email, user.password)
     before = session_ids(admin_conn, user.id)
-    resp = change(client, "not my password at all", NEW)
+    resp = change(client, current, NEW)
     assert resp.status_code == 422
     html = resp.get_data(as_text=True)
     assert 'id="security-current-error"' in html and account_security.WRONG_CURRENT in html

@@ -157,7 +157,7 @@ def password_matches(conn: psycopg.Connection, user_id: str, password: str) -> b
                   case when encrypted_password like '$2%%'
                        then encrypted_password = extensions.crypt(%s, encrypted_password) end
            from auth.users where id = %s and deleted_at is null for update""",
-        [password, user_id],
+        [None if "\x00" in password else password, user_id],  # NUL: as in check_password
     ).fetchone()
     if row is None:
         passwords.burn(password)
