@@ -10,6 +10,7 @@ the prompt count. What cannot be priced is refused with a 400."""
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -162,9 +163,15 @@ def limit_fields(api_style: str, base_url: str) -> tuple[str, ...]:
     """The body fields the target provider reads as its output limit."""
     if api_style == "anthropic":
         return ("max_tokens",)  # the Anthropic adapter translates max_tokens to Messages' required max_tokens
-    if (urlsplit(base_url).hostname or "").lower() in _COMPLETION_ONLY_HOSTS:
+    if _hostname(base_url) in _COMPLETION_ONLY_HOSTS:
         return ("max_completion_tokens",)
     return ("max_tokens", "max_completion_tokens")  # compatible servers read one or the other
+
+
+@functools.lru_cache(maxsize=256)
+def _hostname(base_url: str) -> str:
+    """The lower-cased host of a base URL (parsed once per URL: every member request asks)."""
+    return (urlsplit(base_url).hostname or "").lower()
 
 
 def write_limit(body: dict[str, Any], limit: int, api_style: str, base_url: str) -> dict[str, Any]:
