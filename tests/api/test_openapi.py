@@ -207,3 +207,24 @@ def test_unauthenticated_errors_match_their_documented_schema(client: FlaskClien
     schema = {**doc["components"]["schemas"][name], "components": doc["components"]}
     body = client.get(path).get_json()
     assert jsonschema_rs.validate(schema, body) is None
+
+
+MODEL_SAMPLES = ["openai/gpt-4o-mini", " gpt-4o ", "\x1cgpt\x85", "µi", "a b", "gp\u00e9t", "\ufeffgpt", "x" * 200,
+                 "", " ", "\x00", "m\x7f", "\u3000m\u3000"]
+MODEL_OPERATIONS = ["/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/messages",
+                    "/v1/messages/count_tokens"]
+
+
+@pytest.mark.parametrize("path", MODEL_OPERATIONS)
+def test_documented_model_id_is_the_one_the_routes_accept(path: str) -> None:
+    """The fuzzer's schema-valid bodies met 400 invalid_value on `model` ("µi"): the document allowed any
+    non-blank text while every route takes printable ASCII without spaces (surrounding whitespace ignored)."""
+    from webapp.services.chat_request import MODEL_NAME
+
+    doc = openapi_doc.document()
+    body = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    schema = body if "properties" in body else doc["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+    validator = jsonschema_rs.validator_for({**schema["properties"]["model"], "components": doc["components"]})
+    for sample in MODEL_SAMPLES:
+        accepted = bool(MODEL_NAME.fullmatch(sample.strip()))
+        assert validator.is_valid(sample) == accepted, (path, sample)

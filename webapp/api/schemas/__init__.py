@@ -23,6 +23,11 @@ from webapp.errors import AppError, ValidationError
 # The patterns the hand-written parts of the document use for the same values (services/openapi_doc.py).
 NOT_BLANK_NO_NUL = r"^[^\x00]*[^\s\x00][^\x00]*$"
 NO_NUL = r"^[^\x00]*$"
+# A model id as every /v1 route takes it (services.chat_request.MODEL_NAME after str.strip()): printable ASCII, no
+# spaces, surrounded by any of the whitespace str.strip() removes (listed: each regex dialect's \s differs).
+_STRIPPED = r"[\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*"
+MODEL_ID = rf"^{_STRIPPED}[!-~]{{1,200}}{_STRIPPED}$"
+MODEL_ID_MESSAGE = "A model id: 1 to 200 printable ASCII characters, no spaces."
 MAX_TOKENS_CEILING = 262_144  # Settings.max_tokens_ceiling's default; the live ceiling is enforced on top
 
 B = TypeVar("B", bound=BaseModel)
@@ -77,6 +82,8 @@ def _message(err: Any) -> str:
     msg = str(err.get("msg") or "invalid value")
     if err.get("type") == "extra_forbidden":
         return "Unknown field."
+    if err.get("type") == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == MODEL_ID:
+        return MODEL_ID_MESSAGE
     return msg[:1].upper() + msg[1:] + ("" if msg.endswith(".") else ".")
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from webapp.api.schemas import MAX_TOKENS_CEILING, NOT_BLANK_NO_NUL, V1Body, V1Object
+from webapp.api.schemas import MAX_TOKENS_CEILING, MODEL_ID, V1Body, V1Object
 
 MAX_CHOICES = 128
 
@@ -39,7 +39,7 @@ class ChatStreamOptions(V1Object):
 class ChatCompletionRequest(V1Body):
     """OpenAI's chat-completions body. Fields Switchboard does not know pass through to the provider untouched."""
 
-    model: Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK_NO_NUL)] = Field(
+    model: Annotated[str, Field(min_length=1, max_length=200, pattern=MODEL_ID)] = Field(
         description="`model` (any provider serving it) or `provider/model`, such as `openai/gpt-4o-mini`. At most "
                     "200 characters.")
     messages: Annotated[list[ChatMessage], Field(min_length=1)] = Field(

@@ -10,11 +10,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from webapp.api.schemas import MAX_TOKENS_CEILING, NOT_BLANK_NO_NUL, V1Object
+from webapp.api.schemas import MAX_TOKENS_CEILING, MODEL_ID, NOT_BLANK_NO_NUL, V1Object
 
 MAX_MESSAGES = 1000
 MAX_BLOCKS = 1000
-ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK_NO_NUL,
+ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=MODEL_ID,
                                  description="A model id, or `provider/model` to pin a provider.")]
 
 

@@ -11,12 +11,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Discriminator, Field, Tag
 
-from webapp.api.schemas import MAX_TOKENS_CEILING, NOT_BLANK_NO_NUL, V1Body, V1Object, other_than
+from webapp.api.schemas import MAX_TOKENS_CEILING, MODEL_ID, V1Body, V1Object, other_than
 
 MAX_INPUT_ITEMS = 1000
 MAX_TOOLS = 128
 
-ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK_NO_NUL,
+ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=MODEL_ID,
                                  description="`model` (any provider serving it) or `provider/model`.")]
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 CallId = Annotated[str, Field(min_length=1, max_length=256)]
