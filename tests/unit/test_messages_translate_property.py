@@ -187,3 +187,9 @@ def test_tool_arguments_that_are_not_an_object_travel_as_sent() -> None:
                        {"prompt_tokens": 1, "completion_tokens": 1})
     assert msg["content"] == [{"type": "tool_use", "id": "c1", "name": "f", "input": {"arguments": "not json"}}]
     assert msg["stop_reason"] == "tool_use"
+
+
+def test_a_null_system_is_no_system_as_the_document_allows() -> None:
+    # The fuzzer's schema-valid {"system": null} met 400 ("`system` must be a string or an array of text blocks").
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "system": None}
+    assert mt.to_chat(body)["messages"] == [{"role": "user", "content": "hi"}]

@@ -235,7 +235,7 @@ def to_chat(body: Any) -> dict[str, Any]:
     _need(isinstance(messages, list) and bool(messages), "`messages` must be a non-empty array.", "messages")
     _need("max_tokens" in body, "`max_tokens` is required.", "max_tokens")
     chat: list[dict[str, Any]] = []
-    if "system" in body:
+    if body.get("system") is not None:  # null: no system prompt, as the document's nullable `system` says
         system = _system(body["system"])
         if system is not None:
             chat.append(system)
