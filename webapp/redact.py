@@ -114,25 +114,7 @@ class KeyRedactor:
                 memo[s] = done
             return s if done == s else done  # unchanged: this very string, as redact() returns it
 
-        def walk(v: Any) -> Any:
-            if isinstance(v, str):
-                return text(v)
-            if isinstance(v, dict):
-                out: dict[Any, Any] | None = None
-                for i, (k, x) in enumerate(v.items()):
-                    nk = text(k) if isinstance(k, str) else k
-                    nx = walk(x)
-                    if out is None and (nk is not k or nx is not x):
-                        out = dict(list(v.items())[:i])
-                    if out is not None:
-                        out[nk] = nx
-                return v if out is None else out
-            if isinstance(v, list):
-                items = [walk(x) for x in v]
-                return v if all(a is b for a, b in zip(items, v, strict=True)) else items
-            return v
-
-        return walk(value)
+        return redact_json(value, text)
 
     def blocks(self) -> list[str]:
         return [block for block, _ in self._blocks]
@@ -288,8 +270,24 @@ def map_json(value: Any, on_text: Callable[[tuple[Any, ...], str], str], on_key:
 
 
 def redact_json(value: Any, clean: Callable[[str], str]) -> Any:
-    """`value` (parsed JSON) with `clean` applied to every string, object keys included."""
-    return map_json(value, lambda _path, text: clean(text), clean)
+    """`value` (parsed JSON) with `clean` applied to every string, object keys included; unchanged parts are
+    returned as they are (no copy). `map_json` without the paths (no tuple built per value)."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        out: dict[Any, Any] | None = None
+        for i, (k, v) in enumerate(value.items()):
+            nk = clean(k) if isinstance(k, str) else k
+            nv = redact_json(v, clean)
+            if out is None and (nk is not k or nv is not v):
+                out = dict(list(value.items())[:i])
+            if out is not None:
+                out[nk] = nv
+        return value if out is None else out
+    if isinstance(value, list):
+        items = [redact_json(x, clean) for x in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
 
 
 class StreamRedactor:

@@ -1,6 +1,6 @@
-"""KeyRedactor.redact_json (the upstream answer scrub on the hot path) returns what the generic
-redact_json(value, redactor.redact) returns, object for object: the same strings redacted, unchanged parts the
-same objects."""
+"""KeyRedactor.redact_json (the upstream answer scrub on the hot path: the pathless walk, short strings skipped,
+answers remembered) returns what the path-keeping walk map_json with redactor.redact returns, object for object: the
+same strings redacted, unchanged parts the same objects."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from webapp.redact import REDACTED, redact_json, redactor_for
+from webapp.redact import REDACTED, map_json, redactor_for
 
 KEYS = ["sk-bench-admin-0123456789abcdef", "abcdef", "short7x", "exactly8"]
 
@@ -42,7 +42,8 @@ def _same(a: Any, b: Any, original: Any) -> None:
 def test_the_fast_walk_returns_what_the_generic_one_returns(case: tuple[str, Any]) -> None:
     key, value = case
     redactor = redactor_for(key)
-    _same(redactor.redact_json(value), redact_json(value, redactor.redact), value)
+    _same(redactor.redact_json(value), map_json(value, lambda _path, text: redactor.redact(text), redactor.redact),
+          value)
 
 
 def test_a_key_echoed_in_keys_values_and_lists_is_redacted() -> None:
