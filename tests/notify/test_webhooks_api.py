@@ -71,6 +71,8 @@ def test_rotate_makes_a_new_secret_shown_once(client: FlaskClient, make_user: An
     ({"event_types": {"a": 1}}, "event_types"),
     ({"event_types": ["api_key.created"] * 50}, "event_types"),
     ({"description": "x" * 201}, "description"),
+    ({"description": "\x1f" + "x" * 200}, "description"),  # maxLength counts what is sent, as the document says
+    ({"url": " https://93.184.216.34/" + "a" * 1978}, "url"),
     ({"description": ["x"]}, "description"),
     ({"secret": "whsec_mine"}, "body"),
 ])

@@ -99,7 +99,7 @@ def refuse_key(claims: Mapping[str, Any], what: str = "manage API keys") -> None
 def _name(value: Any, errors: dict[str, str], out: dict[str, Any]) -> None:
     if not isinstance(value, str) or not value.strip():
         errors["name"] = "Give the key a name (1 to 100 characters)."
-    elif len(value.strip()) > MAX_NAME:
+    elif len(value) > MAX_NAME:  # what was sent, as the document's maxLength counts it (surrounding spaces too)
         errors["name"] = "At most 100 characters."
     elif any(not ch.isprintable() for ch in value.strip()):
         errors["name"] = "Printable characters only."

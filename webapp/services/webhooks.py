@@ -117,7 +117,7 @@ def _url(value: Any, settings: Settings, errors: dict[str, str], out: dict[str, 
         errors["url"] = "The address that receives the webhooks, such as https://example.com/hooks."
         return
     url = value.strip()
-    if len(url) > MAX_URL:
+    if len(value) > MAX_URL:  # what was sent, as the document's maxLength counts it
         errors["url"] = f"At most {MAX_URL} characters."
         return
     if any(not ch.isprintable() or ch.isspace() for ch in url):
@@ -136,7 +136,7 @@ def _description(value: Any, errors: dict[str, str], out: dict[str, Any]) -> Non
         out["description"] = ""
     elif not isinstance(value, str):
         errors["description"] = "Text, at most 200 characters."
-    elif len(value.strip()) > MAX_DESCRIPTION:
+    elif len(value) > MAX_DESCRIPTION:  # what was sent, as the document's maxLength counts it
         errors["description"] = f"At most {MAX_DESCRIPTION} characters."
     elif any(not ch.isprintable() for ch in value.strip()):
         errors["description"] = "Printable characters only."
