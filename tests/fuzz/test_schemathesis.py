@@ -478,6 +478,12 @@ FINDINGS = [
                                              "messages": [{"role": "user", "content": "x"}]}, 400),
     ("POST", "/v1/chat/completions", False, {"model": "lmstudio/local-model", "metadata": {"task": "t" + NUL},
                                              "messages": [{"role": "user", "content": "x"}]}, 400),
+    # Over the documented maxLength but within it once stripped ("\x1f" is whitespace to str.strip()): accepted.
+    ("POST", "/api/teams", False, {"name": "\x1f" + "n" * 100, "slug": "never-made"}, 422),
+    ("POST", "/api/admin/users/{user}/credits", True, {"amount": 1, "reason": "\x1f" + "r" * 500}, 422),
+    ("PUT", "/api/user/settings", False, {"first_name": "\x1f" + "f" * 80}, 422),
+    ("PUT", "/api/user/settings", False, {"last_name": " " + "f" * 80}, 422),
+    ("POST", "/api/user/api-keys", False, {"name": "\x1f" + "k" * 100}, 422),
 ]
 
 

@@ -92,7 +92,7 @@ def validate_adjustment(payload: Any) -> tuple[int, str]:
         elif "amount" not in errors and amount != amount.quantize(Decimal(1) / MICRO):  # exact, even for 1E-999
             errors["amount"] = "At most 6 decimal places (1 micro-credit)."
     reason = payload.get("reason")
-    if not isinstance(reason, str) or not 1 <= len(reason.strip()) <= 500 or "\x00" in reason:
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 500 or "\x00" in reason:  # as sent
         errors["reason"] = "Say why (1 to 500 characters); it is kept in the ledger."
     if errors:
         raise ValidationError(errors)

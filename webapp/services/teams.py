@@ -133,7 +133,7 @@ def create_team(db: Database, claims: Mapping[str, Any], payload: Any) -> repo.T
     body = _body(payload)
     errors: dict[str, str] = {}
     name = body.get("name")
-    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100 or "\x00" in name:
+    if not isinstance(name, str) or not name.strip() or len(name) > 100 or "\x00" in name:  # maxLength: as sent
         errors["name"] = "1 to 100 characters."
     slug = body.get("slug")
     if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):
@@ -165,7 +165,7 @@ def rename(db: Database, claims: Mapping[str, Any], slug: Any, payload: Any) -> 
     """Owners and admins rename the team (`{"name"}`)."""
     _refuse_key(claims)
     name = _body(payload).get("name")
-    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100 or "\x00" in name:
+    if not isinstance(name, str) or not name.strip() or len(name) > 100 or "\x00" in name:  # maxLength: as sent
         raise ValidationError({"name": "1 to 100 characters."})
     with db.as_user(claims) as conn, _mapped():
         team = _team(conn, slug)

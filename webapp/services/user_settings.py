@@ -141,7 +141,7 @@ def validate(payload: Any, catalog: Catalog, offer: Offered | None = None) -> di
     for key in ("first_name", "last_name"):
         if key in payload:
             value = payload[key]
-            if not isinstance(value, str) or len(value.strip()) > 80:
+            if not isinstance(value, str) or len(value) > 80:  # the document's maxLength counts what was sent
                 errors[key] = "At most 80 characters."
             elif "\x00" in value:  # Postgres text cannot hold NUL
                 errors[key] = "No NUL characters."
