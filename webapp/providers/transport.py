@@ -16,7 +16,6 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import connection as urllib3_connection
@@ -343,7 +342,8 @@ def send(target: Target, method: str, url: str, *, headers: dict[str, str],
     held_secrets.add(target.api_key)  # so a log line that quotes this request is scrubbed of it too
     session = session_for(target)
     try:
-        resp = _send(session, method, url, headers, json_body, (target.connect_timeout, target.read_timeout))
+        resp = session.request(method, url, headers=headers, json=json_body, stream=True,
+                               allow_redirects=False, timeout=(target.connect_timeout, target.read_timeout))
     except UpstreamFailure:
         raise
     except requests.RequestException as exc:
@@ -354,45 +354,6 @@ def send(target: Target, method: str, url: str, *, headers: dict[str, str],
         raise _status_failure(resp, target, url)
     finally:
         resp.close()
-
-
-def _send(session: requests.Session, method: str, url: str, headers: dict[str, str],
-          json_body: dict[str, Any] | None, timeout: tuple[float, float]) -> requests.Response:
-    """What `session.request(method, url, headers=headers, json=json_body, stream=True, allow_redirects=False,
-    timeout=timeout)` sends, without its per-request merging of settings these sessions never use (trust_env is
-    off, no session params, auth, hooks or proxies, and their cookie jar stores nothing): the request is prepared
-    the same way (the URL once per distinct URL) and handed to the session's adapter."""
-    prepared = requests.PreparedRequest()
-    prepared.method = method.upper()
-    prepared.url = _prepared_url(url)
-    merged = CaseInsensitiveDict(session.headers)
-    merged.update(headers)
-    prepared.prepare_headers({k: v for k, v in merged.items() if v is not None})
-    prepared.prepare_body(None, None, json_body)
-    if "@" in prepared.url:  # credentials in the URL: Basic auth, as requests derives it
-        prepared.prepare_auth(None)
-    prepared.hooks = {"response": []}
-    adapter = session.get_adapter(prepared.url)
-    return adapter.send(prepared, stream=True, timeout=timeout, verify=session.verify, cert=session.cert,
-                        proxies={})
-
-
-_PREPARED_URLS: dict[str, str] = {}
-_PREPARED_URLS_MAX = 1024
-
-
-def _prepared_url(url: str) -> str:
-    """requests' normalised form of `url` (IDNA host, quoting), kept per URL: base URLs are few. A URL requests
-    refuses raises its error every time."""
-    done = _PREPARED_URLS.get(url)
-    if done is None:
-        probe = requests.PreparedRequest()
-        probe.prepare_url(url, None)
-        done = probe.url
-        if len(_PREPARED_URLS) >= _PREPARED_URLS_MAX:
-            _PREPARED_URLS.clear()
-        _PREPARED_URLS[url] = done
-    return done
 
 
 def _status_failure(resp: requests.Response, target: Target, url: str) -> UpstreamFailure:
