@@ -7,8 +7,10 @@ workers = int(os.environ.get("WEB_CONCURRENCY", max(2, multiprocessing.cpu_count
 worker_class = "gthread"
 # Measured (bench/streams_per_core.py): with 16 threads a worker serves 16 streams and everything else queues
 # behind them; with 512 threads one worker held 400 concurrent 20 s streams at 0.17 cores with short requests at
-# p50 12 ms. gevent held them too but short requests were ~10x slower at realistic token rates. 128 per worker.
-threads = int(os.environ.get("GUNICORN_THREADS", "128"))
+# p50 12 ms. gevent held them too but short requests were ~10x slower at realistic token rates. 256 per worker:
+# the kernel does not split connections evenly between workers, and with 128 the proxy benchmark's 200 open streams
+# on 2 workers left one worker out of threads in 4 of 5 runs (streams queued up to 10 s); with 256, 2 of 2 passed.
+threads = int(os.environ.get("GUNICORN_THREADS", "256"))
 worker_connections = 1000
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "180"))
 graceful_timeout = 30
