@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from webapp.api.v1 import _team_header as team_header  # the /v1 routes' rule for X-Switchboard-Team
+from webapp.api.v1 import team_header  # the /v1 routes' rule for X-Switchboard-Team
 from webapp.auth.guards import session_token_required, token_required
 from webapp.services import api_keys, csv_export, date_ranges, usage_export, user_account, user_requests, user_settings
 from webapp.services import keys as keys_service

@@ -56,7 +56,7 @@ def _byok_headers() -> ByokHeaders | None:
                        base_url=base_url)
 
 
-def _team_header() -> str | None:
+def team_header() -> str | None:
     """X-Switchboard-Team: the slug of a team to bill (the caller must be a member)."""
     raw = request.headers.get("X-Switchboard-Team", "").strip()
     if not raw:
@@ -100,7 +100,7 @@ def chat_completions() -> Any:
         raise AppError("The request body must be JSON.", code="invalid_json", status=400)
     parse(ChatCompletionRequest, body, v1=True)  # the declared shape; the gateway applies the operator's limits
     result = _gateway().chat(g.claims, body, request.headers.get("X-Switchboard-Task"), _byok_headers(),
-                             _team_header(), kind=embeddings_service.CHAT_KIND)
+                             team_header(), kind=embeddings_service.CHAT_KIND)
     return _answer(result.body, result.stream, result.receipt.headers(final=result.stream is None))
 
 
@@ -109,7 +109,7 @@ def chat_completions() -> Any:
 def messages() -> Any:
     """Anthropic's Messages API (JSON or SSE), run through the chat pipeline (services/messages_api.py)."""
     result = messages_api.create(_gateway(), g.claims, request.get_json(silent=True), request.headers.get(
-        "X-Switchboard-Task"), _byok_headers(), _team_header())
+        "X-Switchboard-Task"), _byok_headers(), team_header())
     return _answer(result.body, result.stream, result.headers)
 
 
@@ -117,7 +117,7 @@ def messages() -> Any:
 @token_required
 def messages_count_tokens() -> Any:
     """An estimate of a Messages request's input tokens (tiktoken, offline; nothing is charged)."""
-    counted = messages_api.count_tokens(_gateway(), g.claims, request.get_json(silent=True), _team_header())
+    counted = messages_api.count_tokens(_gateway(), g.claims, request.get_json(silent=True), team_header())
     resp = jsonify(counted)
     resp.headers["X-Switchboard-Token-Count"] = f"estimate; tiktoken {counted['encoding']}"
     return resp
@@ -128,7 +128,7 @@ def messages_count_tokens() -> Any:
 def responses() -> Any:
     """OpenAI's Responses API: passed through or translated (services/responses_api.py)."""
     result = responses_api.create(_gateway(), g.claims, request.get_json(silent=True),
-                                  request.headers.get("X-Switchboard-Task"), _byok_headers(), _team_header())
+                                  request.headers.get("X-Switchboard-Task"), _byok_headers(), team_header())
     return _answer(result.body, result.stream, result.headers)
 
 
@@ -136,7 +136,7 @@ def responses() -> Any:
 @token_required
 def stored_response(response_id: str) -> Any:
     """A response the provider keeps, read or deleted with the caller's own key (services/responses_api.py)."""
-    return jsonify(responses_api.stored(_gateway(), g.claims, response_id, _byok_headers(), _team_header(),
+    return jsonify(responses_api.stored(_gateway(), g.claims, response_id, _byok_headers(), team_header(),
                                         "DELETE" if request.method == "DELETE" else "GET"))
 
 
@@ -146,7 +146,7 @@ def embeddings() -> Any:
     """Embeddings, billed by input tokens (services/embeddings.py)."""
     headers, body = embeddings_service.create(_gateway(), g.claims, request.get_json(silent=True),
                                               request.headers.get("X-Switchboard-Task"), _byok_headers(),
-                                              _team_header())
+                                              team_header())
     resp = jsonify(body)
     resp.headers.update(headers)
     return resp
@@ -155,7 +155,7 @@ def embeddings() -> Any:
 @bp.get("/models", **_EXACT)
 @token_required
 def models() -> Any:
-    return jsonify({"object": "list", "data": _gateway().models(g.claims, _team_header())})
+    return jsonify({"object": "list", "data": _gateway().models(g.claims, team_header())})
 
 
 @bp.get("/models/<path:model_id>", **_EXACT)
@@ -163,7 +163,7 @@ def models() -> Any:
 def model(model_id: str) -> Any:
     """One model the caller can use now: `provider/model` (the id contains a slash) or a bare model id."""
     model_id = "/".join(p for p in model_id.split("/") if p)  # `models/x/` and `models/p//m` as sent by joiners
-    found = _gateway().model(g.claims, model_id, _team_header())
+    found = _gateway().model(g.claims, model_id, team_header())
     if found is None:
         raise AppError(f"The model '{model_id}' does not exist or you do not have access to it.",
                        code="model_not_found", status=404)

@@ -774,7 +774,7 @@ TAGS = [
 ]
 
 
-# X-Switchboard-Team (webapp/api/v1.py _team_header): surrounding whitespace is ignored and empty means absent.
+# X-Switchboard-Team (webapp/api/v1.py team_header): surrounding whitespace is ignored and empty means absent.
 TEAM_HEADER = _param(
     "X-Switchboard-Team", "header", string(pattern=r"^\s*([a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?)?\s*$"),
     "The slug of a team to bill (its wallet, keys and routing; you must be a member). Without it: the API key's "
